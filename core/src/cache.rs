@@ -1,0 +1,445 @@
+//! An LRU cache bounded by bytes, with an optional expiry per entry.
+//!
+//! Entries live in a slab with an intrusive doubly linked recency list (slot
+//! indices, not pointers), indexed by a `hashbrown::HashTable` so keys are
+//! looked up by `&str` without allocating. Every operation is O(1) apart from
+//! eviction, which removes as many entries as the budget requires.
+//!
+//! **Accounting.** An entry costs `key.len() + value.len()` bytes, like the
+//! original groupcache. [`Cache::bytes`] is exactly the sum over live entries
+//! and never exceeds [`Cache::max_bytes`] after an operation returns.
+//!
+//! **Expiry.** An expired entry is never returned: it is checked on access.
+//! Expired entries are also swept from a min-heap of deadlines, a few per
+//! insert and on [`Cache::sweep`], so they do not pin memory. The sweep takes
+//! the earliest deadline first, ties in the order the deadlines were set.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+const NIL: u32 = u32::MAX;
+/// Expired entries removed on each insert, so memory held by stale values is
+/// reclaimed as the cache is written even if nobody calls [`Cache::sweep`].
+const SWEEP_ON_INSERT: usize = 4;
+
+/// Counters of one cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Bytes held (key + value of every entry).
+    pub bytes: u64,
+    /// Entries held.
+    pub items: u64,
+    /// Lookups.
+    pub gets: u64,
+    /// Lookups that found a fresh entry.
+    pub hits: u64,
+    /// Entries removed to stay within the byte budget.
+    pub evictions: u64,
+    /// Entries removed because they expired.
+    pub expirations: u64,
+}
+
+/// A cache hit: the value (a cheap clone) and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The cached value.
+    pub value: Bytes,
+    /// When it stops being served, if ever.
+    pub expires: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    key: Box<str>,
+    value: Bytes,
+    expires: Option<Instant>,
+    prev: u32,
+    next: u32,
+    /// Sequence number of this entry's current expiry record (0: none), so
+    /// stale records in the expiry heap are recognised and skipped.
+    seq: u64,
+    live: bool,
+}
+
+/// LRU-by-bytes cache with per-entry expiry.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use bytes::Bytes;
+/// use groupcache_core::cache::Cache;
+///
+/// # #[allow(clippy::disallowed_methods)]
+/// let t0 = Instant::now();
+/// let mut c = Cache::new(64);
+/// c.insert("k", Bytes::from_static(b"v"), Some(t0 + Duration::from_secs(1)), t0);
+/// assert_eq!(c.get("k", t0).unwrap().value, "v");
+/// assert!(c.get("k", t0 + Duration::from_secs(1)).is_none()); // expired
+/// ```
+#[derive(Debug)]
+pub struct Cache {
+    max_bytes: usize,
+    bytes: usize,
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used: the next to evict.
+    tail: u32,
+    /// Deadlines as (when, sequence, slot); ties break by sequence, so the
+    /// sweep order depends only on the history of operations.
+    expiry: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    next_seq: u64,
+    stats: CacheStats,
+}
+
+impl Cache {
+    /// An empty cache holding at most `max_bytes` bytes.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            bytes: 0,
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            expiry: BinaryHeap::new(),
+            next_seq: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The byte budget.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Entries held now (expired entries not yet swept included).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True when the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            bytes: self.bytes as u64,
+            items: self.table.len() as u64,
+            ..self.stats
+        }
+    }
+
+    fn charge(key: &str, value: &[u8]) -> usize {
+        key.len() + value.len()
+    }
+
+    fn find(&self, key: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.table
+            .find(hash, |&i| &*self.slots[i as usize].key == key)
+            .copied()
+    }
+
+    /// Looks `key` up, marking it most recently used. An expired entry is
+    /// removed and not returned.
+    pub fn get(&mut self, key: &str, now: Instant) -> Option<Hit> {
+        self.stats.gets += 1;
+        let idx = self.find(key)?;
+        let slot = &self.slots[idx as usize];
+        if slot.expires.is_some_and(|t| t <= now) {
+            self.stats.expirations += 1;
+            self.remove_slot(idx);
+            return None;
+        }
+        self.stats.hits += 1;
+        self.touch(idx);
+        let slot = &self.slots[idx as usize];
+        Some(Hit {
+            value: slot.value.clone(),
+            expires: slot.expires,
+        })
+    }
+
+    /// True if a fresh entry for `key` is held; changes no recency or counter.
+    pub fn contains(&self, key: &str, now: Instant) -> bool {
+        self.find(key)
+            .is_some_and(|i| self.slots[i as usize].expires.is_none_or(|t| t > now))
+    }
+
+    /// Inserts or replaces `key`, marking it most recently used, then evicts
+    /// least recently used entries until the budget holds.
+    ///
+    /// Returns false (and drops any older value of `key`) when the entry alone
+    /// is larger than the whole budget or already expired.
+    pub fn insert(
+        &mut self,
+        key: &str,
+        value: Bytes,
+        expires: Option<Instant>,
+        now: Instant,
+    ) -> bool {
+        let charge = Self::charge(key, &value);
+        let existing = self.find(key);
+        if charge > self.max_bytes || expires.is_some_and(|t| t <= now) {
+            if let Some(idx) = existing {
+                self.remove_slot(idx);
+            }
+            return false;
+        }
+        let (idx, new_deadline) = match existing {
+            Some(idx) => {
+                let slot = &mut self.slots[idx as usize];
+                self.bytes = self.bytes - Self::charge(&slot.key, &slot.value) + charge;
+                slot.value = value;
+                let changed = slot.expires != expires;
+                slot.expires = expires;
+                self.touch(idx);
+                (idx, changed)
+            }
+            None => {
+                let idx = self.alloc(key, value, expires);
+                let hash = self.hasher.hash_one(key);
+                let (slots, hasher) = (&self.slots, &self.hasher);
+                self.table.insert_unique(hash, idx, |&i| {
+                    hasher.hash_one(&*slots[i as usize].key)
+                });
+                self.push_front(idx);
+                self.bytes += charge;
+                (idx, true)
+            }
+        };
+        if new_deadline {
+            self.next_seq += 1;
+            let seq = expires.map_or(0, |_| self.next_seq);
+            self.slots[idx as usize].seq = seq;
+            if let Some(t) = expires {
+                self.expiry.push(Reverse((t, seq, idx)));
+            }
+        }
+        self.sweep(now, SWEEP_ON_INSERT);
+        self.evict_to(self.max_bytes);
+        self.compact_expiry();
+        true
+    }
+
+    /// Removes `key`, returning its value if it was held (even if expired).
+    pub fn remove(&mut self, key: &str) -> Option<Bytes> {
+        let idx = self.find(key)?;
+        Some(self.remove_slot(idx))
+    }
+
+    /// Changes the budget, evicting entries if it shrank.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+        self.evict_to(max_bytes);
+    }
+
+    /// Removes up to `limit` expired entries; returns how many it removed.
+    pub fn sweep(&mut self, now: Instant, limit: usize) -> usize {
+        let mut removed = 0;
+        while removed < limit {
+            let Some(&Reverse((t, seq, idx))) = self.expiry.peek() else {
+                break;
+            };
+            if t > now {
+                break;
+            }
+            self.expiry.pop();
+            let slot = &self.slots[idx as usize];
+            if slot.live && slot.seq == seq {
+                self.stats.expirations += 1;
+                self.remove_slot(idx);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// The earliest expiry still pending, if any (possibly of an entry that
+    /// was since replaced; sweeping then finds nothing to do).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Keys from most to least recently used.
+    pub fn keys_by_recency(&self) -> Vec<&str> {
+        let mut out = Vec::with_capacity(self.len());
+        let mut i = self.head;
+        while i != NIL {
+            out.push(&*self.slots[i as usize].key);
+            i = self.slots[i as usize].next;
+        }
+        out
+    }
+
+    /// Checks every internal invariant; for tests and fuzzers.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut count = 0usize;
+        let mut bytes = 0usize;
+        let mut prev = NIL;
+        let mut i = self.head;
+        while i != NIL {
+            let s = self.slots.get(i as usize).ok_or("link out of range")?;
+            if !s.live {
+                return Err(format!("dead slot {i} linked"));
+            }
+            if s.prev != prev {
+                return Err(format!("slot {i} prev {} != {prev}", s.prev));
+            }
+            if self.find(&s.key) != Some(i) {
+                return Err(format!("key {:?} not indexed at {i}", s.key));
+            }
+            count += 1;
+            if count > self.slots.len() {
+                return Err("cycle in recency list".into());
+            }
+            bytes += Self::charge(&s.key, &s.value);
+            prev = i;
+            i = s.next;
+        }
+        if prev != self.tail {
+            return Err(format!("tail {} != last {prev}", self.tail));
+        }
+        if count != self.table.len() {
+            return Err(format!("list {count} != index {}", self.table.len()));
+        }
+        let live = self.slots.iter().filter(|s| s.live).count();
+        if live != count || self.slots.len() != live + self.free.len() {
+            return Err(format!(
+                "slots {} live {live} free {} listed {count}",
+                self.slots.len(),
+                self.free.len()
+            ));
+        }
+        if bytes != self.bytes {
+            return Err(format!("bytes {} != sum {bytes}", self.bytes));
+        }
+        if self.bytes > self.max_bytes {
+            return Err(format!("bytes {} over budget {}", self.bytes, self.max_bytes));
+        }
+        for s in self.slots.iter().filter(|s| s.live) {
+            if let Some(t) = s.expires {
+                let idx = self.find(&s.key).unwrap_or(NIL);
+                if !self.expiry.iter().any(|r| r.0 == (t, s.seq, idx)) {
+                    return Err(format!("key {:?} has no expiry record", s.key));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn alloc(&mut self, key: &str, value: Bytes, expires: Option<Instant>) -> u32 {
+        let slot = Slot {
+            key: key.into(),
+            value,
+            expires,
+            prev: NIL,
+            next: NIL,
+            seq: 0,
+            live: true,
+        };
+        match self.free.pop() {
+            Some(idx) => {
+                self.slots[idx as usize] = slot;
+                idx
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn remove_slot(&mut self, idx: u32) -> Bytes {
+        self.unlink(idx);
+        let hash = self.hasher.hash_one(&*self.slots[idx as usize].key);
+        if let Ok(e) = self.table.find_entry(hash, |&i| i == idx) {
+            e.remove();
+        }
+        let slot = &mut self.slots[idx as usize];
+        self.bytes -= Self::charge(&slot.key, &slot.value);
+        slot.live = false;
+        slot.seq = 0;
+        slot.key = Box::default();
+        slot.expires = None;
+        self.free.push(idx);
+        std::mem::take(&mut slot.value)
+    }
+
+    fn evict_to(&mut self, max: usize) {
+        while self.bytes > max && self.tail != NIL {
+            self.stats.evictions += 1;
+            self.remove_slot(self.tail);
+        }
+    }
+
+    /// Rebuilds the expiry heap when stale records outnumber live ones, so
+    /// repeated updates of one key cannot grow it without bound.
+    fn compact_expiry(&mut self) {
+        if self.expiry.len() <= 2 * self.table.len() + 16 {
+            return;
+        }
+        let slots = &self.slots;
+        self.expiry
+            .retain(|Reverse((_, seq, i))| {
+                let s = &slots[*i as usize];
+                s.live && s.seq == *seq
+            });
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let (prev, next) = {
+            let s = &self.slots[idx as usize];
+            (s.prev, s.next)
+        };
+        match prev {
+            NIL => self.head = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+        let s = &mut self.slots[idx as usize];
+        s.prev = NIL;
+        s.next = NIL;
+    }
+
+    fn push_front(&mut self, idx: u32) {
+        let old = self.head;
+        {
+            let s = &mut self.slots[idx as usize];
+            s.prev = NIL;
+            s.next = old;
+        }
+        match old {
+            NIL => self.tail = idx,
+            o => self.slots[o as usize].prev = idx,
+        }
+        self.head = idx;
+    }
+
+    fn touch(&mut self, idx: u32) {
+        if self.head != idx {
+            self.unlink(idx);
+            self.push_front(idx);
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Test helpers shared by the core's tests, the adapters' tests and the
+//! fuzzers (feature `testing`): the golden vectors made by the Go original,
+//! and a deterministic cluster simulator with a fake clock and in-memory
+//! links.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::node::{Config, ConnId, Error, Get, GetId, LoadError, LoadId, Node, Output};
+
+/// The golden vectors of `shared/vectors/go-needle-wire.json`.
+pub mod vectors {
+    use super::*;
+
+    /// One frame of the vectors.
+    #[derive(Debug, Clone)]
+    pub struct FrameVector {
+        /// True for a request, false for a response.
+        pub request: bool,
+        /// Request group.
+        pub group: String,
+        /// Request key.
+        pub key: String,
+        /// Response value.
+        pub value: Vec<u8>,
+        /// Response code.
+        pub code: i32,
+        /// The whole frame, header included.
+        pub frame: Vec<u8>,
+    }
+
+    /// One ring case: replicas, peers in order, and the owner of each key.
+    #[derive(Debug, Clone)]
+    pub struct RingVector {
+        /// Replicas per peer.
+        pub replicas: usize,
+        /// Peers in the order they were added.
+        pub peers: Vec<String>,
+        /// Key → owner.
+        pub owners: BTreeMap<String, String>,
+    }
+
+    /// Where the vectors are: `$GROUPCACHE_VECTORS`, or `shared/vectors/`
+    /// beside the repository.
+    pub fn path() -> PathBuf {
+        match std::env::var_os("GROUPCACHE_VECTORS") {
+            Some(p) => PathBuf::from(p),
+            None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/vectors/go-needle-wire.json"),
+        }
+    }
+
+    fn json() -> serde_json::Value {
+        let p = path();
+        let text = std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("cannot read vectors at {}: {e}", p.display()));
+        serde_json::from_str(&text).expect("vectors are JSON")
+    }
+
+    fn s(v: &serde_json::Value, k: &str) -> String {
+        v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+    }
+
+    /// Every frame vector.
+    pub fn frames() -> Vec<FrameVector> {
+        json()["frames"]
+            .as_array()
+            .expect("frames")
+            .iter()
+            .map(|f| FrameVector {
+                request: s(f, "kind") == "request",
+                group: s(f, "group"),
+                key: s(f, "key"),
+                value: hex::decode(s(f, "value_hex")).expect("value hex"),
+                code: f.get("code").and_then(|c| c.as_i64()).unwrap_or(0) as i32,
+                frame: hex::decode(s(f, "frame_hex")).expect("frame hex"),
+            })
+            .collect()
+    }
+
+    /// Every ring vector.
+    pub fn rings() -> Vec<RingVector> {
+        json()["rings"]
+            .as_array()
+            .expect("rings")
+            .iter()
+            .map(|r| RingVector {
+                replicas: r["replicas"].as_u64().expect("replicas") as usize,
+                peers: r["peers"]
+                    .as_array()
+                    .expect("peers")
+                    .iter()
+                    .map(|p| p.as_str().expect("peer").to_string())
+                    .collect(),
+                owners: r["owners"]
+                    .as_object()
+                    .expect("owners")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().expect("owner").to_string()))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// A loader of the simulator: `(group, key) -> value`.
+pub type SimLoader = Box<dyn FnMut(&str, &str) -> Result<Bytes, LoadError>>;
+
+#[derive(Debug)]
+enum Event {
+    Connected(usize, ConnId),
+    Data(usize, ConnId, Bytes),
+    Closed(usize, ConnId),
+    LoadDone(usize, LoadId, Result<Bytes, LoadError>),
+}
+
+/// How a stopped or partitioned node looks from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Connections are refused at once.
+    Refuse,
+    /// Connects never complete and bytes are lost: only timeouts tell.
+    Blackhole,
+}
+
+/// A node of the simulator.
+pub struct SimNode {
+    /// The state machine under test.
+    pub node: Node,
+    /// Its address in peer lists.
+    pub addr: String,
+    loader: SimLoader,
+}
+
+/// A deterministic cluster: nodes, in-memory links with latency, a fake
+/// clock, loaders that are counted, and faults.
+pub struct Sim {
+    /// The fake clock.
+    pub now: Instant,
+    /// The nodes, by index.
+    pub nodes: Vec<SimNode>,
+    /// One-way delay of every link.
+    pub latency: Duration,
+    /// Time a loader takes.
+    pub load_latency: Duration,
+    /// Every loader call: (node, group, key).
+    pub load_calls: Vec<(usize, String, String)>,
+    /// Finished gets: (node, get) → result.
+    pub results: HashMap<(usize, GetId), Result<Bytes, Error>>,
+    /// Nodes that are down, and how.
+    pub faults: HashMap<usize, Fault>,
+    /// Bytes sent per node (to count traffic).
+    pub sent_bytes: Vec<u64>,
+    events: BinaryHeap<Reverse<(Instant, u64)>>,
+    payloads: HashMap<u64, Event>,
+    seq: u64,
+    links: HashMap<(usize, ConnId), (usize, ConnId)>,
+    cut: HashSet<(usize, usize)>,
+    rng: u64,
+}
+
+impl Sim {
+    /// `n` nodes named `node-0:9000`…, each knowing all of them, with groups
+    /// added by `setup` and loaders made by `loader(i)`.
+    pub fn new(
+        n: usize,
+        mut config: impl FnMut(&str) -> Config,
+        mut setup: impl FnMut(&mut Node),
+        mut loader: impl FnMut(usize) -> SimLoader,
+    ) -> Self {
+        #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
+        let now = Instant::now();
+        let addrs: Vec<String> = (0..n).map(|i| format!("node-{i}:9000")).collect();
+        let nodes = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut node = Node::new(config(a));
+                node.set_peers(&addrs);
+                setup(&mut node);
+                SimNode {
+                    node,
+                    addr: a.clone(),
+                    loader: loader(i),
+                }
+            })
+            .collect();
+        Self {
+            now,
+            nodes,
+            latency: Duration::from_millis(1),
+            load_latency: Duration::from_millis(10),
+            load_calls: Vec::new(),
+            results: HashMap::new(),
+            faults: HashMap::new(),
+            sent_bytes: vec![0; n],
+            events: BinaryHeap::new(),
+            payloads: HashMap::new(),
+            seq: 0,
+            links: HashMap::new(),
+            cut: HashSet::new(),
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// Cuts the link between two nodes both ways: bytes are lost.
+    pub fn cut(&mut self, a: usize, b: usize) {
+        self.cut.insert((a, b));
+        self.cut.insert((b, a));
+    }
+
+    fn rand(&mut self) -> u64 {
+        // xorshift64: deterministic, good enough to split frames.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn schedule(&mut self, at: Instant, e: Event) {
+        self.seq += 1;
+        self.events.push(Reverse((at, self.seq)));
+        self.payloads.insert(self.seq, e);
+    }
+
+    /// Starts a get on node `i`: `Ok` if answered at once, else its id.
+    pub fn get(&mut self, i: usize, group: &str, key: &str) -> Result<Result<Bytes, Error>, GetId> {
+        let r = self.nodes[i].node.get(self.now, group, key);
+        self.drain(i);
+        match r {
+            Get::Ready(r) => Ok(r),
+            Get::Pending(id) => Err(id),
+        }
+    }
+
+    /// The result of a pending get, once finished.
+    pub fn result(&self, i: usize, id: GetId) -> Option<&Result<Bytes, Error>> {
+        self.results.get(&(i, id))
+    }
+
+    fn blocked(&self, from: usize, to: usize) -> bool {
+        self.faults.contains_key(&to) || self.cut.contains(&(from, to))
+    }
+
+    /// Carries out every output of node `i`.
+    pub fn drain(&mut self, i: usize) {
+        while let Some(o) = self.nodes[i].node.poll_output() {
+            let arrive = self.now + self.latency;
+            match o {
+                Output::Load { id, group, key } => {
+                    self.load_calls.push((i, group.to_string(), key.to_string()));
+                    let r = (self.nodes[i].loader)(&group, &key);
+                    self.schedule(self.now + self.load_latency, Event::LoadDone(i, id, r));
+                }
+                Output::Connect { conn, addr } => {
+                    let target = self.nodes.iter().position(|n| *n.addr == *addr);
+                    match target {
+                        Some(j) if !self.blocked(i, j) => {
+                            let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+                            match self.nodes[j].node.accept(self.now, ip) {
+                                Ok(cj) => {
+                                    self.links.insert((i, conn), (j, cj));
+                                    self.links.insert((j, cj), (i, conn));
+                                    self.schedule(arrive, Event::Connected(i, conn));
+                                }
+                                Err(_) => self.schedule(arrive, Event::Closed(i, conn)),
+                            }
+                        }
+                        Some(j) if self.faults.get(&j) == Some(&Fault::Blackhole) => {}
+                        Some(j) if self.cut.contains(&(i, j)) => {}
+                        _ => self.schedule(arrive, Event::Closed(i, conn)),
+                    }
+                }
+                Output::Send { conn, data } => {
+                    self.sent_bytes[i] += data.len() as u64;
+                    let Some(&(j, cj)) = self.links.get(&(i, conn)) else {
+                        continue;
+                    };
+                    if self.blocked(i, j) {
+                        continue;
+                    }
+                    // Deliver in random pieces to exercise the decoders.
+                    let mut rest = data;
+                    while !rest.is_empty() {
+                        let n = 1 + (self.rand() as usize % rest.len().min(64));
+                        let piece = rest.split_to(n.min(rest.len()));
+                        self.schedule(arrive, Event::Data(j, cj, piece));
+                    }
+                }
+                Output::Close { conn, .. } => {
+                    if let Some((j, cj)) = self.links.remove(&(i, conn)) {
+                        self.links.remove(&(j, cj));
+                        self.schedule(arrive, Event::Closed(j, cj));
+                    }
+                }
+                Output::Done { get, result } => {
+                    self.results.insert((i, get), result);
+                }
+            }
+        }
+    }
+
+    /// Advances the clock to the next event or timeout and handles it.
+    /// Returns false when nothing is scheduled before `until`.
+    pub fn step(&mut self, until: Instant) -> bool {
+        let next_event = self.events.peek().map(|Reverse((t, _))| *t);
+        let next_timer = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.node.poll_timeout().map(|t| (t, i)))
+            .min();
+        let take_event = match (next_event, next_timer) {
+            (None, None) => return false,
+            (Some(e), Some((t, _))) => e <= t,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        if take_event {
+            let Some(Reverse((at, seq))) = self.events.pop() else {
+                return false;
+            };
+            if at > until {
+                self.events.push(Reverse((at, seq)));
+                return false;
+            }
+            self.now = self.now.max(at);
+            let e = self.payloads.remove(&seq).expect("payload");
+            let now = self.now;
+            let i = match e {
+                Event::Connected(i, c) => {
+                    self.nodes[i].node.handle_connected(now, c);
+                    i
+                }
+                Event::Data(i, c, d) => {
+                    self.nodes[i].node.handle_data(now, c, &d);
+                    i
+                }
+                Event::Closed(i, c) => {
+                    self.links.remove(&(i, c));
+                    self.nodes[i].node.handle_closed(now, c);
+                    i
+                }
+                Event::LoadDone(i, id, r) => {
+                    self.nodes[i].node.handle_load(now, id, r);
+                    i
+                }
+            };
+            self.drain(i);
+        } else {
+            let (t, i) = next_timer.expect("timer");
+            if t > until {
+                return false;
+            }
+            self.now = self.now.max(t);
+            self.nodes[i].node.handle_timeout(self.now);
+            self.drain(i);
+        }
+        for n in &self.nodes {
+            if let Err(e) = n.node.validate() {
+                panic!("{}: invariant broken: {e}", n.addr);
+            }
+        }
+        true
+    }
+
+    /// Runs until `done()` holds or simulated time reaches `limit` from now.
+    /// Returns whether `done()` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let until = self.now + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if !self.step(until) {
+                self.now = self.now.max(until);
+                return done(self);
+            }
+        }
+    }
+
+    /// Runs for `d` of simulated time.
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+
+    /// Loader calls for one key across the cluster.
+    pub fn loads_of(&self, group: &str, key: &str) -> usize {
+        self.load_calls
+            .iter()
+            .filter(|(_, g, k)| g == group && k == key)
+            .count()
+    }
+}
