@@ -217,9 +217,8 @@ impl Cache {
                 let idx = self.alloc(key, value, expires);
                 let hash = self.hasher.hash_one(key);
                 let (slots, hasher) = (&self.slots, &self.hasher);
-                self.table.insert_unique(hash, idx, |&i| {
-                    hasher.hash_one(&*slots[i as usize].key)
-                });
+                self.table
+                    .insert_unique(hash, idx, |&i| hasher.hash_one(&*slots[i as usize].key));
                 self.push_front(idx);
                 self.bytes += charge;
                 (idx, true)
@@ -332,7 +331,10 @@ impl Cache {
             return Err(format!("bytes {} != sum {bytes}", self.bytes));
         }
         if self.bytes > self.max_bytes {
-            return Err(format!("bytes {} over budget {}", self.bytes, self.max_bytes));
+            return Err(format!(
+                "bytes {} over budget {}",
+                self.bytes, self.max_bytes
+            ));
         }
         for s in self.slots.iter().filter(|s| s.live) {
             if let Some(t) = s.expires {
@@ -397,11 +399,10 @@ impl Cache {
             return;
         }
         let slots = &self.slots;
-        self.expiry
-            .retain(|Reverse((_, seq, i))| {
-                let s = &slots[*i as usize];
-                s.live && s.seq == *seq
-            });
+        self.expiry.retain(|Reverse((_, seq, i))| {
+            let s = &slots[*i as usize];
+            s.live && s.seq == *seq
+        });
     }
 
     fn unlink(&mut self, idx: u32) {

@@ -304,6 +304,7 @@ struct Sent {
     group: Arc<str>,
     key: Arc<str>,
     token: u64,
+    asked_at: Instant,
     deadline: Instant,
 }
 
@@ -518,8 +519,8 @@ impl Node {
                 // A peer asks us because it thinks we own the key, while we
                 // are asking someone else: rings disagree. Load here rather
                 // than wait on a cycle of requests.
-                let needs_local = from_peer
-                    && g.flights.get(key).is_some_and(|f| f.state.local.is_none());
+                let needs_local =
+                    from_peer && g.flights.get(key).is_some_and(|f| f.state.local.is_none());
                 if needs_local {
                     let (name, key) = (g.name.clone(), key.into());
                     self.load_locally(name, key);
@@ -609,7 +610,11 @@ impl Node {
         let pool = self.pools.entry(peer.clone()).or_default();
         if pool.down_until.is_some_and(|t| t > now) {
             // Recently unreachable: do not wait for it again.
-            self.groups.get_mut(&group).expect("group").stats.peer_errors += 1;
+            self.groups
+                .get_mut(&group)
+                .expect("group")
+                .stats
+                .peer_errors += 1;
             self.load_locally(group, key);
             return;
         }
@@ -627,6 +632,7 @@ impl Node {
             group,
             key,
             token,
+            asked_at: now,
             deadline,
         });
         self.arm(deadline, Timer::Peer(peer.clone()));
@@ -727,9 +733,14 @@ impl Node {
         self.pump(now, &peer);
     }
 
-    fn on_response(&mut self, now: Instant, conn: ConnId, payload: &[u8]) -> Result<(), CloseReason> {
-        let resp = Response::decode_payload(payload)
-            .map_err(|e| CloseReason::Protocol(e.to_string()))?;
+    fn on_response(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), CloseReason> {
+        let resp =
+            Response::decode_payload(payload).map_err(|e| CloseReason::Protocol(e.to_string()))?;
         let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
@@ -748,19 +759,29 @@ impl Node {
             .is_some_and(|f| f.state.remote == Some(sent.token));
         if resp.code == CODE_OK {
             g.stats.peer_loads += 1;
-            let ttl = (resp.ttl_ms > 0).then(|| Duration::from_millis(resp.ttl_ms));
-            let expires = match (ttl, g.ttl) {
-                (Some(a), Some(b)) => Some(now + a.min(b)),
-                (a, b) => a.or(b).map(|t| now + t),
+            // Count the remaining TTL from when we asked, so a copy never
+            // outlives the owner's.
+            let remote =
+                (resp.ttl_ms > 0).then(|| sent.asked_at + Duration::from_millis(resp.ttl_ms));
+            let local = g.ttl.map(|t| now + t);
+            let expires = match (remote, local) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
             g.hot.insert(&sent.key, resp.value.clone(), expires, now);
             if current {
                 self.land(now, &sent.group, &sent.key, Ok((resp.value, expires)));
             }
-        } else if resp.not_found {
+        } else if resp.code == CODE_ERROR && (resp.not_found || resp.load_failed) {
+            // The owner's loader answered: that answer is final.
             if current {
-                let msg = String::from_utf8_lossy(&resp.value);
-                self.land(now, &sent.group, &sent.key, Err(Error::NotFound(msg.into())));
+                let msg: Arc<str> = String::from_utf8_lossy(&resp.value).into();
+                let e = if resp.not_found {
+                    Error::NotFound(msg)
+                } else {
+                    Error::Load(msg)
+                };
+                self.land(now, &sent.group, &sent.key, Err(e));
             }
         } else {
             self.peer_failed(sent);
@@ -819,7 +840,12 @@ impl Node {
         Ok(conn)
     }
 
-    fn on_request(&mut self, now: Instant, conn: ConnId, payload: &[u8]) -> Result<(), CloseReason> {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), CloseReason> {
         let req =
             Request::decode_payload(payload).map_err(|e| CloseReason::Protocol(e.to_string()))?;
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
@@ -841,10 +867,18 @@ impl Node {
             return Ok(());
         };
         g.stats.server_requests += 1;
-        let hit = g.main.get(&req.key, now).or_else(|| g.hot.get(&req.key, now));
+        let hit = g
+            .main
+            .get(&req.key, now)
+            .or_else(|| g.hot.get(&req.key, now));
         if let Some(hit) = hit {
             g.stats.cache_hits += 1;
-            self.answer(now, conn, seq, ok_response(hit.value, hit.expires, now, req.ext));
+            self.answer(
+                now,
+                conn,
+                seq,
+                ok_response(hit.value, hit.expires, now, req.ext),
+            );
             return Ok(());
         }
         let w = Waiter::Serve {
@@ -1134,8 +1168,12 @@ impl Node {
     /// Checks internal invariants; for tests and fuzzers.
     pub fn validate(&self) -> Result<(), String> {
         for g in self.groups.values() {
-            g.main.validate().map_err(|e| format!("{} main: {e}", g.name))?;
-            g.hot.validate().map_err(|e| format!("{} hot: {e}", g.name))?;
+            g.main
+                .validate()
+                .map_err(|e| format!("{} main: {e}", g.name))?;
+            g.hot
+                .validate()
+                .map_err(|e| format!("{} hot: {e}", g.name))?;
         }
         for g in self.groups.values() {
             for key in g.flights.keys() {
@@ -1150,7 +1188,11 @@ impl Node {
                 }
             }
         }
-        let inbound = self.conns.values().filter(|c| matches!(c, Conn::In(_))).count();
+        let inbound = self
+            .conns
+            .values()
+            .filter(|c| matches!(c, Conn::In(_)))
+            .count();
         if inbound != self.inbound {
             return Err(format!("inbound count {} != {inbound}", self.inbound));
         }
@@ -1200,6 +1242,7 @@ fn ok_response(value: Bytes, expires: Option<Instant>, now: Instant, ext: bool) 
         ttl_ms,
         not_found: false,
         pipelining: ext,
+        load_failed: false,
     }
 }
 
@@ -1214,5 +1257,6 @@ fn error_response(e: &Error, ext: bool) -> Response {
         ttl_ms: 0,
         not_found: ext && matches!(e, Error::NotFound(_)),
         pipelining: ext,
+        load_failed: ext && matches!(e, Error::Load(_)),
     }
 }

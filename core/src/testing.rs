@@ -253,7 +253,8 @@ impl Sim {
             let arrive = self.now + self.latency;
             match o {
                 Output::Load { id, group, key } => {
-                    self.load_calls.push((i, group.to_string(), key.to_string()));
+                    self.load_calls
+                        .push((i, group.to_string(), key.to_string()));
                     let r = (self.nodes[i].loader)(&group, &key);
                     self.schedule(self.now + self.load_latency, Event::LoadDone(i, id, r));
                 }

@@ -57,6 +57,10 @@ pub struct Response {
     /// Extension: this server answers pipelined requests, in order.
     #[prost(bool, tag = "5")]
     pub pipelining: bool,
+    /// Extension: the owner's loader failed (code 500); the requester must
+    /// not load the key itself, which would only hit the origin again.
+    #[prost(bool, tag = "6")]
+    pub load_failed: bool,
 }
 
 /// A payload that is not a valid message.

@@ -9,7 +9,11 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     Get(u8),
-    Insert { key: u8, len: usize, ttl: Option<u8> },
+    Insert {
+        key: u8,
+        len: usize,
+        ttl: Option<u8>,
+    },
     Remove(u8),
     Advance(u8),
     Budget(usize),
@@ -40,7 +44,10 @@ struct Model {
 
 impl Model {
     fn bytes(&self) -> usize {
-        self.entries.iter().map(|(k, v, _, _)| k.len() + v.len()).sum()
+        self.entries
+            .iter()
+            .map(|(k, v, _, _)| k.len() + v.len())
+            .sum()
     }
     fn pos(&self, key: &str) -> Option<usize> {
         self.entries.iter().position(|e| e.0 == key)
@@ -237,7 +244,12 @@ fn expired_entries_are_swept_on_insert() {
     let now = t0();
     let mut c = Cache::new(1000);
     for i in 0..8 {
-        c.insert(&format!("k{i}"), b("v"), Some(now + Duration::from_millis(1)), now);
+        c.insert(
+            &format!("k{i}"),
+            b("v"),
+            Some(now + Duration::from_millis(1)),
+            now,
+        );
     }
     let later = now + Duration::from_millis(5);
     c.insert("x", b("v"), None, later);
@@ -257,5 +269,8 @@ fn stats_count_gets_hits_and_evictions() {
     c.insert("b", b("1"), None, now);
     c.insert("c", b("1"), None, now);
     let s = c.stats();
-    assert_eq!((s.gets, s.hits, s.evictions, s.items, s.bytes), (2, 1, 1, 2, 4));
+    assert_eq!(
+        (s.gets, s.hits, s.evictions, s.items, s.bytes),
+        (2, 1, 1, 2, 4)
+    );
 }

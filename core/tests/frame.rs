@@ -12,7 +12,12 @@ fn decode_split(data: &[u8], cuts: &[usize], max: usize) -> Result<Vec<Vec<u8>>,
     let mut pos = 0;
     let mut i = 0;
     while pos < data.len() {
-        let n = cuts.get(i).copied().unwrap_or(1).max(1).min(data.len() - pos);
+        let n = cuts
+            .get(i)
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+            .min(data.len() - pos);
         i += 1;
         buf.extend_from_slice(&data[pos..pos + n]);
         pos += n;
