@@ -158,6 +158,34 @@ pub enum Error {
     Shutdown,
 }
 
+impl Error {
+    /// The outcome a response carries, for a client that asked `group`.
+    ///
+    /// ```
+    /// use groupcache_core::node::Error;
+    /// use groupcache_core::wire::Response;
+    ///
+    /// let r = Response { value: "630".into(), code: 200, ..Default::default() };
+    /// assert_eq!(Error::from_response("score", r), Ok("630".into()));
+    /// let r = Response { value: "no group".into(), code: 404, ..Default::default() };
+    /// assert_eq!(Error::from_response("x", r), Err(Error::NoGroup("x".into())));
+    /// ```
+    pub fn from_response(group: &str, resp: Response) -> Result<Bytes, Error> {
+        match resp.code {
+            CODE_OK => Ok(resp.value),
+            CODE_NO_GROUP => Err(Error::NoGroup(group.into())),
+            _ => {
+                let msg: Arc<str> = String::from_utf8_lossy(&resp.value).into();
+                Err(if resp.not_found {
+                    Error::NotFound(msg)
+                } else {
+                    Error::Load(msg)
+                })
+            }
+        }
+    }
+}
+
 /// What a loader reports for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadError {

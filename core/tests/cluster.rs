@@ -265,11 +265,19 @@ fn ttl_serves_until_just_before_expiry_and_reloads_at_it() {
     let round_trip = 2 * sim.latency + Duration::from_millis(1);
     let sent = sim.sent_bytes.clone();
     sim.run_until(loaded_at + ttl - round_trip - sim.now, |_| false);
-    assert_eq!(sim.get(0, GROUP, &key), Ok(Ok(value_of(&key))), "hot copy still fresh");
+    assert_eq!(
+        sim.get(0, GROUP, &key),
+        Ok(Ok(value_of(&key))),
+        "hot copy still fresh"
+    );
     let just_before = loaded_at + ttl - Duration::from_millis(1);
     sim.run_until(just_before - sim.now, |_| false);
     assert_eq!(sim.now, just_before);
-    assert_eq!(sim.get(1, GROUP, &key), Ok(Ok(value_of(&key))), "owner's copy still fresh");
+    assert_eq!(
+        sim.get(1, GROUP, &key),
+        Ok(Ok(value_of(&key))),
+        "owner's copy still fresh"
+    );
     assert_eq!(sim.sent_bytes, sent, "served without traffic");
     assert_eq!(sim.loads_of(GROUP, &key), 1);
     sim.run_for(Duration::from_millis(1));

@@ -1,0 +1,29 @@
+//! groupcache-driver: runs the sans-IO `groupcache-core` over TCP on any
+//! async runtime.
+//!
+//! Users do not pick this crate: they pick `groupcache-tokio` or
+//! `groupcache-async-std` (for async-std and smol), which implement
+//! [`Runtime`] and re-export this API. Everything the adapters share lives
+//! here once; every decision lives in the core.
+//!
+//! - [`Builder`] / [`Node`]: a member of the cluster, serving its peer port.
+//! - [`Client`]: asks a node for values without being a member.
+//! - [`Loader`]: how a group fetches a missing key.
+
+mod client;
+mod loader;
+mod node;
+mod runtime;
+pub mod sample;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use bytes::Bytes;
+pub use client::{Client, ClientError};
+pub use groupcache_core::node::{Error, GroupConfig, GroupStats, LoadError};
+pub use groupcache_core::{self as core, ring::HashFn};
+pub use ipnet::IpNet;
+pub use loader::{LoadFuture, Loader};
+pub use node::{Builder, Group, Node, StartError};
+pub use runtime::{timeout, Runtime};

@@ -1,0 +1,134 @@
+//! groupcache-rs on tokio.
+//!
+//! A distributed read-through cache: named groups, each with a byte budget,
+//! a TTL and a loader; every key has one owner on a consistent-hash ring; a
+//! miss is loaded once in the cluster. Peers speak go-needle/groupcache's
+//! protocol, so Rust and Go nodes can share a cluster.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use groupcache_tokio::{Builder, LoadError};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = Builder::new()
+//!     .listen("127.0.0.1:8001".parse()?)
+//!     .peers(["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"])
+//!     .group("score", 2 << 10, Some(Duration::from_secs(1024)), |key: String| async move {
+//!         match key.as_str() {
+//!             "Tom" => Ok("630"),
+//!             _ => Err(LoadError::NotFound(format!("{key} not exist"))),
+//!         }
+//!     })
+//!     .start()
+//!     .await?;
+//! let score = node.group("score").unwrap();
+//! println!("{:?}", score.get("Tom").await?);
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{tcp, TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+
+pub use groupcache_driver::{
+    core, Bytes, ClientError, Error, GroupConfig, GroupStats, HashFn, IpNet, LoadError, LoadFuture,
+    Loader, StartError,
+};
+
+/// The tokio runtime, as the driver sees it.
+#[derive(Clone, Debug)]
+pub struct Tokio {
+    handle: Handle,
+}
+
+impl Tokio {
+    /// The runtime this is called from.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime. Use [`Tokio::from_handle`] there.
+    pub fn current() -> Self {
+        Self {
+            handle: Handle::current(),
+        }
+    }
+
+    /// A given runtime.
+    pub fn from_handle(handle: Handle) -> Self {
+        Self { handle }
+    }
+}
+
+impl Default for Tokio {
+    fn default() -> Self {
+        Self::current()
+    }
+}
+
+impl groupcache_driver::Runtime for Tokio {
+    type Reader = Compat<tcp::OwnedReadHalf>;
+    type Writer = Compat<tcp::OwnedWriteHalf>;
+    type Listener = TcpListener;
+
+    fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.handle.spawn(fut));
+    }
+
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send + 'static {
+        tokio::time::sleep(d)
+    }
+
+    #[allow(clippy::manual_async_fn)] // the future must not borrow `self`
+    fn connect(
+        &self,
+        addr: String,
+    ) -> impl Future<Output = io::Result<(Self::Reader, Self::Writer)>> + Send + 'static {
+        async move { TcpStream::connect(addr).await.map(split) }
+    }
+
+    fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<Self::Listener>> + Send + 'static {
+        TcpListener::bind(addr)
+    }
+
+    fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    async fn accept(
+        &self,
+        listener: &Self::Listener,
+    ) -> io::Result<(Self::Reader, Self::Writer, SocketAddr)> {
+        let (s, peer) = listener.accept().await?;
+        let (r, w) = split(s);
+        Ok((r, w, peer))
+    }
+}
+
+fn split(s: TcpStream) -> (Compat<tcp::OwnedReadHalf>, Compat<tcp::OwnedWriteHalf>) {
+    // Small request/response frames: send them now, not after Nagle's delay.
+    let _ = s.set_nodelay(true);
+    let (r, w) = s.into_split();
+    (r.compat(), w.compat_write())
+}
+
+/// Configures a node; `Builder::new()` uses the current tokio runtime. See
+/// [`groupcache_driver::Builder`].
+pub type Builder = groupcache_driver::Builder<Tokio>;
+/// A running node; see [`groupcache_driver::Node`].
+pub type Node = groupcache_driver::Node<Tokio>;
+/// A handle on one group; see [`groupcache_driver::Group`].
+pub type Group = groupcache_driver::Group<Tokio>;
+/// A client for non-members; `Client::new(addr)` uses the current tokio
+/// runtime. See [`groupcache_driver::Client`].
+pub type Client = groupcache_driver::Client<Tokio>;

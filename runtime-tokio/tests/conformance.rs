@@ -1,0 +1,16 @@
+//! The shared adapter conformance suite, on tokio.
+
+use std::future::Future;
+
+use groupcache_tokio::Tokio;
+
+fn run(f: impl Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f);
+}
+
+groupcache_driver::conformance_tests!(run, Tokio::current());
