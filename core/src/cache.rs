@@ -336,10 +336,11 @@ impl Cache {
                 self.bytes, self.max_bytes
             ));
         }
-        for s in self.slots.iter().filter(|s| s.live) {
+        let records: std::collections::HashSet<(Instant, u64, u32)> =
+            self.expiry.iter().map(|r| r.0).collect();
+        for (idx, s) in self.slots.iter().enumerate().filter(|(_, s)| s.live) {
             if let Some(t) = s.expires {
-                let idx = self.find(&s.key).unwrap_or(NIL);
-                if !self.expiry.iter().any(|r| r.0 == (t, s.seq, idx)) {
+                if !records.contains(&(t, s.seq, idx as u32)) {
                     return Err(format!("key {:?} has no expiry record", s.key));
                 }
             }

@@ -484,6 +484,14 @@ impl Node {
         S: AsRef<str>,
     {
         self.ring.set_peers(peers);
+        // Forget idle pools of peers that left, so churn cannot grow them.
+        let ring = &self.ring;
+        self.pools.retain(|p, pool| {
+            !pool.conns.is_empty()
+                || !pool.backlog.is_empty()
+                || ring.peers().iter().any(|r| r == p)
+        });
+        self.trim_timers();
     }
 
     /// The ring in use.
@@ -1017,6 +1025,7 @@ impl Node {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.trim_timers();
         if let Some(reason) = reason {
             self.out.push_back(Output::Close { conn, reason });
         }
@@ -1043,14 +1052,24 @@ impl Node {
 
     fn arm(&mut self, at: Instant, t: Timer) {
         self.timers.push(Reverse((at, t)));
+        self.trim_timers();
+    }
+
+    fn trim_timers(&mut self) {
+        if self.timers.len() > self.timer_bound() {
+            self.rebuild_timers();
+        }
+    }
+
+    /// Most timer records kept before stale ones are dropped, so the heap
+    /// stays proportional to the connections and peers.
+    fn timer_bound(&self) -> usize {
+        4 * (self.conns.len() + self.pools.len()) + 64
     }
 
     fn arm_conn(&mut self, conn: ConnId) {
         if let Some(at) = self.conns.get(&conn).and_then(|c| self.conn_deadline(c)) {
             self.arm(at, Timer::Conn(conn));
-        }
-        if self.timers.len() > 4 * (self.conns.len() + self.pools.len()) + 64 {
-            self.rebuild_timers();
         }
     }
 
@@ -1215,6 +1234,9 @@ impl Node {
                     }
                 }
             }
+        }
+        if self.timers.len() > self.timer_bound() {
+            return Err(format!("{} timer records", self.timers.len()));
         }
         let inbound = self
             .conns

@@ -1,0 +1,349 @@
+//! Bodies of the cargo-fuzz targets. They live here so that the checked-in
+//! corpus is replayed by plain `cargo test` on stable
+//! (`core/tests/fuzz_corpus.rs`), and each target in `fuzz/` is one line.
+//!
+//! Every body panics on a broken property; a clean return means the input
+//! passed.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use arbitrary::Unstructured;
+use bytes::{Bytes, BytesMut};
+use prost::Message;
+
+use crate::frame::{decode_all, FrameDecoder};
+use crate::node::{Config, ConnId, Get, GetId, GroupConfig, LoadError, LoadId, Node, Output};
+use crate::testing::model::{CacheCheck, CacheOp};
+use crate::wire::{encode_frame, Request, Response};
+
+fn epoch() -> Instant {
+    #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
+    Instant::now()
+}
+
+/// Feeds bytes to the frame decoder in the splits the input chooses and
+/// compares with one-shot decoding. No frame exceeds the maximum and the
+/// buffer never grows beyond what arrived.
+pub fn frame_decoder(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let max = usize::from(u.arbitrary::<u16>().unwrap_or(0) % 4096);
+    let seed = u.arbitrary::<u64>().unwrap_or(1) | 1;
+    let stream = u.take_rest();
+    let whole = decode_all(stream, max);
+    let mut dec = FrameDecoder::new(max);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut err = None;
+    let mut pos = 0;
+    let mut rng = seed;
+    while pos < stream.len() && err.is_none() {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let n = 1 + (rng as usize % 32).min(stream.len() - pos - 1);
+        buf.extend_from_slice(&stream[pos..pos + n]);
+        pos += n;
+        assert!(
+            buf.capacity() <= 2 * stream.len() + 64,
+            "buffer grew to {} for {} bytes of input",
+            buf.capacity(),
+            stream.len()
+        );
+        loop {
+            match dec.decode(&mut buf) {
+                Ok(Some(f)) => {
+                    assert!(f.len() <= max, "frame of {} over max {max}", f.len());
+                    frames.push(f);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    match (whole, err) {
+        (Ok((all, _)), None) => assert_eq!(all, frames),
+        (Err(a), Some(b)) => assert_eq!(a, b),
+        (a, b) => panic!("one-shot {a:?} but incremental error {b:?}"),
+    }
+}
+
+/// Decodes arbitrary bytes as Request and Response: never a panic, and a
+/// decoded message re-encodes to bytes that decode to the same message.
+pub fn wire(data: &[u8]) {
+    if let Ok(req) = Request::decode_payload(data) {
+        let again = Request::decode_payload(&req.encode_to_vec()).expect("re-decodes");
+        assert_eq!(again, req);
+    }
+    if let Ok(resp) = Response::decode_payload(data) {
+        let again = Response::decode_payload(&resp.encode_to_vec()).expect("re-decodes");
+        assert_eq!(again, resp);
+    }
+}
+
+/// A sequence of cache operations checked against the model after every
+/// step.
+pub fn cache(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let max = usize::from(u.arbitrary::<u8>().unwrap_or(100));
+    let mut check = CacheCheck::new(max, epoch());
+    while !u.is_empty() {
+        let Ok(op) = cache_op(&mut u) else { break };
+        if let Err(e) = check.step(&op) {
+            panic!("{op:?}: {e}");
+        }
+    }
+}
+
+fn cache_op(u: &mut Unstructured<'_>) -> arbitrary::Result<CacheOp> {
+    Ok(match u.int_in_range(0..=12u8)? {
+        0..=3 => CacheOp::Get(u.int_in_range(0..=15)?),
+        4..=7 => CacheOp::Insert {
+            key: u.int_in_range(0..=15)?,
+            len: u.int_in_range(0..=60)?,
+            ttl: if u.arbitrary()? {
+                Some(u.int_in_range(1..=30)?)
+            } else {
+                None
+            },
+        },
+        8 => CacheOp::Remove(u.int_in_range(0..=15)?),
+        9 | 10 => CacheOp::Advance(u.int_in_range(0..=20)?),
+        11 => CacheOp::Budget(u.int_in_range(0..=300)?),
+        _ => CacheOp::Sweep(u.int_in_range(0..=8)?),
+    })
+}
+
+const SELF: &str = "self:1";
+const PEER: &str = "peer:1";
+const GROUPS: [&str; 3] = ["g", "h", "unknown"];
+const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+/// The node fuzzer's bookkeeping of what the node asked for.
+struct Harness {
+    node: Node,
+    now: Instant,
+    loads: Vec<LoadId>,
+    connecting: Vec<ConnId>,
+    inbound: Vec<ConnId>,
+    outbound: Vec<ConnId>,
+    gets: HashSet<GetId>,
+}
+
+impl Harness {
+    fn drain(&mut self) {
+        while let Some(o) = self.node.poll_output() {
+            match o {
+                Output::Load { id, .. } => self.loads.push(id),
+                Output::Connect { conn, .. } => self.connecting.push(conn),
+                Output::Send { conn, data } => {
+                    assert!(!data.is_empty(), "empty send");
+                    assert!(
+                        self.inbound.contains(&conn) || self.outbound.contains(&conn),
+                        "send on unknown {conn}"
+                    );
+                }
+                Output::Close { conn, .. } => self.forget(conn),
+                Output::Done { get, .. } => {
+                    assert!(self.gets.remove(&get), "{get} answered twice or unknown");
+                }
+            }
+        }
+        if let Err(e) = self.node.validate() {
+            panic!("invariant broken: {e}");
+        }
+        assert!(self.node.connections() <= self.inbound.len() + self.outbound.len() + self.connecting.len());
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        self.inbound.retain(|&c| c != conn);
+        self.outbound.retain(|&c| c != conn);
+        self.connecting.retain(|&c| c != conn);
+    }
+}
+
+fn pick<T: Copy>(u: &mut Unstructured<'_>, items: &[T]) -> arbitrary::Result<Option<T>> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(*u.choose(items)?))
+}
+
+/// A sequence of inputs to the node state machine (gets, bytes on
+/// connections, valid frames and garbage, load results, closes, time),
+/// with its invariants checked after every step. At the end every load is
+/// completed and time runs past every timeout: then every get must have
+/// been answered and the node must be idle (nothing leaks or wedges).
+pub fn node(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let mut cfg = Config::new(SELF);
+    cfg.max_frame = 512;
+    cfg.max_pipeline = 8;
+    cfg.max_conns_per_peer = 2;
+    cfg.max_inbound = 4;
+    let mut node = Node::new(cfg);
+    node.set_peers([SELF, PEER]);
+    node.add_group(GroupConfig::new("g", 256).ttl(Duration::from_secs(5)))
+        .unwrap();
+    node.add_group(GroupConfig::new("h", 1024)).unwrap();
+    let mut h = Harness {
+        node,
+        now: epoch(),
+        loads: Vec::new(),
+        connecting: Vec::new(),
+        inbound: Vec::new(),
+        outbound: Vec::new(),
+        gets: HashSet::new(),
+    };
+    let mut steps = 0;
+    while !u.is_empty() && steps < 400 {
+        steps += 1;
+        if step(&mut u, &mut h).is_err() {
+            break;
+        }
+        h.drain();
+    }
+    // Liveness: finish every load, let every timeout pass.
+    for _ in 0..64 {
+        for id in std::mem::take(&mut h.loads) {
+            let now = h.now;
+            h.node.handle_load(now, id, Ok(Bytes::from_static(b"v")));
+            h.drain();
+        }
+        h.now += Duration::from_secs(120);
+        let now = h.now;
+        h.node.handle_timeout(now);
+        h.drain();
+        if h.loads.is_empty() && h.gets.is_empty() && h.node.is_idle() {
+            break;
+        }
+    }
+    assert!(h.gets.is_empty(), "gets never answered: {:?}", h.gets);
+    assert!(h.node.is_idle(), "node not idle after every load and timeout");
+}
+
+fn request_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
+    let mut b = BytesMut::new();
+    let req = Request {
+        group: u.choose(&GROUPS)?.to_string(),
+        key: u.choose(&KEYS)?.to_string(),
+        from_peer: u.arbitrary()?,
+        ext: u.arbitrary()?,
+    };
+    encode_frame(&req, &mut b);
+    Ok(b)
+}
+
+fn response_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
+    let mut b = BytesMut::new();
+    let len = u.int_in_range(0..=8)?;
+    let resp = Response {
+        value: Bytes::copy_from_slice(u.bytes(len)?),
+        code: *u.choose(&[200, 404, 500, 0, -1, 302])?,
+        ttl_ms: u.int_in_range(0..=10_000)?,
+        not_found: u.arbitrary()?,
+        pipelining: u.arbitrary()?,
+        load_failed: u.arbitrary()?,
+    };
+    encode_frame(&resp, &mut b);
+    Ok(b)
+}
+
+/// Feeds `data` to `conn` in pieces the input chooses.
+fn feed(u: &mut Unstructured<'_>, h: &mut Harness, conn: ConnId, data: &[u8]) -> arbitrary::Result<()> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = u.int_in_range(1..=rest.len())?;
+        let now = h.now;
+        h.node.handle_data(now, conn, &rest[..n]);
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
+fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
+    let now = h.now;
+    match u.int_in_range(0..=12u8)? {
+        0 | 1 => {
+            let (g, k) = (*u.choose(&GROUPS)?, *u.choose(&KEYS)?);
+            if let Get::Pending(id) = h.node.get(now, g, k) {
+                assert!(h.gets.insert(id));
+            }
+        }
+        2 => {
+            if let Ok(c) = h.node.accept(now, IpAddr::V4(Ipv4Addr::LOCALHOST)) {
+                h.inbound.push(c);
+            }
+        }
+        3 => {
+            if let Some(c) = pick(u, &h.inbound)? {
+                let frame = request_bytes(u)?;
+                feed(u, h, c, &frame)?;
+            }
+        }
+        4 => {
+            if let Some(c) = pick(u, &h.outbound)? {
+                let frame = response_bytes(u)?;
+                feed(u, h, c, &frame)?;
+            }
+        }
+        5 => {
+            let all: Vec<ConnId> = h.inbound.iter().chain(&h.outbound).copied().collect();
+            if let Some(c) = pick(u, &all)? {
+                let n = u.int_in_range(0..=24)?;
+                let junk = u.bytes(n)?.to_vec();
+                feed(u, h, c, &junk)?;
+            }
+        }
+        6 | 7 => {
+            if !h.loads.is_empty() {
+                let i = u.choose_index(h.loads.len())?;
+                let id = h.loads.swap_remove(i);
+                let r = match u.int_in_range(0..=3u8)? {
+                    0 => Err(LoadError::NotFound("nf".into())),
+                    1 => Err(LoadError::Failed("boom".into())),
+                    _ => Ok(Bytes::from(vec![b'v'; u.int_in_range(0..=300)?])),
+                };
+                h.node.handle_load(now, id, r);
+            }
+        }
+        8 => {
+            let all: Vec<ConnId> = h
+                .inbound
+                .iter()
+                .chain(&h.outbound)
+                .chain(&h.connecting)
+                .copied()
+                .collect();
+            if let Some(c) = pick(u, &all)? {
+                h.forget(c);
+                h.node.handle_closed(now, c);
+            }
+        }
+        9 => {
+            if let Some(c) = pick(u, &h.connecting)? {
+                h.connecting.retain(|&x| x != c);
+                h.outbound.push(c);
+                h.node.handle_connected(now, c);
+            }
+        }
+        10 | 11 => {
+            h.now += Duration::from_millis(u64::from(u.arbitrary::<u16>()?));
+            let now = h.now;
+            h.node.handle_timeout(now);
+        }
+        _ => {
+            if u.ratio(1, 8)? {
+                h.node.shutdown(now);
+            } else {
+                let peers: &[&str] = u.choose(&[&[SELF, PEER][..], &[PEER], &[SELF], &[]])?;
+                h.node.set_peers(peers);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The golden vectors of `shared/vectors/go-needle-wire.json`, made by
+//! running the Go original.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One frame of the vectors.
+#[derive(Debug, Clone)]
+pub struct FrameVector {
+    /// True for a request, false for a response.
+    pub request: bool,
+    /// Request group.
+    pub group: String,
+    /// Request key.
+    pub key: String,
+    /// Response value.
+    pub value: Vec<u8>,
+    /// Response code.
+    pub code: i32,
+    /// The whole frame, header included.
+    pub frame: Vec<u8>,
+}
+
+/// One ring case: replicas, peers in order, and the owner of each key.
+#[derive(Debug, Clone)]
+pub struct RingVector {
+    /// Replicas per peer.
+    pub replicas: usize,
+    /// Peers in the order they were added.
+    pub peers: Vec<String>,
+    /// Key → owner.
+    pub owners: BTreeMap<String, String>,
+}
+
+/// Where the vectors are: `$GROUPCACHE_VECTORS`, or `shared/vectors/`
+/// beside the repository.
+pub fn path() -> PathBuf {
+    match std::env::var_os("GROUPCACHE_VECTORS") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/vectors/go-needle-wire.json"),
+    }
+}
+
+fn json() -> serde_json::Value {
+    let p = path();
+    let text = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("cannot read vectors at {}: {e}", p.display()));
+    serde_json::from_str(&text).expect("vectors are JSON")
+}
+
+fn s(v: &serde_json::Value, k: &str) -> String {
+    v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+}
+
+/// Every frame vector.
+pub fn frames() -> Vec<FrameVector> {
+    json()["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .map(|f| FrameVector {
+            request: s(f, "kind") == "request",
+            group: s(f, "group"),
+            key: s(f, "key"),
+            value: hex::decode(s(f, "value_hex")).expect("value hex"),
+            code: f.get("code").and_then(|c| c.as_i64()).unwrap_or(0) as i32,
+            frame: hex::decode(s(f, "frame_hex")).expect("frame hex"),
+        })
+        .collect()
+}
+
+/// Every ring vector.
+pub fn rings() -> Vec<RingVector> {
+    json()["rings"]
+        .as_array()
+        .expect("rings")
+        .iter()
+        .map(|r| RingVector {
+            replicas: r["replicas"].as_u64().expect("replicas") as usize,
+            peers: r["peers"]
+                .as_array()
+                .expect("peers")
+                .iter()
+                .map(|p| p.as_str().expect("peer").to_string())
+                .collect(),
+            owners: r["owners"]
+                .as_object()
+                .expect("owners")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().expect("owner").to_string()))
+                .collect(),
+        })
+        .collect()
+}
