@@ -1,0 +1,24 @@
+//! The original README's quick start on smol: three nodes, the sample
+//! groups, gets through different nodes, and which node loaded each value.
+//!
+//! Run: `cargo run -p groupcache-async-std --example smol_quickstart`
+
+use groupcache_async_std::{sample, AsyncIo};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    smol::block_on(async {
+        let rt = AsyncIo::smol();
+        let addrs = sample::default_addrs(&rt).await;
+        let nodes = sample::start_cluster(&rt, &addrs, |node, group, key| {
+            println!("  [SlowDB] node {node} loads {group}/{key}");
+        })
+        .await?;
+        for line in sample::run_script(&nodes).await {
+            println!("{line}");
+        }
+        for n in &nodes {
+            n.shutdown().await;
+        }
+        Ok(())
+    })
+}
