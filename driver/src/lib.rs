@@ -27,3 +27,26 @@ pub use ipnet::IpNet;
 pub use loader::{LoadFuture, Loader};
 pub use node::{Builder, Group, Node, StartError};
 pub use runtime::{timeout, Runtime};
+
+/// Declares an adapter crate's public API over its runtime type `$rt`: the
+/// re-exports and the `Builder`, `Node`, `Group` and `Client` aliases, so
+/// every adapter offers the same names.
+#[macro_export]
+macro_rules! adapter_api {
+    ($rt:ty) => {
+        pub use $crate::{
+            core, sample, Bytes, ClientError, Error, GroupConfig, GroupStats, HashFn, IpNet,
+            LoadError, LoadFuture, Loader, StartError,
+        };
+        /// Configures a node; `Builder::new()` uses the runtime's default
+        /// handle. See [`groupcache_driver::Builder`].
+        pub type Builder = $crate::Builder<$rt>;
+        /// A running node; see [`groupcache_driver::Node`].
+        pub type Node = $crate::Node<$rt>;
+        /// A handle on one group; see [`groupcache_driver::Group`].
+        pub type Group = $crate::Group<$rt>;
+        /// A client for non-members; `Client::new(addr)` uses the runtime's
+        /// default handle. See [`groupcache_driver::Client`].
+        pub type Client = $crate::Client<$rt>;
+    };
+}

@@ -39,11 +39,6 @@ use std::time::Duration;
 
 use async_net::{TcpListener, TcpStream};
 
-pub use groupcache_driver::{
-    core, sample, Bytes, ClientError, Error, GroupConfig, GroupStats, HashFn, IpNet, LoadError,
-    LoadFuture, Loader, StartError,
-};
-
 /// Which executor runs the node's tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,12 +150,4 @@ impl groupcache_driver::Runtime for AsyncIo {
     }
 }
 
-/// Configures a node; `Builder::new()` uses [`AsyncIo::default`]. See
-/// [`groupcache_driver::Builder`].
-pub type Builder = groupcache_driver::Builder<AsyncIo>;
-/// A running node; see [`groupcache_driver::Node`].
-pub type Node = groupcache_driver::Node<AsyncIo>;
-/// A handle on one group; see [`groupcache_driver::Group`].
-pub type Group = groupcache_driver::Group<AsyncIo>;
-/// A client for non-members; see [`groupcache_driver::Client`].
-pub type Client = groupcache_driver::Client<AsyncIo>;
+groupcache_driver::adapter_api!(AsyncIo);

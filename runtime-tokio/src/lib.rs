@@ -36,11 +36,6 @@ use tokio::net::{tcp, TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
-pub use groupcache_driver::{
-    core, Bytes, ClientError, Error, GroupConfig, GroupStats, HashFn, IpNet, LoadError, LoadFuture,
-    Loader, StartError,
-};
-
 /// The tokio runtime, as the driver sees it.
 #[derive(Clone, Debug)]
 pub struct Tokio {
@@ -122,13 +117,4 @@ fn split(s: TcpStream) -> (Compat<tcp::OwnedReadHalf>, Compat<tcp::OwnedWriteHal
     (r.compat(), w.compat_write())
 }
 
-/// Configures a node; `Builder::new()` uses the current tokio runtime. See
-/// [`groupcache_driver::Builder`].
-pub type Builder = groupcache_driver::Builder<Tokio>;
-/// A running node; see [`groupcache_driver::Node`].
-pub type Node = groupcache_driver::Node<Tokio>;
-/// A handle on one group; see [`groupcache_driver::Group`].
-pub type Group = groupcache_driver::Group<Tokio>;
-/// A client for non-members; `Client::new(addr)` uses the current tokio
-/// runtime. See [`groupcache_driver::Client`].
-pub type Client = groupcache_driver::Client<Tokio>;
+groupcache_driver::adapter_api!(Tokio);
