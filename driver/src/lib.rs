@@ -12,6 +12,8 @@
 
 mod client;
 mod loader;
+#[cfg(feature = "prometheus")]
+pub mod metrics;
 mod node;
 mod runtime;
 pub mod sample;

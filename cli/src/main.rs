@@ -1,0 +1,281 @@
+//! `groupcache`: serve a node, get a key, check ring placement, or run a
+//! demo cluster, without writing Rust.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::{Parser, Subcommand};
+use groupcache_cli::config::{GroupSpec, ServeConfig};
+use groupcache_cli::http;
+use groupcache_driver::core::ring::Ring;
+use groupcache_tokio::{sample, Client, Node, Tokio};
+
+/// A distributed read-through cache, wire-compatible with go-needle/groupcache.
+#[derive(Parser)]
+#[command(name = "groupcache", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node (peer port, and optionally an HTTP front) from flags and/or a TOML file.
+    Serve(ServeArgs),
+    /// Ask a node for one key; print the value, or the error and exit non-zero.
+    Get {
+        /// Peer address of any node, e.g. 127.0.0.1:8001.
+        #[arg(long)]
+        node: String,
+        /// Group name.
+        group: String,
+        /// Key.
+        key: String,
+    },
+    /// Print which peer owns each key (same placement as the Go original).
+    Ring {
+        /// Ring points per peer.
+        #[arg(long, default_value_t = 50)]
+        replicas: usize,
+        /// Peers in cluster order, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peers: Vec<String>,
+        /// Keys to place.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Start three nodes and the HTTP front with the sample data, run the
+    /// original README's requests, then serve until Ctrl-C.
+    Demo {
+        /// HTTP front address.
+        #[arg(long, default_value = "127.0.0.1:9999")]
+        http: SocketAddr,
+        /// Let the OS choose every port (instead of 8001-8003 and --http).
+        #[arg(long)]
+        any_port: bool,
+        /// Exit after the request script instead of serving.
+        #[arg(long)]
+        exit: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML file with the settings; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Peer port address.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// This node's name in peer lists (default: the listen address).
+    #[arg(long)]
+    self_addr: Option<String>,
+    /// Cluster members, this node included, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// A group as NAME:MAX_BYTES:TTL_SECS:ORIGIN, where ORIGIN is `sample`,
+    /// `dir:PATH` or `http://host/path/{key}`. Repeatable.
+    #[arg(long = "group", value_parser = GroupSpec::parse_flag)]
+    groups: Vec<GroupSpec>,
+    /// Serve the HTTP front (/api, /metrics, /healthz) on this address.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Ring points per peer.
+    #[arg(long)]
+    replicas: Option<usize>,
+}
+
+impl ServeArgs {
+    fn config(self) -> Result<ServeConfig, String> {
+        let mut c = match &self.config {
+            Some(p) => ServeConfig::from_file(p)?,
+            None => ServeConfig::default(),
+        };
+        c.listen = self.listen.or(c.listen);
+        c.self_addr = self.self_addr.or(c.self_addr);
+        c.http = self.http.or(c.http);
+        c.replicas = self.replicas.or(c.replicas);
+        if !self.peers.is_empty() {
+            c.peers = self.peers;
+        }
+        c.groups.extend(self.groups);
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Cmd::Ring {
+        replicas,
+        peers,
+        keys,
+    } = &cli.cmd
+    {
+        let ring = Ring::with_peers(*replicas, peers);
+        let mut out = std::io::stdout().lock();
+        for k in keys {
+            let _ = writeln!(out, "{k}\t{}", ring.owner(k).unwrap_or_default());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("groupcache: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Serve(args) => serve(args.config()?).await,
+            Cmd::Get { node, group, key } => get(&node, &group, &key).await,
+            Cmd::Demo {
+                http,
+                any_port,
+                exit,
+            } => demo(http, any_port, exit).await,
+            Cmd::Ring { .. } => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("groupcache: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Starts the HTTP front on `addr` in the background; returns its address.
+async fn start_front(addr: SocketAddr, api: Node, all: Vec<Node>) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("HTTP front on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = http::serve(listener, api, all, stop_signal()).await {
+            tracing::error!("HTTP front stopped: {e}");
+        }
+    });
+    Ok(bound)
+}
+
+async fn serve(cfg: ServeConfig) -> Result<(), String> {
+    let node = cfg.builder()?.start().await.map_err(|e| e.to_string())?;
+    println!(
+        "node {} listening on {}",
+        node.self_addr(),
+        node.local_addr()
+    );
+    if let Some(addr) = cfg.http {
+        let bound = start_front(addr, node.clone(), vec![node.clone()]).await?;
+        println!("http front on http://{bound}");
+    }
+    stop_signal().await;
+    eprintln!("groupcache: shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn get(node: &str, group: &str, key: &str) -> Result<(), String> {
+    let value = Client::new(node)
+        .get(group, key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&value)
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(|e| e.to_string())
+}
+
+async fn demo(http: SocketAddr, any_port: bool, exit: bool) -> Result<(), String> {
+    let rt = Tokio::current();
+    let addrs = if any_port {
+        vec![SocketAddr::from(([127, 0, 0, 1], 0)); 3]
+    } else {
+        sample::default_addrs(&rt).await
+    };
+    let loaded: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+    let log = loaded.clone();
+    let nodes = sample::start_cluster(&rt, &addrs, move |node, group, key| {
+        log.lock().unwrap().push((format!("{group}/{key}"), node));
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    for (i, n) in nodes.iter().enumerate() {
+        println!("node {i}: {}", n.self_addr());
+    }
+    let http = if any_port {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    } else {
+        http
+    };
+    let front = start_front(http, nodes[0].clone(), nodes.clone()).await?;
+    println!("http front: http://{front}/api?group=score&key=Tom  (also /metrics, /healthz)");
+    let client = reqwest::Client::new();
+    let mut seen = std::collections::HashSet::new();
+    for (group, key) in sample::SCRIPT {
+        let url = format!("http://{front}/api?group={group}&key={key}");
+        let (status, body) = match client.get(&url).send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => return Err(format!("GET {url}: {e}")),
+        };
+        let what = format!("{group}/{key}");
+        let loads: Vec<usize> = loaded
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k == what)
+            .map(|(_, n)| *n)
+            .collect();
+        let how = match loads[..] {
+            [] => "not loaded".to_string(),
+            [n] if seen.insert(what.clone()) => format!("loaded by node {n}"),
+            [n, ..] => format!("cached, loaded earlier by node {n}"),
+        };
+        println!(
+            "GET /api?group={group}&key={key} -> {status} {} ({how})",
+            body.trim_end()
+        );
+    }
+    if !exit {
+        println!("serving; Ctrl-C to stop");
+        stop_signal().await;
+    }
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}

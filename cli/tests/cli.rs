@@ -1,0 +1,229 @@
+//! The `groupcache` binary, run as a real process on OS-chosen ports.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use groupcache_driver::core::testing::vectors;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_groupcache");
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ring_matches_the_go_vectors() {
+    for v in vectors::rings() {
+        let peers = v.peers.join(",");
+        let replicas = v.replicas.to_string();
+        let mut args = vec!["ring", "--replicas", &replicas, "--peers", &peers];
+        let keys: Vec<&String> = v.owners.keys().collect();
+        args.extend(keys.iter().map(|k| k.as_str()));
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), keys.len());
+        for (line, key) in lines.iter().zip(&keys) {
+            assert_eq!(*line, format!("{key}\t{}", v.owners[*key]));
+        }
+    }
+}
+
+#[test]
+fn help_is_there_for_every_command() {
+    let (ok, out, _) = run(&["--help"]);
+    assert!(ok);
+    for cmd in ["serve", "get", "ring", "demo"] {
+        assert!(out.contains(cmd), "{out}");
+        let (ok, out, _) = run(&[cmd, "--help"]);
+        assert!(ok && out.contains("Usage: groupcache"), "{cmd}: {out}");
+    }
+}
+
+#[test]
+fn demo_runs_the_original_script() {
+    let (ok, out, err) = run(&["demo", "--any-port", "--exit"]);
+    assert!(ok, "{err}");
+    for want in [
+        "group=score&key=Tom -> 200 630 (loaded by node",
+        "group=score&key=Jack -> 200 589",
+        "group=score&key=Sam -> 200 567",
+        "group=age&key=Tom -> 200 15",
+        "group=age&key=Jack -> 200 17",
+        "group=age&key=Sam -> 200 15",
+        "group=score&key=Tom -> 200 630 (cached, loaded earlier by node",
+        "group=score&key=kkk -> 404 not found: kkk not exist",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn get_fails_with_a_clear_error_when_no_node_answers() {
+    // Bind then drop a listener: a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let node = format!("127.0.0.1:{port}");
+    let (ok, _, err) = run(&["get", "--node", &node, "score", "Tom"]);
+    assert!(!ok);
+    assert!(err.contains("connection to"), "{err}");
+}
+
+/// A tiny HTTP origin: `/data/{key}` answers "web-{key}", 404 for "missing".
+async fn origin() -> String {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    let app = axum::Router::new().route(
+        "/data/{key}",
+        axum::routing::get(|Path(key): Path<String>| async move {
+            if key == "missing" {
+                Err(StatusCode::NOT_FOUND)
+            } else {
+                Ok(format!("web-{key}"))
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    format!("http://{addr}/data/{{key}}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_http_front_metrics_and_origins() {
+    let tmp = std::env::temp_dir().join(format!("gc-cli-{}", std::process::id()));
+    let files = tmp.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("hello.txt"), "hello from disk").unwrap();
+    std::fs::write(tmp.join("secret"), "do not serve").unwrap();
+    let config = tmp.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\n\
+             [[group]]\nname = \"score\"\nmax_bytes = 2048\nttl_secs = 1024\norigin = \"sample\"\n\n\
+             [[group]]\nname = \"files\"\nmax_bytes = 65536\norigin = \"dir:{}\"\n",
+            files.display()
+        ),
+    )
+    .unwrap();
+    let web = format!("web:65536:0:{}", origin().await);
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--group", &web])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut peer, mut http) = (None, None);
+    while peer.is_none() || http.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("serve prints its addresses")
+            .unwrap()
+            .expect("serve is running");
+        if let Some(rest) = line.split(" listening on ").nth(1) {
+            peer = Some(rest.to_string());
+        }
+        if let Some(rest) = line.strip_prefix("http front on ") {
+            http = Some(rest.to_string());
+        }
+    }
+    let (peer, http) = (peer.unwrap(), http.unwrap());
+    let c = reqwest::Client::new();
+    let fetch = |path: String| {
+        let c = c.clone();
+        let url = format!("{http}{path}");
+        async move {
+            let r = c.get(&url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let ctype = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (status, ctype, r.text().await.unwrap())
+        }
+    };
+    let (s, ctype, body) = fetch("/api?group=score&key=Tom".into()).await;
+    assert_eq!(
+        (s, ctype.as_str(), body.as_str()),
+        (200, "application/octet-stream", "630")
+    );
+    let (s, _, body) = fetch("/api?group=score&key=kkk".into()).await;
+    assert_eq!(s, 404);
+    assert!(body.contains("kkk not exist"), "{body}");
+    let (s, _, body) = fetch("/api?group=nope&key=x".into()).await;
+    assert_eq!(s, 404);
+    assert!(body.contains("no group"), "{body}");
+    assert_eq!(fetch("/api?group=score".into()).await.0, 400);
+    // Directory origin, and path traversal attempts.
+    assert_eq!(
+        fetch("/api?group=files&key=hello.txt".into()).await.2,
+        "hello from disk"
+    );
+    for bad in [
+        "../secret",
+        "%2E%2E%2Fsecret",
+        "%2Fetc%2Fpasswd",
+        "a%2F..%2F..%2Fsecret",
+    ] {
+        let (s, _, body) = fetch(format!("/api?group=files&key={bad}")).await;
+        assert_eq!(s, 404, "{bad}");
+        assert!(body.contains("outside the directory"), "{bad}: {body}");
+        assert!(!body.contains("do not serve"));
+    }
+    // HTTP origin: values, and its 404 as "not found".
+    assert_eq!(fetch("/api?group=web&key=a%20b".into()).await.2, "web-a b");
+    let (s, _, body) = fetch("/api?group=web&key=missing".into()).await;
+    assert_eq!(s, 404, "{body}");
+    // Metrics and health.
+    let (s, _, metrics) = fetch("/metrics".into()).await;
+    assert_eq!(s, 200);
+    let gets = format!("groupcache_gets_total{{node=\"{peer}\",group=\"score\"}} 2");
+    assert!(metrics.contains(&gets), "{gets} not in\n{metrics}");
+    assert!(metrics.contains("groupcache_cache_items{"), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"));
+    assert_eq!(
+        fetch("/healthz".into()).await,
+        (200, "text/plain; charset=utf-8".into(), "ok\n".into())
+    );
+    // The `get` command against the node's peer port.
+    let out = Command::new(BIN)
+        .args(["get", "--node", &peer, "score", "Jack"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"589\n");
+    let out = Command::new(BIN)
+        .args(["get", "--node", &peer, "score", "kkk"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kkk not exist"));
+    // SIGTERM: a graceful stop with exit code 0.
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -1,0 +1,157 @@
+//! The stats of one or more nodes in the Prometheus text exposition format
+//! (OpenMetrics flavour), through the `prometheus-client` crate.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use groupcache_core::cache::CacheStats;
+
+use crate::{GroupStats, Node, Runtime};
+
+type GroupField = fn(&GroupStats) -> u64;
+type CacheField = fn(&CacheStats) -> u64;
+type PickCache = fn(&GroupStats) -> &CacheStats;
+
+const GROUP_COUNTERS: &[(&str, &str, GroupField)] = &[
+    ("groupcache_gets", "Gets from callers of this node.", |s| {
+        s.gets
+    }),
+    (
+        "groupcache_cache_hits",
+        "Gets and served requests answered from a cache.",
+        |s| s.cache_hits,
+    ),
+    (
+        "groupcache_peer_loads",
+        "Values fetched from their owner.",
+        |s| s.peer_loads,
+    ),
+    (
+        "groupcache_peer_errors",
+        "Peer requests that failed or timed out.",
+        |s| s.peer_errors,
+    ),
+    ("groupcache_loads", "Misses that had to be loaded.", |s| {
+        s.loads
+    }),
+    (
+        "groupcache_loads_deduped",
+        "Misses that joined a load under way.",
+        |s| s.loads_deduped,
+    ),
+    ("groupcache_local_loads", "Successful local loads.", |s| {
+        s.local_loads
+    }),
+    ("groupcache_local_load_errors", "Failed local loads.", |s| {
+        s.local_load_errs
+    }),
+    (
+        "groupcache_server_requests",
+        "Requests served to peers and clients.",
+        |s| s.server_requests,
+    ),
+];
+
+const CACHE_COUNTERS: &[(&str, &str, CacheField)] = &[
+    ("groupcache_cache_lookups", "Cache lookups.", |s| s.gets),
+    (
+        "groupcache_cache_lookup_hits",
+        "Cache lookups that found a fresh entry.",
+        |s| s.hits,
+    ),
+    (
+        "groupcache_cache_evictions",
+        "Entries evicted to stay within budget.",
+        |s| s.evictions,
+    ),
+    (
+        "groupcache_cache_expirations",
+        "Entries removed on expiry.",
+        |s| s.expirations,
+    ),
+];
+
+const CACHE_GAUGES: &[(&str, &str, CacheField)] = &[
+    ("groupcache_cache_bytes", "Bytes held (key + value).", |s| {
+        s.bytes
+    }),
+    ("groupcache_cache_items", "Entries held.", |s| s.items),
+];
+
+/// One scrape: (node, group, stats) rows taken at once.
+#[derive(Debug)]
+struct Snapshot(Vec<(String, String, GroupStats)>);
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        for (name, help, field) in GROUP_COUNTERS {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (node, group, s) in &self.0 {
+                let labels = [("node", node.as_str()), ("group", group.as_str())];
+                ConstCounter::new(field(s)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let kinds: [(&str, PickCache); 2] = [("main", |s| &s.main), ("hot", |s| &s.hot)];
+        for (name, help, field) in CACHE_COUNTERS.iter().chain(CACHE_GAUGES) {
+            let is_gauge = CACHE_GAUGES.iter().any(|g| g.0 == *name);
+            let kind = if is_gauge {
+                MetricType::Gauge
+            } else {
+                MetricType::Counter
+            };
+            let mut m = enc.encode_descriptor(name, help, None, kind)?;
+            for (node, group, s) in &self.0 {
+                for (cache, pick) in kinds {
+                    let labels = [
+                        ("node", node.as_str()),
+                        ("group", group.as_str()),
+                        ("cache", cache),
+                    ];
+                    let v = field(pick(s));
+                    let family = m.encode_family(&labels)?;
+                    if is_gauge {
+                        ConstGauge::new(v as i64).encode(family)?;
+                    } else {
+                        ConstCounter::new(v).encode(family)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The counters of every group of `nodes`, labelled by node and group, as
+/// Prometheus text.
+///
+/// ```no_run
+/// # fn demo<R: groupcache_driver::Runtime>(node: groupcache_driver::Node<R>) {
+/// let text = groupcache_driver::metrics::prometheus_text(&[node]);
+/// assert!(text.contains("groupcache_gets_total"));
+/// # }
+/// ```
+pub fn prometheus_text<R: Runtime>(nodes: &[Node<R>]) -> String {
+    let mut rows = Vec::new();
+    for n in nodes {
+        let addr = n.self_addr();
+        let mut groups = n.groups();
+        groups.sort();
+        for g in groups {
+            if let Some(s) = n.stats(&g) {
+                rows.push((addr.clone(), g, s));
+            }
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot(rows)));
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
