@@ -1165,6 +1165,11 @@ impl Node {
         while pool.backlog.front().is_some_and(|s| s.deadline <= now) {
             expired.extend(pool.backlog.pop_front());
         }
+        // Timer records may have been compacted to one per pool: re-arm for
+        // the new front, or its requests would wait forever.
+        if let Some(next) = pool.backlog.front().map(|s| s.deadline) {
+            self.arm(next, Timer::Peer(peer.clone()));
+        }
         for s in expired {
             self.peer_failed(s);
         }

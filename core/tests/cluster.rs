@@ -462,3 +462,42 @@ fn allowlist_and_connection_limit_refuse_at_accept() {
         Err(Refused::TooMany)
     );
 }
+
+#[test]
+fn queued_peer_requests_expire_even_after_timer_compaction() {
+    // Found by the node fuzzer: once timer records were compacted to one per
+    // peer, requests queued behind the first expiring one were never timed
+    // out, and their gets waited forever.
+    let mut sim = Sim::new(
+        2,
+        |a: &str| {
+            let mut c = Config::new(a);
+            c.connect_timeout = Duration::from_secs(10);
+            c.max_conns_per_peer = 1;
+            c
+        },
+        |n: &mut Node| n.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap(),
+        ok_loader,
+    );
+    sim.faults.insert(1, Fault::Blackhole);
+    let timeout = sim.nodes[0].node.config().request_timeout;
+    let mut pending = Vec::new();
+    for n in 0..100 {
+        let k = key_owned_by(&sim, 1, n);
+        pending.push((sim.now, sim.get(0, GROUP, &k).unwrap_err()));
+        sim.run_for(Duration::from_millis(10));
+    }
+    // Each get is answered by a local load once its own request times out.
+    for (asked, id) in pending {
+        let due = asked + timeout + sim.load_latency;
+        if due > sim.now {
+            sim.run_until(due - sim.now, |_| false);
+        }
+        assert_eq!(
+            sim.result(0, id).cloned().map(|r| r.is_ok()),
+            Some(true),
+            "{id} due at {:?}",
+            due - sim.now
+        );
+    }
+}

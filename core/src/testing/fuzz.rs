@@ -125,6 +125,9 @@ const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
 /// The node fuzzer's bookkeeping of what the node asked for.
 struct Harness {
+    /// Print every step and output (set `GROUPCACHE_FUZZ_TRACE` to debug a
+    /// crash).
+    trace: bool,
     node: Node,
     now: Instant,
     loads: Vec<LoadId>,
@@ -137,6 +140,9 @@ struct Harness {
 impl Harness {
     fn drain(&mut self) {
         while let Some(o) = self.node.poll_output() {
+            if self.trace {
+                eprintln!("  -> {o:?}");
+            }
             match o {
                 Output::Load { id, .. } => self.loads.push(id),
                 Output::Connect { conn, .. } => self.connecting.push(conn),
@@ -156,7 +162,10 @@ impl Harness {
         if let Err(e) = self.node.validate() {
             panic!("invariant broken: {e}");
         }
-        assert!(self.node.connections() <= self.inbound.len() + self.outbound.len() + self.connecting.len());
+        assert!(
+            self.node.connections()
+                <= self.inbound.len() + self.outbound.len() + self.connecting.len()
+        );
     }
 
     fn forget(&mut self, conn: ConnId) {
@@ -191,6 +200,7 @@ pub fn node(data: &[u8]) {
         .unwrap();
     node.add_group(GroupConfig::new("h", 1024)).unwrap();
     let mut h = Harness {
+        trace: std::env::var_os("GROUPCACHE_FUZZ_TRACE").is_some(),
         node,
         now: epoch(),
         loads: Vec::new(),
@@ -208,6 +218,9 @@ pub fn node(data: &[u8]) {
         h.drain();
     }
     // Liveness: finish every load, let every timeout pass.
+    if h.trace {
+        eprintln!("final phase: pending gets {:?}", h.gets);
+    }
     for _ in 0..64 {
         for id in std::mem::take(&mut h.loads) {
             let now = h.now;
@@ -223,7 +236,10 @@ pub fn node(data: &[u8]) {
         }
     }
     assert!(h.gets.is_empty(), "gets never answered: {:?}", h.gets);
-    assert!(h.node.is_idle(), "node not idle after every load and timeout");
+    assert!(
+        h.node.is_idle(),
+        "node not idle after every load and timeout"
+    );
 }
 
 fn request_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
@@ -254,7 +270,12 @@ fn response_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
 }
 
 /// Feeds `data` to `conn` in pieces the input chooses.
-fn feed(u: &mut Unstructured<'_>, h: &mut Harness, conn: ConnId, data: &[u8]) -> arbitrary::Result<()> {
+fn feed(
+    u: &mut Unstructured<'_>,
+    h: &mut Harness,
+    conn: ConnId,
+    data: &[u8],
+) -> arbitrary::Result<()> {
     let mut rest = data;
     while !rest.is_empty() {
         let n = u.int_in_range(1..=rest.len())?;
@@ -267,10 +288,21 @@ fn feed(u: &mut Unstructured<'_>, h: &mut Harness, conn: ConnId, data: &[u8]) ->
 
 fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
     let now = h.now;
-    match u.int_in_range(0..=12u8)? {
+    let op = u.int_in_range(0..=12u8)?;
+    if h.trace {
+        eprintln!(
+            "step op {op}: loads {:?} connecting {:?} in {:?} out {:?}",
+            h.loads, h.connecting, h.inbound, h.outbound
+        );
+    }
+    match op {
         0 | 1 => {
             let (g, k) = (*u.choose(&GROUPS)?, *u.choose(&KEYS)?);
-            if let Get::Pending(id) = h.node.get(now, g, k) {
+            let r = h.node.get(now, g, k);
+            if h.trace {
+                eprintln!("  get {g}/{k}: {r:?}");
+            }
+            if let Get::Pending(id) = r {
                 assert!(h.gets.insert(id));
             }
         }

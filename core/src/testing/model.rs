@@ -54,7 +54,10 @@ impl CacheModel {
     }
 
     fn bytes(&self) -> usize {
-        self.entries.iter().map(|(k, v, _, _)| k.len() + v.len()).sum()
+        self.entries
+            .iter()
+            .map(|(k, v, _, _)| k.len() + v.len())
+            .sum()
     }
 
     fn pos(&self, key: &str) -> Option<usize> {
