@@ -257,8 +257,9 @@ impl<R: Runtime> Builder<R> {
 }
 
 struct ConnHandle {
+    /// Bytes to write; dropping it ends the connection's task.
     tx: Sender<Bytes>,
-    /// Dropped to stop the connection's reader (and a pending connect).
+    /// Dropping it abandons a connect in progress.
     _kill: Sender<()>,
 }
 
@@ -378,21 +379,13 @@ impl<R: Runtime> Shared<R> {
 
     fn register(self: &Arc<Self>, st: &mut State, conn: ConnId, r: R::Reader, w: R::Writer) {
         let (tx, rx) = async_channel::unbounded();
-        let (kill, killed) = async_channel::bounded(1);
+        let (kill, _) = async_channel::bounded(1);
         st.conns.insert(conn, ConnHandle { tx, _kill: kill });
-        self.spawn_io(conn, r, w, rx, killed);
+        self.spawn_io(conn, r, w, rx);
     }
 
-    fn spawn_io(
-        self: &Arc<Self>,
-        conn: ConnId,
-        r: R::Reader,
-        w: R::Writer,
-        rx: Receiver<Bytes>,
-        killed: Receiver<()>,
-    ) {
-        self.rt.spawn(read_loop(self.clone(), conn, r, killed));
-        self.rt.spawn(write_loop(self.clone(), conn, w, rx));
+    fn spawn_io(self: &Arc<Self>, conn: ConnId, r: R::Reader, w: R::Writer, rx: Receiver<Bytes>) {
+        self.rt.spawn(conn_loop(self.clone(), conn, r, w, rx));
     }
 }
 
@@ -494,7 +487,7 @@ async fn connect<R: Runtime>(
         None => {}
         Some(Ok((r, w))) => {
             shared.input(|n, now| n.handle_connected(now, conn));
-            shared.spawn_io(conn, r, w, rx, killed);
+            shared.spawn_io(conn, r, w, rx);
         }
         Some(Err(e)) => {
             tracing::debug!(%conn, addr, "connect failed: {e}");
@@ -503,55 +496,58 @@ async fn connect<R: Runtime>(
     }
 }
 
-async fn read_loop<R: Runtime>(
+/// One task per connection. It feeds what it reads to the core and writes
+/// what the core sends on this connection; an answer to a request read here
+/// is written by the same task, without waking another. Ends when the core
+/// drops the connection (after its queued bytes are written), or on EOF, an
+/// IO error or a stalled write.
+async fn conn_loop<R: Runtime>(
     shared: Arc<Shared<R>>,
     conn: ConnId,
     mut r: R::Reader,
-    killed: Receiver<()>,
-) {
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        let read = async { Some(r.read(&mut buf).await) }
-            .or(async {
-                let _ = killed.recv().await;
-                None
-            })
-            .await;
-        match read {
-            // The core closed it and already knows.
-            None => return,
-            Some(Ok(0)) | Some(Err(_)) => {
-                shared.input(|n, now| n.handle_closed(now, conn));
-                return;
-            }
-            Some(Ok(len)) => shared.input(|n, now| n.handle_data(now, conn, &buf[..len])),
-        }
-    }
-}
-
-async fn write_loop<R: Runtime>(
-    shared: Arc<Shared<R>>,
-    conn: ConnId,
     mut w: R::Writer,
     rx: Receiver<Bytes>,
 ) {
-    // Ends when the core drops the sender (after the queued bytes are
-    // written) or a write fails or stalls.
-    while let Ok(data) = rx.recv().await {
-        let wrote = timeout(&shared.rt, shared.write_timeout, async {
-            w.write_all(&data).await?;
-            while let Ok(more) = rx.try_recv() {
-                w.write_all(&more).await?;
+    enum Event {
+        Read(io::Result<usize>),
+        Send(Bytes),
+        Dropped,
+    }
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut out = Vec::new();
+    loop {
+        let event = async { Event::Read(r.read(&mut buf).await) }
+            .or(async { rx.recv().await.map_or(Event::Dropped, Event::Send) })
+            .await;
+        match event {
+            Event::Read(Ok(0)) | Event::Read(Err(_)) => {
+                shared.input(|n, now| n.handle_closed(now, conn));
+                return;
             }
+            Event::Read(Ok(len)) => shared.input(|n, now| n.handle_data(now, conn, &buf[..len])),
+            Event::Send(data) => out.extend_from_slice(&data),
+            Event::Dropped => {
+                let _ = w.close().await;
+                return;
+            }
+        }
+        while let Ok(data) = rx.try_recv() {
+            out.extend_from_slice(&data);
+        }
+        if out.is_empty() {
+            continue;
+        }
+        let wrote = timeout(&shared.rt, shared.write_timeout, async {
+            w.write_all(&out).await?;
             w.flush().await
         })
         .await;
+        out.clear();
         if !matches!(wrote, Some(Ok(()))) {
             shared.input(|n, now| n.handle_closed(now, conn));
-            break;
+            return;
         }
     }
-    let _ = w.close().await;
 }
 
 /// A running groupcache node. Cloning it is cheap; every clone is the same
