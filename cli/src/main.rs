@@ -77,7 +77,8 @@ struct ServeArgs {
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
     /// A group as NAME:MAX_BYTES:TTL_SECS:ORIGIN, where ORIGIN is `sample`,
-    /// `dir:PATH` or `http://host/path/{key}`. Repeatable.
+    /// `dir:PATH`, `http://host/path/{key}` or `synthetic:SIZE` (made-up
+    /// values of SIZE bytes, for load tests). Repeatable.
     #[arg(long = "group", value_parser = GroupSpec::parse_flag)]
     groups: Vec<GroupSpec>,
     /// Serve the HTTP front (/api, /metrics, /healthz) on this address.

@@ -24,6 +24,8 @@ pub enum Origin {
     Dir(PathBuf),
     /// An HTTP URL with `{key}` where the key goes.
     Http(String),
+    /// Made-up values of a fixed size (the key, repeated): for load tests.
+    Synthetic(usize),
 }
 
 impl Origin {
@@ -36,6 +38,7 @@ impl Origin {
     /// assert!(Origin::parse("x", "sample").is_err()); // no sample table "x"
     /// assert!(Origin::parse("x", "http://origin/{key}").is_ok());
     /// assert!(Origin::parse("x", "http://origin/fixed").is_err()); // no {key}
+    /// assert!(Origin::parse("x", "synthetic:100").is_ok());
     /// ```
     pub fn parse(group: &str, spec: &str) -> Result<Self, String> {
         if spec == "sample" {
@@ -56,6 +59,12 @@ impl Origin {
             }
             return Ok(Origin::Dir(root));
         }
+        if let Some(size) = spec.strip_prefix("synthetic:") {
+            let size = size
+                .parse()
+                .map_err(|e| format!("origin {spec:?}: value size: {e}"))?;
+            return Ok(Origin::Synthetic(size));
+        }
         if spec.starts_with("http://") || spec.starts_with("https://") {
             if !spec.contains("{key}") {
                 return Err(format!("origin URL {spec:?} has no {{key}} placeholder"));
@@ -63,7 +72,7 @@ impl Origin {
             return Ok(Origin::Http(spec.to_string()));
         }
         Err(format!(
-            "unknown origin {spec:?}: use sample, dir:PATH or http://host/path/{{key}}"
+            "unknown origin {spec:?}: use sample, dir:PATH, http://host/path/{{key}} or synthetic:SIZE"
         ))
     }
 
@@ -78,6 +87,14 @@ impl Origin {
                     async move { read_file(&root, &key).await }
                 })
             }
+            Origin::Synthetic(size) => Box::new(move |key: String| {
+                let value: Vec<u8> = key
+                    .bytes()
+                    .chain(std::iter::repeat(b'.'))
+                    .take(size)
+                    .collect();
+                async move { Ok::<_, LoadError>(value) }
+            }),
             Origin::Http(template) => {
                 let client = reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))

@@ -401,6 +401,10 @@ pub struct Node {
     pools: HashMap<Arc<str>, Pool>,
     loads: HashMap<LoadId, (Arc<str>, Arc<str>)>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// The earliest live timer record of each connection. A connection's
+    /// deadline only ever moves later on the hot path, so most changes push
+    /// nothing; the record re-arms itself when it fires early.
+    armed: HashMap<ConnId, Instant>,
     out: VecDeque<Output>,
     next_id: u64,
     inbound: usize,
@@ -430,6 +434,7 @@ impl Node {
             pools: HashMap::new(),
             loads: HashMap::new(),
             timers: BinaryHeap::new(),
+            armed: HashMap::new(),
             out: VecDeque::new(),
             next_id: 0,
             inbound: 0,
@@ -746,7 +751,7 @@ impl Node {
                     last_active: now,
                 }),
             );
-            self.arm(deadline, Timer::Conn(conn));
+            self.arm_conn(conn);
             self.out.push_back(Output::Connect {
                 conn,
                 addr: peer.clone(),
@@ -938,10 +943,18 @@ impl Node {
         else {
             return;
         };
-        let mut frame = BytesMut::new();
-        encode_frame(&resp, &mut frame);
-        *slot = Some(frame.freeze());
         let mut data = BytesMut::new();
+        if seq == i.first_seq {
+            // The common case: the oldest answer is ready; encode it straight
+            // into the output instead of parking it in its slot.
+            encode_frame(&resp, &mut data);
+            i.slots.pop_front();
+            i.first_seq += 1;
+        } else {
+            let mut frame = BytesMut::new();
+            encode_frame(&resp, &mut frame);
+            *slot = Some(frame.freeze());
+        }
         while let Some(Some(_)) = i.slots.front() {
             let f = i.slots.pop_front().flatten().expect("checked");
             i.first_seq += 1;
@@ -1025,6 +1038,7 @@ impl Node {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.armed.remove(&conn);
         self.trim_timers();
         if let Some(reason) = reason {
             self.out.push_back(Output::Close { conn, reason });
@@ -1068,9 +1082,14 @@ impl Node {
     }
 
     fn arm_conn(&mut self, conn: ConnId) {
-        if let Some(at) = self.conns.get(&conn).and_then(|c| self.conn_deadline(c)) {
-            self.arm(at, Timer::Conn(conn));
+        let Some(at) = self.conns.get(&conn).and_then(|c| self.conn_deadline(c)) else {
+            return;
+        };
+        if self.armed.get(&conn).is_some_and(|&armed| armed <= at) {
+            return;
         }
+        self.armed.insert(conn, at);
+        self.arm(at, Timer::Conn(conn));
     }
 
     fn conn_deadline(&self, c: &Conn) -> Option<Instant> {
@@ -1092,9 +1111,11 @@ impl Node {
     /// Drops timer records that no longer match a deadline.
     fn rebuild_timers(&mut self) {
         let mut fresh = BinaryHeap::new();
+        self.armed.clear();
         for (&id, c) in &self.conns {
             if let Some(at) = self.conn_deadline(c) {
                 fresh.push(Reverse((at, Timer::Conn(id))));
+                self.armed.insert(id, at);
             }
         }
         for (peer, p) in &self.pools {
@@ -1126,11 +1147,15 @@ impl Node {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, t))) = self.timers.pop() else {
+            let Some(Reverse((at, t))) = self.timers.pop() else {
                 break;
             };
             match t {
                 Timer::Conn(id) => {
+                    if self.armed.get(&id) != Some(&at) {
+                        continue; // superseded by an earlier record
+                    }
+                    self.armed.remove(&id);
                     let Some(c) = self.conns.get(&id) else {
                         continue;
                     };
@@ -1138,6 +1163,7 @@ impl Node {
                         continue;
                     };
                     if deadline > now {
+                        self.arm_conn(id);
                         continue;
                     }
                     let busy = match c {
@@ -1242,6 +1268,14 @@ impl Node {
         }
         if self.timers.len() > self.timer_bound() {
             return Err(format!("{} timer records", self.timers.len()));
+        }
+        for (id, c) in &self.conns {
+            if let Some(d) = self.conn_deadline(c) {
+                match self.armed.get(id) {
+                    Some(&at) if at <= d => {}
+                    other => return Err(format!("{id} due at {d:?} but armed at {other:?}")),
+                }
+            }
         }
         let inbound = self
             .conns

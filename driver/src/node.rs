@@ -236,6 +236,7 @@ impl<R: Runtime> Builder<R> {
                 conns: HashMap::new(),
                 gets: HashMap::new(),
                 timer_at: None,
+                shutting_down: false,
             }),
             loaders,
             wake: wake_tx,
@@ -268,6 +269,8 @@ struct State {
     conns: HashMap<ConnId, ConnHandle>,
     gets: HashMap<GetId, Sender<Result<Bytes, Error>>>,
     timer_at: Option<Instant>,
+    /// Set by [`Node::shutdown`]: only then is idleness worth checking.
+    shutting_down: bool,
 }
 
 /// Work that must happen outside the lock: spawning tasks.
@@ -334,7 +337,7 @@ impl<R: Runtime> Shared<R> {
             st.timer_at = next;
             let _ = self.wake.try_send(());
         }
-        if st.node.is_idle() {
+        if st.shutting_down && st.node.is_idle() {
             let _ = self.idle.try_send(());
         }
         drop(st);
@@ -637,6 +640,7 @@ impl<R: Runtime> Node<R> {
     pub async fn shutdown(&self) {
         let _ = self.stop.try_send(());
         self.stop.close();
+        self.shared.lock().shutting_down = true;
         self.shared.input(|n, now| n.shutdown(now));
         let rt = self.shared.rt.clone();
         let idle = self.idle.clone();

@@ -1,0 +1,43 @@
+//! Shared helpers of the benches and the load tool: key sets and access
+//! patterns.
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+
+/// How keys are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dist {
+    /// Every key equally likely.
+    Uniform,
+    /// Zipf with exponent 1 (a few hot keys).
+    Zipf,
+}
+
+impl std::str::FromStr for Dist {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uniform" => Ok(Dist::Uniform),
+            "zipf" => Ok(Dist::Zipf),
+            _ => Err(format!("unknown distribution {s:?}: uniform or zipf")),
+        }
+    }
+}
+
+/// `n` keys of equal length: `key-00000000`, `key-00000001`, ...
+pub fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("key-{i:08}")).collect()
+}
+
+/// `len` indices into `0..n` drawn from `dist`, with a fixed seed so every
+/// run and every compared implementation sees the same sequence.
+pub fn pattern(n: usize, len: usize, dist: Dist, seed: u64) -> Vec<usize> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    match dist {
+        Dist::Uniform => (0..len).map(|_| rng.gen_range(0..n)).collect(),
+        Dist::Zipf => {
+            let z = Zipf::new(n as u64, 1.0).expect("valid zipf");
+            (0..len).map(|_| z.sample(&mut rng) as usize - 1).collect()
+        }
+    }
+}
