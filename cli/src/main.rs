@@ -17,6 +17,9 @@ use groupcache_tokio::{sample, Client, Node, Tokio};
 #[derive(Parser)]
 #[command(name = "groupcache", version, about)]
 struct Cli {
+    /// Worker threads (default: one per core; 1 runs everything on one thread).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -129,7 +132,17 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match cli.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Runtime::new(),
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("groupcache: cannot start the runtime: {e}");
