@@ -5,7 +5,7 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use groupcache_benches::keys;
@@ -49,10 +49,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = groupcache_benches::criterion(30);
     targets = bench
 }
 criterion_main!(benches);

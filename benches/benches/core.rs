@@ -3,7 +3,7 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -33,65 +33,51 @@ fn frames(c: &mut Criterion) {
             }
         })
     });
+    // Both decoders over the same bytes, whole and one byte at a time.
+    let ours = || {
+        let mut dec = FrameDecoder::new(1 << 20);
+        move |buf: &mut BytesMut| dec.decode(buf).unwrap().map(|f| f.len())
+    };
+    let theirs = || {
+        let mut dec = LengthDelimitedCodec::builder()
+            .length_field_length(8)
+            .little_endian()
+            .max_frame_length(1 << 20)
+            .new_codec();
+        move |buf: &mut BytesMut| dec.decode(buf).unwrap().map(|f| f.len())
+    };
     g.bench_function("decode_whole/groupcache", |b| {
-        b.iter(|| {
-            let mut dec = FrameDecoder::new(1 << 20);
-            let mut buf = BytesMut::from(&wire[..]);
-            let mut n = 0;
-            while let Some(f) = dec.decode(&mut buf).unwrap() {
-                n += f.len();
-            }
-            assert_eq!(n, 64 * 1024);
-        })
+        b.iter(|| decode_whole(&wire, ours()))
     });
     g.bench_function("decode_whole/tokio-util", |b| {
-        b.iter(|| {
-            let mut dec = LengthDelimitedCodec::builder()
-                .length_field_length(8)
-                .little_endian()
-                .max_frame_length(1 << 20)
-                .new_codec();
-            let mut buf = BytesMut::from(&wire[..]);
-            let mut n = 0;
-            while let Some(f) = dec.decode(&mut buf).unwrap() {
-                n += f.len();
-            }
-            assert_eq!(n, 64 * 1024);
-        })
+        b.iter(|| decode_whole(&wire, theirs()))
     });
     g.bench_function("decode_1byte_chunks/groupcache", |b| {
-        b.iter(|| {
-            let mut dec = FrameDecoder::new(1 << 20);
-            let mut buf = BytesMut::with_capacity(2048);
-            let mut n = 0;
-            for byte in wire.iter() {
-                buf.extend_from_slice(std::slice::from_ref(byte));
-                if let Some(f) = dec.decode(&mut buf).unwrap() {
-                    n += f.len();
-                }
-            }
-            assert_eq!(n, 64 * 1024);
-        })
+        b.iter(|| decode_bytewise(&wire, ours()))
     });
     g.bench_function("decode_1byte_chunks/tokio-util", |b| {
-        b.iter(|| {
-            let mut dec = LengthDelimitedCodec::builder()
-                .length_field_length(8)
-                .little_endian()
-                .max_frame_length(1 << 20)
-                .new_codec();
-            let mut buf = BytesMut::with_capacity(2048);
-            let mut n = 0;
-            for byte in wire.iter() {
-                buf.extend_from_slice(std::slice::from_ref(byte));
-                if let Some(f) = dec.decode(&mut buf).unwrap() {
-                    n += f.len();
-                }
-            }
-            assert_eq!(n, 64 * 1024);
-        })
+        b.iter(|| decode_bytewise(&wire, theirs()))
     });
     g.finish();
+}
+
+fn decode_whole(wire: &[u8], mut next: impl FnMut(&mut BytesMut) -> Option<usize>) {
+    let mut buf = BytesMut::from(wire);
+    let mut n = 0;
+    while let Some(len) = next(&mut buf) {
+        n += len;
+    }
+    assert_eq!(n, 64 * 1024);
+}
+
+fn decode_bytewise(wire: &[u8], mut next: impl FnMut(&mut BytesMut) -> Option<usize>) {
+    let mut buf = BytesMut::with_capacity(2048);
+    let mut n = 0;
+    for byte in wire {
+        buf.extend_from_slice(std::slice::from_ref(byte));
+        n += next(&mut buf).unwrap_or(0);
+    }
+    assert_eq!(n, 64 * 1024);
 }
 
 fn wire(c: &mut Criterion) {
@@ -223,10 +209,7 @@ fn node(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = groupcache_benches::criterion(30);
     targets = frames, wire, ring, node
 }
 criterion_main!(benches);

@@ -41,3 +41,12 @@ pub fn pattern(n: usize, len: usize, dist: Dist, seed: u64) -> Vec<usize> {
         }
     }
 }
+
+/// The criterion settings of every suite: short runs, sized for a 2-core
+/// machine (`sample_size` samples, 0.5 s warm-up, 2 s measurement).
+pub fn criterion(sample_size: usize) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(sample_size)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2))
+}
