@@ -7,10 +7,13 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
+use futures_lite::future::poll_fn;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use groupcache_core::node::{
     self as core, Config, ConnId, Get, GetId, GroupConfig, GroupStats, LoadError, LoadId, Output,
@@ -257,11 +260,64 @@ impl<R: Runtime> Builder<R> {
     }
 }
 
-struct ConnHandle {
-    /// Bytes to write; dropping it ends the connection's task.
-    tx: Sender<Bytes>,
-    /// Dropping it abandons a connect in progress.
-    _kill: Sender<()>,
+/// Bytes the core sends on one connection, waiting for its task to write
+/// them. A mutex-guarded buffer and a waker: nothing is allocated per send.
+#[derive(Default)]
+struct Outbox {
+    /// Pending bytes, and whether the core has dropped the connection.
+    state: Mutex<(Vec<u8>, bool)>,
+    waker: AtomicWaker,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, (Vec<u8>, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, data: &[u8]) {
+        self.lock().0.extend_from_slice(data);
+        self.waker.wake();
+    }
+
+    fn close(&self) {
+        self.lock().1 = true;
+        self.waker.wake();
+    }
+
+    /// Moves the pending bytes to the end of `out`, keeping both buffers'
+    /// capacity; returns whether the connection is closed.
+    fn take(&self, out: &mut Vec<u8>) -> bool {
+        let mut s = self.lock();
+        if out.is_empty() {
+            std::mem::swap(&mut s.0, out);
+        } else {
+            out.extend_from_slice(&s.0);
+            s.0.clear();
+        }
+        s.1
+    }
+
+    /// Ready when there are bytes to write (moved into `out`) or the
+    /// connection is closed.
+    fn poll_ready(&self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        let closed = self.take(out);
+        if closed || !out.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// The core's hold on a connection: dropping it closes the connection once
+/// its pending bytes are written (or abandons a connect in progress).
+struct ConnHandle(Arc<Outbox>);
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 struct State {
@@ -276,7 +332,7 @@ struct State {
 /// Work that must happen outside the lock: spawning tasks.
 enum Action {
     Load(LoadId, Arc<str>, Arc<str>),
-    Connect(ConnId, Arc<str>, Receiver<Bytes>, Receiver<()>),
+    Connect(ConnId, Arc<str>, Arc<Outbox>),
 }
 
 struct Shared<R: Runtime> {
@@ -311,7 +367,7 @@ impl<R: Runtime> Shared<R> {
             match o {
                 Output::Send { conn, data } => {
                     if let Some(c) = st.conns.get(&conn) {
-                        let _ = c.tx.try_send(data);
+                        c.0.push(&data);
                     }
                 }
                 Output::Close { conn, reason } => {
@@ -325,10 +381,9 @@ impl<R: Runtime> Shared<R> {
                 }
                 Output::Load { id, group, key } => actions.push(Action::Load(id, group, key)),
                 Output::Connect { conn, addr } => {
-                    let (tx, rx) = async_channel::unbounded();
-                    let (kill, killed) = async_channel::bounded(1);
-                    st.conns.insert(conn, ConnHandle { tx, _kill: kill });
-                    actions.push(Action::Connect(conn, addr, rx, killed));
+                    let outbox = Arc::new(Outbox::default());
+                    st.conns.insert(conn, ConnHandle(outbox.clone()));
+                    actions.push(Action::Connect(conn, addr, outbox));
                 }
             }
         }
@@ -344,9 +399,9 @@ impl<R: Runtime> Shared<R> {
         for a in actions {
             match a {
                 Action::Load(id, group, key) => self.spawn_load(id, group, key),
-                Action::Connect(conn, addr, rx, killed) => {
+                Action::Connect(conn, addr, outbox) => {
                     self.rt
-                        .spawn(connect(self.clone(), conn, addr.to_string(), rx, killed));
+                        .spawn(connect(self.clone(), conn, addr.to_string(), outbox));
                 }
             }
         }
@@ -381,14 +436,13 @@ impl<R: Runtime> Shared<R> {
     }
 
     fn register(self: &Arc<Self>, st: &mut State, conn: ConnId, r: R::Reader, w: R::Writer) {
-        let (tx, rx) = async_channel::unbounded();
-        let (kill, _) = async_channel::bounded(1);
-        st.conns.insert(conn, ConnHandle { tx, _kill: kill });
-        self.spawn_io(conn, r, w, rx);
+        let outbox = Arc::new(Outbox::default());
+        st.conns.insert(conn, ConnHandle(outbox.clone()));
+        self.spawn_io(conn, r, w, outbox);
     }
 
-    fn spawn_io(self: &Arc<Self>, conn: ConnId, r: R::Reader, w: R::Writer, rx: Receiver<Bytes>) {
-        self.rt.spawn(conn_loop(self.clone(), conn, r, w, rx));
+    fn spawn_io(self: &Arc<Self>, conn: ConnId, r: R::Reader, w: R::Writer, outbox: Arc<Outbox>) {
+        self.rt.spawn(conn_loop(self.clone(), conn, r, w, outbox));
     }
 }
 
@@ -475,14 +529,14 @@ async fn connect<R: Runtime>(
     shared: Arc<Shared<R>>,
     conn: ConnId,
     addr: String,
-    rx: Receiver<Bytes>,
-    killed: Receiver<()>,
+    outbox: Arc<Outbox>,
 ) {
     // The core enforces the connect timeout: when it gives up it drops the
-    // handle, which ends this attempt through `killed`.
+    // handle, which closes the outbox and ends this attempt.
+    let mut nothing = Vec::new();
     let attempt = async { Some(shared.rt.connect(addr.clone()).await) }
         .or(async {
-            let _ = killed.recv().await;
+            poll_fn(|cx| outbox.poll_ready(cx, &mut nothing)).await;
             None
         })
         .await;
@@ -490,7 +544,7 @@ async fn connect<R: Runtime>(
         None => {}
         Some(Ok((r, w))) => {
             shared.input(|n, now| n.handle_connected(now, conn));
-            shared.spawn_io(conn, r, w, rx);
+            shared.spawn_io(conn, r, w, outbox);
         }
         Some(Err(e)) => {
             tracing::debug!(%conn, addr, "connect failed: {e}");
@@ -509,45 +563,51 @@ async fn conn_loop<R: Runtime>(
     conn: ConnId,
     mut r: R::Reader,
     mut w: R::Writer,
-    rx: Receiver<Bytes>,
+    outbox: Arc<Outbox>,
 ) {
     enum Event {
         Read(io::Result<usize>),
-        Send(Bytes),
-        Dropped,
+        Write,
     }
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out = Vec::new();
     loop {
         let event = async { Event::Read(r.read(&mut buf).await) }
-            .or(async { rx.recv().await.map_or(Event::Dropped, Event::Send) })
+            .or(async {
+                poll_fn(|cx| outbox.poll_ready(cx, &mut out)).await;
+                Event::Write
+            })
             .await;
-        match event {
-            Event::Read(Ok(0)) | Event::Read(Err(_)) => {
+        if let Event::Read(read) = event {
+            match read {
+                Ok(0) | Err(_) => {
+                    shared.input(|n, now| n.handle_closed(now, conn));
+                    return;
+                }
+                Ok(len) => {
+                    // This task writes whatever the input produces right
+                    // below: pushes to its outbox need not wake it.
+                    drop(outbox.waker.take());
+                    shared.input(|n, now| n.handle_data(now, conn, &buf[..len]));
+                }
+            }
+        }
+        // Whatever the core queued, answers to what was just read included.
+        let closed = outbox.take(&mut out);
+        if !out.is_empty() {
+            let wrote = timeout(&shared.rt, shared.write_timeout, async {
+                w.write_all(&out).await?;
+                w.flush().await
+            })
+            .await;
+            out.clear();
+            if !matches!(wrote, Some(Ok(()))) {
                 shared.input(|n, now| n.handle_closed(now, conn));
                 return;
             }
-            Event::Read(Ok(len)) => shared.input(|n, now| n.handle_data(now, conn, &buf[..len])),
-            Event::Send(data) => out.extend_from_slice(&data),
-            Event::Dropped => {
-                let _ = w.close().await;
-                return;
-            }
         }
-        while let Ok(data) = rx.try_recv() {
-            out.extend_from_slice(&data);
-        }
-        if out.is_empty() {
-            continue;
-        }
-        let wrote = timeout(&shared.rt, shared.write_timeout, async {
-            w.write_all(&out).await?;
-            w.flush().await
-        })
-        .await;
-        out.clear();
-        if !matches!(wrote, Some(Ok(()))) {
-            shared.input(|n, now| n.handle_closed(now, conn));
+        if closed {
+            let _ = w.close().await;
             return;
         }
     }
