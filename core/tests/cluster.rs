@@ -501,3 +501,81 @@ fn queued_peer_requests_expire_even_after_timer_compaction() {
         );
     }
 }
+
+/// Frames in one `Send` output.
+fn frames_in(data: &[u8]) -> usize {
+    groupcache_core::frame::decode_all(data, 1 << 20)
+        .unwrap()
+        .0
+        .len()
+}
+
+#[test]
+fn requests_are_pipelined_only_to_peers_that_announce_it() {
+    use groupcache_core::node::Output;
+    use groupcache_core::wire::{frame_bytes, Response};
+    for announces in [false, true] {
+        let mut cfg = Config::new("a:1");
+        cfg.max_conns_per_peer = 1;
+        let mut node = Node::new(cfg);
+        node.set_peers(["a:1", "b:1"]);
+        node.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap();
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::Instant::now();
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| node.owner(k) == Some("b:1"))
+            .take(4)
+            .collect();
+        for k in &keys {
+            assert!(matches!(
+                node.get(now, GROUP, k),
+                groupcache_core::node::Get::Pending(_)
+            ));
+        }
+        let Some(Output::Connect { conn, .. }) = node.poll_output() else {
+            panic!("expected one connect")
+        };
+        assert_eq!(node.poll_output(), None, "one connection per peer");
+        node.handle_connected(now, conn);
+        // A Go peer answers plain responses; a Rust peer sets `pipelining`.
+        let resp = frame_bytes(&Response {
+            value: "v".into(),
+            code: 200,
+            pipelining: announces,
+            ..Default::default()
+        });
+        let mut per_send = Vec::new();
+        let mut done = 0;
+        while let Some(o) = node.poll_output() {
+            match o {
+                Output::Send { data, .. } => {
+                    let n = frames_in(&data);
+                    per_send.push(n);
+                    for _ in 0..n {
+                        node.handle_data(now, conn, &resp);
+                    }
+                }
+                Output::Done { result, .. } => {
+                    assert_eq!(result, Ok(Bytes::from_static(b"v")));
+                    done += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(done, keys.len());
+        if announces {
+            assert_eq!(
+                per_send,
+                vec![1, 3],
+                "after the first answer the rest go at once"
+            );
+        } else {
+            assert_eq!(
+                per_send,
+                vec![1, 1, 1, 1],
+                "one request at a time to a Go peer"
+            );
+        }
+    }
+}
