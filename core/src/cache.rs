@@ -146,10 +146,12 @@ impl Cache {
         }
     }
 
+    #[inline]
     fn charge(key: &str, value: &[u8]) -> usize {
         key.len() + value.len()
     }
 
+    #[inline]
     fn find(&self, key: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
         self.table
@@ -159,6 +161,7 @@ impl Cache {
 
     /// Looks `key` up, marking it most recently used. An expired entry is
     /// removed and not returned.
+    #[inline]
     pub fn get(&mut self, key: &str, now: Instant) -> Option<Hit> {
         self.stats.gets += 1;
         let idx = self.find(key)?;
@@ -406,6 +409,7 @@ impl Cache {
         });
     }
 
+    #[inline]
     fn unlink(&mut self, idx: u32) {
         let (prev, next) = {
             let s = &self.slots[idx as usize];
@@ -424,6 +428,7 @@ impl Cache {
         s.next = NIL;
     }
 
+    #[inline]
     fn push_front(&mut self, idx: u32) {
         let old = self.head;
         {
@@ -438,6 +443,7 @@ impl Cache {
         self.head = idx;
     }
 
+    #[inline]
     fn touch(&mut self, idx: u32) {
         if self.head != idx {
             self.unlink(idx);

@@ -519,6 +519,7 @@ impl Node {
     /// Gets `key` of `group`: a hit is answered at once without allocating;
     /// a miss is loaded (here or by the owner) and answered by
     /// [`Output::Done`].
+    #[inline]
     pub fn get(&mut self, now: Instant, group: &str, key: &str) -> Get {
         if self.shutting_down {
             return Get::Ready(Err(Error::Shutdown));
