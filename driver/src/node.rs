@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use futures_lite::future::poll_fn;
+use futures_lite::future::{poll_fn, poll_once};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use groupcache_core::node::{
     self as core, Config, ConnId, Get, GetId, GroupConfig, GroupStats, LoadError, LoadId, Output,
@@ -595,11 +596,16 @@ async fn conn_loop<R: Runtime>(
         // Whatever the core queued, answers to what was just read included.
         let closed = outbox.take(&mut out);
         if !out.is_empty() {
-            let wrote = timeout(&shared.rt, shared.write_timeout, async {
+            let mut write = pin!(async {
                 w.write_all(&out).await?;
                 w.flush().await
-            })
-            .await;
+            });
+            // Most writes complete at once: only arm a timer for one that
+            // has to wait for the peer to read.
+            let wrote = match poll_once(&mut write).await {
+                Some(done) => Some(done),
+                None => timeout(&shared.rt, shared.write_timeout, write).await,
+            };
             out.clear();
             if !matches!(wrote, Some(Ok(()))) {
                 shared.input(|n, now| n.handle_closed(now, conn));
