@@ -817,12 +817,7 @@ impl Node {
         } else if resp.code == CODE_ERROR && (resp.not_found || resp.load_failed) {
             // The owner's loader answered: that answer is final.
             if current {
-                let msg: Arc<str> = String::from_utf8_lossy(&resp.value).into();
-                let e = if resp.not_found {
-                    Error::NotFound(msg)
-                } else {
-                    Error::Load(msg)
-                };
+                let e = Error::from_response(&sent.group, resp).expect_err("code 500");
                 self.land(now, &sent.group, &sent.key, Err(e));
             }
         } else {
