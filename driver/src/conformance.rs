@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
             panicking_loader_fails_its_waiters_only,
             peer_list_replaced_at_run_time,
             allowlist_refuses_other_addresses,
+            ipv6_peers_and_allowlist,
             shutdown_lets_requests_in_flight_finish
         );
     };
@@ -622,4 +623,40 @@ pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(rt: R) {
     let late = Client::with_runtime(rt.clone(), node.local_addr().to_string())
         .timeouts(Duration::from_millis(500), Duration::from_millis(500));
     assert!(bounded(&rt, "late get", late.get("s", "k")).await.is_err());
+}
+
+/// Nodes on [::1] talk to each other; an IPv6 allowlist admits ::1 and an
+/// IPv4-only one refuses it.
+pub async fn ipv6_peers_and_allowlist<R: Runtime>(rt: R) {
+    let v6 = "[::1]:0".parse().unwrap();
+    let (nodes, loads) =
+        cluster(&rt, 2, |b| b.listen(v6).allow(["::1/128".parse().unwrap()])).await;
+    let owner = nodes[1].self_addr();
+    assert!(owner.starts_with("[::1]:"), "{owner}");
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| nodes[0].owner(k).as_deref() == Some(owner.as_str()))
+        .unwrap();
+    let r = bounded(&rt, "get over IPv6", nodes[0].get("score", &key)).await;
+    assert_eq!(r, Err(Error::NotFound(format!("{key} not exist").into())));
+    assert_eq!(
+        loads.of("score", &key),
+        vec![1],
+        "the owner answered over IPv6"
+    );
+    assert_eq!(nodes[1].stats("score").unwrap().server_requests, 1);
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    let (nodes, _) = cluster(&rt, 1, |b| {
+        b.listen(v6).allow(["127.0.0.0/8".parse().unwrap()])
+    })
+    .await;
+    let (mut r, mut w) = raw(&rt, &nodes[0]).await;
+    let _ = w.write_all(&request_frame("score", "Tom")).await;
+    assert!(
+        read_to_close(&rt, &mut r).await.is_empty(),
+        "::1 is outside 127.0.0.0/8"
+    );
+    nodes[0].shutdown().await;
 }
