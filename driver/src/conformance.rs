@@ -625,7 +625,7 @@ pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(rt: R) {
     assert!(bounded(&rt, "late get", late.get("s", "k")).await.is_err());
 }
 
-/// Nodes on [::1] talk to each other; an IPv6 allowlist admits ::1 and an
+/// Nodes on `[::1]` talk to each other; an IPv6 allowlist admits `::1` and an
 /// IPv4-only one refuses it.
 pub async fn ipv6_peers_and_allowlist<R: Runtime>(rt: R) {
     let v6 = "[::1]:0".parse().unwrap();
