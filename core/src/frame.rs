@@ -117,9 +117,15 @@ fn check_len(raw: i64, max: usize) -> Result<usize, FrameError> {
 
 /// Appends one frame holding `payload` to `dst`.
 pub fn encode(payload: &[u8], dst: &mut BytesMut) {
-    dst.reserve(HEADER_LEN + payload.len());
-    dst.put_i64_le(payload.len() as i64);
+    put_header(payload.len(), dst);
     dst.put_slice(payload);
+}
+
+/// Appends the header of a `len`-byte payload to `dst`, reserving room for
+/// the payload too, so the caller can write it in place.
+pub fn put_header(len: usize, dst: &mut BytesMut) {
+    dst.reserve(HEADER_LEN + len);
+    dst.put_i64_le(len as i64);
 }
 
 /// Decodes every whole frame in `data` at once; a helper for tests and tools.

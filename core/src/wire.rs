@@ -103,10 +103,8 @@ impl Response {
 /// # fn hex(b: &[u8]) -> String { b.iter().map(|x| format!("{x:02x}")).collect() }
 /// ```
 pub fn encode_frame<M: Message>(msg: &M, dst: &mut BytesMut) {
-    let len = msg.encoded_len();
-    dst.reserve(frame::HEADER_LEN + len);
-    dst.extend_from_slice(&(len as i64).to_le_bytes());
-    // Cannot fail: the capacity was reserved above.
+    frame::put_header(msg.encoded_len(), dst);
+    // Cannot fail: put_header reserved room for the payload.
     msg.encode(dst).expect("reserved capacity");
 }
 

@@ -330,6 +330,16 @@ struct State {
     shutting_down: bool,
 }
 
+impl State {
+    /// Gives a new connection its outbox; the core's hold on it is the
+    /// handle kept here.
+    fn open(&mut self, conn: ConnId) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox::default());
+        self.conns.insert(conn, ConnHandle(outbox.clone()));
+        outbox
+    }
+}
+
 /// Work that must happen outside the lock: spawning tasks.
 enum Action {
     Load(LoadId, Arc<str>, Arc<str>),
@@ -382,8 +392,7 @@ impl<R: Runtime> Shared<R> {
                 }
                 Output::Load { id, group, key } => actions.push(Action::Load(id, group, key)),
                 Output::Connect { conn, addr } => {
-                    let outbox = Arc::new(Outbox::default());
-                    st.conns.insert(conn, ConnHandle(outbox.clone()));
+                    let outbox = st.open(conn);
                     actions.push(Action::Connect(conn, addr, outbox));
                 }
             }
@@ -437,8 +446,7 @@ impl<R: Runtime> Shared<R> {
     }
 
     fn register(self: &Arc<Self>, st: &mut State, conn: ConnId, r: R::Reader, w: R::Writer) {
-        let outbox = Arc::new(Outbox::default());
-        st.conns.insert(conn, ConnHandle(outbox.clone()));
+        let outbox = st.open(conn);
         self.spawn_io(conn, r, w, outbox);
     }
 
