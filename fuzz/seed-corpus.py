@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seeds fuzz/corpus/ from the Go vectors (shared/vectors/go-needle-wire.json).
+"""Seeds fuzz/corpus/ from the Go vectors (core/vectors/go-needle-wire.json).
 
 Run from the repository root: python3 fuzz/seed-corpus.py [path/to/vectors.json]
 """
@@ -9,7 +9,7 @@ import os
 import random
 import sys
 
-vectors = sys.argv[1] if len(sys.argv) > 1 else "../shared/vectors/go-needle-wire.json"
+vectors = sys.argv[1] if len(sys.argv) > 1 else "core/vectors/go-needle-wire.json"
 frames = [bytes.fromhex(f["frame_hex"]) for f in json.load(open(vectors))["frames"]]
 
 

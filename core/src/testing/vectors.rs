@@ -1,5 +1,6 @@
-//! The golden vectors of `shared/vectors/go-needle-wire.json`, made by
-//! running the Go original.
+//! The golden vectors made by running the Go original, kept in the
+//! repository (`core/vectors/go-needle-wire.json`), a byte-identical copy of
+//! the project's shared vectors.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,21 +33,24 @@ pub struct RingVector {
     pub owners: BTreeMap<String, String>,
 }
 
-/// Where the vectors are: `$GROUPCACHE_VECTORS`, or `shared/vectors/`
-/// beside the repository.
-pub fn path() -> PathBuf {
-    match std::env::var_os("GROUPCACHE_VECTORS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/vectors/go-needle-wire.json"),
-    }
+/// The vectors' text, compiled in so that no test reads outside the
+/// repository.
+pub const JSON: &str = include_str!("../../vectors/go-needle-wire.json");
+
+/// Where the shared copy would be: `shared/vectors/` beside the repository.
+/// Only [`shared_copy`] looks there.
+pub fn shared_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/go-needle-wire.json")
+}
+
+/// The shared copy's bytes, when the repository has it beside it; `None`
+/// in a clone that stands alone.
+pub fn shared_copy() -> Option<Vec<u8>> {
+    std::fs::read(shared_path()).ok()
 }
 
 fn json() -> serde_json::Value {
-    let p = path();
-    let text = std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("cannot read vectors at {}: {e}", p.display()));
-    serde_json::from_str(&text).expect("vectors are JSON")
+    serde_json::from_str(JSON).expect("vectors are JSON")
 }
 
 fn s(v: &serde_json::Value, k: &str) -> String {

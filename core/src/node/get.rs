@@ -1,0 +1,150 @@
+//! Gets, flights and local loads.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::flight::Joined;
+
+use super::serve::{error_response, ok_response};
+use super::{Error, FlightState, Get, GetId, LoadError, LoadId, Node, Output, Waiter};
+
+impl Node {
+    /// Gets `key` of `group`: a hit is answered at once without allocating;
+    /// a miss is loaded (here or by the owner) and answered by
+    /// [`Output::Done`].
+    #[inline]
+    pub fn get(&mut self, now: Instant, group: &str, key: &str) -> Get {
+        if self.shutting_down {
+            return Get::Ready(Err(Error::Shutdown));
+        }
+        let Some(g) = self.groups.get_mut(group) else {
+            return Get::Ready(Err(Error::NoGroup(group.into())));
+        };
+        g.stats.gets += 1;
+        if let Some(hit) = g.main.get(key, now).or_else(|| g.hot.get(key, now)) {
+            g.stats.cache_hits += 1;
+            return Get::Ready(Ok(hit.value));
+        }
+        let id = GetId(self.id());
+        self.join(now, group, key, Waiter::Get(id), false);
+        Get::Pending(id)
+    }
+
+    /// Adds a waiter to the flight of `key`, starting the load if needed.
+    pub(super) fn join(
+        &mut self,
+        now: Instant,
+        group: &str,
+        key: &str,
+        w: Waiter,
+        from_peer: bool,
+    ) {
+        let owner_is_peer = !from_peer
+            && self
+                .ring
+                .owner(key)
+                .is_some_and(|o| o != self.cfg.self_addr);
+        let g = self.groups.get_mut(group).expect("caller checked group");
+        match g.flights.join(key, w, FlightState::default) {
+            Joined::Leader => {
+                g.stats.loads += 1;
+                let (name, key): (Arc<str>, Arc<str>) = (g.name.clone(), key.into());
+                if owner_is_peer {
+                    let owner: Arc<str> = self.ring.owner(&key).expect("owner").into();
+                    self.ask_peer(now, owner, name, key);
+                } else {
+                    self.load_locally(name, key);
+                }
+            }
+            Joined::Follower => {
+                g.stats.loads_deduped += 1;
+                // A peer asks us because it thinks we own the key, while we
+                // are asking someone else: rings disagree. Load here rather
+                // than wait on a cycle of requests.
+                let needs_local =
+                    from_peer && g.flights.get(key).is_some_and(|f| f.state.local.is_none());
+                if needs_local {
+                    let (name, key) = (g.name.clone(), key.into());
+                    self.load_locally(name, key);
+                }
+            }
+        }
+    }
+
+    pub(super) fn load_locally(&mut self, group: Arc<str>, key: Arc<str>) {
+        let id = LoadId(self.id());
+        let g = self.groups.get_mut(&group).expect("group");
+        if let Some(f) = g.flights.get_mut(&key) {
+            f.state.local = Some(id);
+        }
+        self.loads.insert(id, (group.clone(), key.clone()));
+        self.out.push_back(Output::Load { id, group, key });
+    }
+
+    /// Reports the outcome of an [`Output::Load`]. Every load must be reported
+    /// exactly once, also when the loader panicked or was cancelled
+    /// (as [`LoadError::Failed`]), or its waiters wait forever.
+    pub fn handle_load(&mut self, now: Instant, id: LoadId, result: Result<Bytes, LoadError>) {
+        let Some((group, key)) = self.loads.remove(&id) else {
+            return;
+        };
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let ours = g
+            .flights
+            .get(&key)
+            .is_some_and(|f| f.state.local == Some(id));
+        let outcome = match result {
+            Ok(value) => {
+                g.stats.local_loads += 1;
+                let expires = g.ttl.map(|t| now + t);
+                g.main.insert(&key, value.clone(), expires, now);
+                Ok((value, expires))
+            }
+            Err(e) => {
+                g.stats.local_load_errs += 1;
+                Err(match e {
+                    LoadError::NotFound(m) => Error::NotFound(m.into()),
+                    LoadError::Failed(m) => Error::Load(m.into()),
+                })
+            }
+        };
+        if ours {
+            self.land(now, &group, &key, outcome);
+        }
+    }
+
+    /// Delivers one outcome to every waiter of a flight.
+    pub(super) fn land(
+        &mut self,
+        now: Instant,
+        group: &str,
+        key: &str,
+        outcome: Result<(Bytes, Option<Instant>), Error>,
+    ) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let Some(flight) = g.flights.land(key) else {
+            return;
+        };
+        for w in flight.waiters {
+            match w {
+                Waiter::Get(get) => self.out.push_back(Output::Done {
+                    get,
+                    result: outcome.clone().map(|(v, _)| v),
+                }),
+                Waiter::Serve { conn, seq, ext } => {
+                    let resp = match &outcome {
+                        Ok((v, exp)) => ok_response(v.clone(), *exp, now, ext),
+                        Err(e) => error_response(e, ext),
+                    };
+                    self.answer(now, conn, seq, resp);
+                }
+            }
+        }
+    }
+}

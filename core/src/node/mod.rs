@@ -1,0 +1,348 @@
+//! The node state machine: groups, routing, peer connections and the server
+//! side of the peer protocol, with no IO and no clock.
+//!
+//! Inputs are method calls that take `now`: [`Node::get`], [`Node::accept`],
+//! [`Node::handle_connected`], [`Node::handle_data`], [`Node::handle_closed`],
+//! [`Node::handle_load`], [`Node::handle_timeout`], [`Node::set_peers`].
+//! After each input the driver drains [`Node::poll_output`] and sleeps until
+//! [`Node::poll_timeout`]. Outputs ask the driver to run a loader, open a
+//! connection, write bytes, close a connection, or hand a result to a caller.
+//!
+//! Routing: the owner of a key on the ring loads it. A node asks the owner
+//! with the "from a peer" flag, so the owner serves it and never forwards it
+//! again. If the owner fails or times out, the asker loads the key itself;
+//! if the owner says "not found", that is the answer.
+
+//!
+//! The node's parts live in their own files: [`types`] (the public types),
+//! `get` (gets, flights and loads), `peer` (requests to peers), `serve`
+//! (answering requests), `conn` (connection input) and `timer` (deadlines).
+
+mod conn;
+mod get;
+mod peer;
+mod serve;
+mod timer;
+mod types;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hashbrown::HashMap;
+
+use crate::cache::Cache;
+use crate::flight::Flights;
+use crate::frame::FrameDecoder;
+use crate::ring::Ring;
+
+pub use types::{
+    CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, GroupStats, LoadError, LoadId,
+    Output, Refused,
+};
+
+#[derive(Debug, Clone, Copy)]
+enum Waiter {
+    Get(GetId),
+    Serve { conn: ConnId, seq: u64, ext: bool },
+}
+
+#[derive(Debug, Default)]
+struct FlightState {
+    local: Option<LoadId>,
+    remote: Option<u64>,
+}
+
+struct Group {
+    name: Arc<str>,
+    ttl: Option<Duration>,
+    main: Cache,
+    hot: Cache,
+    flights: Flights<FlightState, Waiter>,
+    stats: GroupStats,
+}
+
+/// A request to a peer, from the moment it is queued until answered.
+#[derive(Debug)]
+struct Sent {
+    group: Arc<str>,
+    key: Arc<str>,
+    token: u64,
+    asked_at: Instant,
+    deadline: Instant,
+}
+
+struct Inbound {
+    buf: BytesMut,
+    dec: FrameDecoder,
+    /// Answers in request order; `None` until ready.
+    slots: VecDeque<Option<Bytes>>,
+    first_seq: u64,
+    frame_started: Option<Instant>,
+    last_active: Instant,
+}
+
+struct Outbound {
+    peer: Arc<str>,
+    connect_deadline: Option<Instant>,
+    buf: BytesMut,
+    dec: FrameDecoder,
+    inflight: VecDeque<Sent>,
+    pipelining: bool,
+    last_active: Instant,
+}
+
+enum Conn {
+    In(Inbound),
+    Out(Outbound),
+}
+
+#[derive(Default)]
+struct Pool {
+    conns: Vec<ConnId>,
+    backlog: VecDeque<Sent>,
+    down_until: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Conn(ConnId),
+    Peer(Arc<str>),
+}
+
+/// A groupcache node as a pure state machine.
+///
+/// ```
+/// use std::time::Instant;
+/// use bytes::Bytes;
+/// use groupcache_core::node::{Config, Get, GroupConfig, Node, Output};
+///
+/// # #[allow(clippy::disallowed_methods)]
+/// let now = Instant::now();
+/// let mut node = Node::new(Config::new("127.0.0.1:8001"));
+/// node.add_group(GroupConfig::new("score", 1 << 20)).unwrap();
+/// let Get::Pending(get) = node.get(now, "score", "Tom") else { unreachable!() };
+/// // No peers: this node owns every key and asks the driver to load it.
+/// let Some(Output::Load { id, .. }) = node.poll_output() else { unreachable!() };
+/// node.handle_load(now, id, Ok(Bytes::from_static(b"630")));
+/// assert_eq!(node.poll_output(), Some(Output::Done { get, result: Ok(Bytes::from_static(b"630")) }));
+/// // The next get is a hit.
+/// assert_eq!(node.get(now, "score", "Tom"), Get::Ready(Ok(Bytes::from_static(b"630"))));
+/// ```
+pub struct Node {
+    cfg: Config,
+    ring: Ring,
+    groups: HashMap<Arc<str>, Group>,
+    conns: HashMap<ConnId, Conn>,
+    pools: HashMap<Arc<str>, Pool>,
+    loads: HashMap<LoadId, (Arc<str>, Arc<str>)>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// The earliest live timer record of each connection. A connection's
+    /// deadline only ever moves later on the hot path, so most changes push
+    /// nothing; the record re-arms itself when it fires early.
+    armed: HashMap<ConnId, Instant>,
+    out: VecDeque<Output>,
+    next_id: u64,
+    inbound: usize,
+    shutting_down: bool,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("self_addr", &self.cfg.self_addr)
+            .field("peers", &self.ring.peers())
+            .field("groups", &self.groups.len())
+            .field("conns", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node with no group and no peer: it owns every key until
+    /// [`Node::set_peers`] says otherwise.
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            ring: Ring::with_hash(cfg.replicas, cfg.hash),
+            cfg,
+            groups: HashMap::new(),
+            conns: HashMap::new(),
+            pools: HashMap::new(),
+            loads: HashMap::new(),
+            timers: BinaryHeap::new(),
+            armed: HashMap::new(),
+            out: VecDeque::new(),
+            next_id: 0,
+            inbound: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Registers a group. Fails if the name is taken.
+    pub fn add_group(&mut self, g: GroupConfig) -> Result<(), String> {
+        if self.groups.contains_key(g.name.as_str()) {
+            return Err(format!("group {:?} is already registered", g.name));
+        }
+        let name: Arc<str> = g.name.into();
+        self.groups.insert(
+            name.clone(),
+            Group {
+                name,
+                ttl: g.ttl,
+                main: Cache::new(g.max_bytes),
+                hot: Cache::new(g.hot_bytes),
+                flights: Flights::default(),
+                stats: GroupStats::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Names of the registered groups.
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(|k| &**k)
+    }
+
+    /// Counters of a group.
+    pub fn stats(&self, group: &str) -> Option<GroupStats> {
+        self.groups.get(group).map(|g| GroupStats {
+            main: g.main.stats(),
+            hot: g.hot.stats(),
+            ..g.stats
+        })
+    }
+
+    /// Replaces the peer list (this node's own address included, if it owns
+    /// keys). Requests under way finish; new ones follow the new ring.
+    pub fn set_peers<I, S>(&mut self, peers: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.ring.set_peers(peers);
+        // Forget idle pools of peers that left, so churn cannot grow them.
+        let ring = &self.ring;
+        self.pools.retain(|p, pool| {
+            !pool.conns.is_empty()
+                || !pool.backlog.is_empty()
+                || ring.peers().iter().any(|r| r == p)
+        });
+        self.trim_timers();
+    }
+
+    /// The ring in use.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The peer that owns `key` (this node's own address included).
+    pub fn owner(&self, key: &str) -> Option<&str> {
+        self.ring.owner(key)
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The next thing the driver must do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Stops taking new work: new gets and connections are refused, idle
+    /// inbound connections close, busy ones close once their answers are
+    /// written. Loads under way still complete.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let idle: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match c {
+                Conn::In(i) => i.slots.is_empty(),
+                Conn::Out(o) => o.inflight.is_empty(),
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in idle {
+            self.close(now, id, Some(CloseReason::Shutdown));
+        }
+    }
+
+    /// True when nothing is in flight: no load, no peer request, no inbound
+    /// answer owed. After [`Node::shutdown`] the driver may stop then.
+    pub fn is_idle(&self) -> bool {
+        self.loads.is_empty()
+            && self.groups.values().all(|g| g.flights.is_empty())
+            && self.conns.values().all(|c| match c {
+                Conn::In(i) => i.slots.is_empty(),
+                Conn::Out(o) => o.inflight.is_empty(),
+            })
+    }
+
+    /// Open connections (inbound and outbound).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Checks internal invariants; for tests and fuzzers.
+    pub fn validate(&self) -> Result<(), String> {
+        for g in self.groups.values() {
+            g.main
+                .validate()
+                .map_err(|e| format!("{} main: {e}", g.name))?;
+            g.hot
+                .validate()
+                .map_err(|e| format!("{} hot: {e}", g.name))?;
+        }
+        for g in self.groups.values() {
+            for key in g.flights.keys() {
+                let f = g.flights.get(key).expect("key");
+                if f.state.local.is_none() && f.state.remote.is_none() {
+                    return Err(format!("flight {}/{key} has no load under way", g.name));
+                }
+                if let Some(id) = f.state.local {
+                    if !self.loads.contains_key(&id) {
+                        return Err(format!("flight {}/{key} waits on a finished {id}", g.name));
+                    }
+                }
+            }
+        }
+        if self.timers.len() > self.timer_bound() {
+            return Err(format!("{} timer records", self.timers.len()));
+        }
+        for (id, c) in &self.conns {
+            if let Some(d) = self.conn_deadline(c) {
+                match self.armed.get(id) {
+                    Some(&at) if at <= d => {}
+                    other => return Err(format!("{id} due at {d:?} but armed at {other:?}")),
+                }
+            }
+        }
+        let inbound = self
+            .conns
+            .values()
+            .filter(|c| matches!(c, Conn::In(_)))
+            .count();
+        if inbound != self.inbound {
+            return Err(format!("inbound count {} != {inbound}", self.inbound));
+        }
+        for (peer, p) in &self.pools {
+            for c in &p.conns {
+                match self.conns.get(c) {
+                    Some(Conn::Out(o)) if &o.peer == peer => {}
+                    _ => return Err(format!("pool {peer} lists a stray {c}")),
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! Deadlines: connection, request and backlog timers, and cache sweeps.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{CloseReason, Conn, ConnId, Node, Timer};
+
+impl Node {
+    pub(super) fn arm(&mut self, at: Instant, t: Timer) {
+        self.timers.push(Reverse((at, t)));
+        self.trim_timers();
+    }
+
+    pub(super) fn trim_timers(&mut self) {
+        if self.timers.len() > self.timer_bound() {
+            self.rebuild_timers();
+        }
+    }
+
+    /// Most timer records kept before stale ones are dropped, so the heap
+    /// stays proportional to the connections and peers.
+    pub(super) fn timer_bound(&self) -> usize {
+        4 * (self.conns.len() + self.pools.len()) + 64
+    }
+
+    pub(super) fn arm_conn(&mut self, conn: ConnId) {
+        let Some(at) = self.conns.get(&conn).and_then(|c| self.conn_deadline(c)) else {
+            return;
+        };
+        if self.armed.get(&conn).is_some_and(|&armed| armed <= at) {
+            return;
+        }
+        self.armed.insert(conn, at);
+        self.arm(at, Timer::Conn(conn));
+    }
+
+    pub(super) fn conn_deadline(&self, c: &Conn) -> Option<Instant> {
+        match c {
+            Conn::In(i) => match i.frame_started {
+                Some(t) => Some(t + self.cfg.request_timeout),
+                None if i.slots.is_empty() => Some(i.last_active + self.cfg.idle_timeout),
+                None => None,
+            },
+            Conn::Out(o) => o.connect_deadline.or_else(|| {
+                o.inflight
+                    .front()
+                    .map(|s| s.deadline)
+                    .or(Some(o.last_active + self.cfg.idle_timeout))
+            }),
+        }
+    }
+
+    /// Drops timer records that no longer match a deadline.
+    pub(super) fn rebuild_timers(&mut self) {
+        let mut fresh = BinaryHeap::new();
+        self.armed.clear();
+        for (&id, c) in &self.conns {
+            if let Some(at) = self.conn_deadline(c) {
+                fresh.push(Reverse((at, Timer::Conn(id))));
+                self.armed.insert(id, at);
+            }
+        }
+        for (peer, p) in &self.pools {
+            if let Some(s) = p.backlog.front() {
+                fresh.push(Reverse((s.deadline, Timer::Peer(peer.clone()))));
+            }
+        }
+        self.timers = fresh;
+    }
+
+    /// When the driver should call [`Node::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        self.groups
+            .values()
+            .flat_map(|g| [g.main.next_expiry(), g.hot.next_expiry()])
+            .chain([timer])
+            .flatten()
+            .min()
+    }
+
+    /// Time passed: enforces timeouts and sweeps expired cache entries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for g in self.groups.values_mut() {
+            g.main.sweep(now, 256);
+            g.hot.sweep(now, 256);
+        }
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, t))) = self.timers.pop() else {
+                break;
+            };
+            match t {
+                Timer::Conn(id) => {
+                    if self.armed.get(&id) != Some(&at) {
+                        continue; // superseded by an earlier record
+                    }
+                    self.armed.remove(&id);
+                    let Some(c) = self.conns.get(&id) else {
+                        continue;
+                    };
+                    let Some(deadline) = self.conn_deadline(c) else {
+                        continue;
+                    };
+                    if deadline > now {
+                        self.arm_conn(id);
+                        continue;
+                    }
+                    let busy = match c {
+                        Conn::In(i) => i.frame_started.is_some(),
+                        Conn::Out(o) => !o.inflight.is_empty() || o.connect_deadline.is_some(),
+                    };
+                    let reason = if busy {
+                        CloseReason::Timeout
+                    } else {
+                        CloseReason::Idle
+                    };
+                    self.close(now, id, Some(reason));
+                }
+                Timer::Peer(peer) => self.expire_backlog(now, &peer),
+            }
+        }
+    }
+
+    /// Queued requests to `peer` that waited past their deadline fall back.
+    pub(super) fn expire_backlog(&mut self, now: Instant, peer: &Arc<str>) {
+        let Some(pool) = self.pools.get_mut(peer) else {
+            return;
+        };
+        let mut expired = Vec::new();
+        while pool.backlog.front().is_some_and(|s| s.deadline <= now) {
+            expired.extend(pool.backlog.pop_front());
+        }
+        // Timer records may have been compacted to one per pool: re-arm for
+        // the new front, or its requests would wait forever.
+        if let Some(next) = pool.backlog.front().map(|s| s.deadline) {
+            self.arm(next, Timer::Peer(peer.clone()));
+        }
+        for s in expired {
+            self.peer_failed(s);
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The node's public types: settings, ids, inputs' answers and outputs.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipnet::IpNet;
+
+use crate::cache::CacheStats;
+use crate::frame::{FrameError, DEFAULT_MAX_FRAME};
+use crate::ring::{crc32_ieee, HashFn, DEFAULT_REPLICAS};
+use crate::wire::{Response, CODE_NO_GROUP, CODE_OK};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u64);
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}#{}", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A connection, inbound or outbound, named by the node.
+    ConnId
+);
+id_type!(
+    /// A pending [`Node::get`].
+    GetId
+);
+id_type!(
+    /// A load the driver runs with the group's loader.
+    LoadId
+);
+
+/// Settings of a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's address exactly as it appears in peer lists.
+    pub self_addr: String,
+    /// Ring points per peer.
+    pub replicas: usize,
+    /// Ring hash.
+    pub hash: HashFn,
+    /// Largest frame payload accepted or sent.
+    pub max_frame: usize,
+    /// Time allowed to open a connection to a peer.
+    pub connect_timeout: Duration,
+    /// Time allowed for a peer to answer a request, and for a client to send
+    /// a whole frame once it started one.
+    pub request_timeout: Duration,
+    /// Connections with nothing to do are closed after this long.
+    pub idle_timeout: Duration,
+    /// After a failed connect, requests for that peer go straight to local
+    /// loads for this long.
+    pub peer_backoff: Duration,
+    /// Connections opened to one peer at most.
+    pub max_conns_per_peer: usize,
+    /// Requests outstanding on one connection at most (both directions).
+    pub max_pipeline: usize,
+    /// Inbound connections at most.
+    pub max_inbound: usize,
+    /// When set, only these networks may connect to the peer port.
+    pub allow: Option<Vec<IpNet>>,
+}
+
+impl Config {
+    /// Defaults for a node reachable at `self_addr`.
+    pub fn new(self_addr: impl Into<String>) -> Self {
+        Self {
+            self_addr: self_addr.into(),
+            replicas: DEFAULT_REPLICAS,
+            hash: crc32_ieee,
+            max_frame: DEFAULT_MAX_FRAME,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(60),
+            peer_backoff: Duration::from_secs(1),
+            max_conns_per_peer: 8,
+            max_pipeline: 256,
+            max_inbound: 1024,
+            allow: None,
+        }
+    }
+}
+
+/// Settings of one named group.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// The group's name, as sent on the wire.
+    pub name: String,
+    /// Byte budget of the main cache (keys this node owns or loaded itself).
+    pub max_bytes: usize,
+    /// How long a loaded value is served; `None` keeps it until evicted.
+    pub ttl: Option<Duration>,
+    /// Byte budget of the hot cache (values fetched from their owners).
+    /// Defaults to an eighth of `max_bytes`; 0 turns it off.
+    pub hot_bytes: usize,
+}
+
+impl GroupConfig {
+    /// A group with a byte budget, no expiry and the default hot share.
+    pub fn new(name: impl Into<String>, max_bytes: usize) -> Self {
+        Self {
+            name: name.into(),
+            max_bytes,
+            ttl: None,
+            hot_bytes: max_bytes / 8,
+        }
+    }
+
+    /// Sets the time to live of loaded values.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// Why a get failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// No group of that name on this node.
+    #[error("no group {0:?}")]
+    NoGroup(Arc<str>),
+    /// The loader (here or on the owner) says the key does not exist.
+    #[error("not found: {0}")]
+    NotFound(Arc<str>),
+    /// The loader failed, panicked or was abandoned.
+    #[error("load failed: {0}")]
+    Load(Arc<str>),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    Shutdown,
+}
+
+impl Error {
+    /// The outcome a response carries, for a client that asked `group`.
+    ///
+    /// ```
+    /// use groupcache_core::node::Error;
+    /// use groupcache_core::wire::Response;
+    ///
+    /// let r = Response { value: "630".into(), code: 200, ..Default::default() };
+    /// assert_eq!(Error::from_response("score", r), Ok("630".into()));
+    /// let r = Response { value: "no group".into(), code: 404, ..Default::default() };
+    /// assert_eq!(Error::from_response("x", r), Err(Error::NoGroup("x".into())));
+    /// ```
+    pub fn from_response(group: &str, resp: Response) -> Result<Bytes, Error> {
+        match resp.code {
+            CODE_OK => Ok(resp.value),
+            CODE_NO_GROUP => Err(Error::NoGroup(group.into())),
+            _ => {
+                let msg: Arc<str> = String::from_utf8_lossy(&resp.value).into();
+                Err(if resp.not_found {
+                    Error::NotFound(msg)
+                } else {
+                    Error::Load(msg)
+                })
+            }
+        }
+    }
+}
+
+/// What a loader reports for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The key does not exist at the origin. Not cached; peers do not retry.
+    NotFound(String),
+    /// Any other failure, including a panic or a cancelled load.
+    Failed(String),
+}
+
+/// Why a node refuses an inbound connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The address is outside the allowlist.
+    #[error("address not in the allowlist")]
+    NotAllowed,
+    /// Too many inbound connections.
+    #[error("too many connections")]
+    TooMany,
+    /// The node is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// Why the node closes a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer sent bytes that are not valid framing.
+    Frame(FrameError),
+    /// A frame that is not a valid message, or an answer nobody asked for.
+    Protocol(String),
+    /// The peer did not answer, connect, or finish a frame in time.
+    Timeout,
+    /// Nothing happened on the connection for the idle timeout.
+    Idle,
+    /// Too many requests outstanding on one connection.
+    Overloaded,
+    /// The node is shutting down.
+    Shutdown,
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Run the group's loader for `key`, then call [`Node::handle_load`].
+    Load {
+        /// Pass back to `handle_load`.
+        id: LoadId,
+        /// Group name.
+        group: Arc<str>,
+        /// Key to load.
+        key: Arc<str>,
+    },
+    /// Open a TCP connection to `addr`, then call [`Node::handle_connected`]
+    /// (or [`Node::handle_closed`] if it fails).
+    Connect {
+        /// The connection's name.
+        conn: ConnId,
+        /// Peer address from the peer list.
+        addr: Arc<str>,
+    },
+    /// Write `data` to the connection.
+    Send {
+        /// Where.
+        conn: ConnId,
+        /// Whole frames.
+        data: Bytes,
+    },
+    /// Close the connection; the node has already forgotten it.
+    Close {
+        /// Which.
+        conn: ConnId,
+        /// Why, for logs.
+        reason: CloseReason,
+    },
+    /// A pending get finished.
+    Done {
+        /// The handle [`Node::get`] returned.
+        get: GetId,
+        /// The value or the error.
+        result: Result<Bytes, Error>,
+    },
+}
+
+/// What [`Node::get`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Get {
+    /// Answered at once (a cache hit, or an error such as an unknown group).
+    Ready(Result<Bytes, Error>),
+    /// The answer comes later as [`Output::Done`] with this id.
+    Pending(GetId),
+}
+
+/// Counters of one group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Gets from callers of this node.
+    pub gets: u64,
+    /// Gets and served requests answered from the main or hot cache.
+    pub cache_hits: u64,
+    /// Values fetched from their owner.
+    pub peer_loads: u64,
+    /// Peer requests that failed (error, timeout, closed connection).
+    pub peer_errors: u64,
+    /// Misses that had to be loaded (deduped ones excluded).
+    pub loads: u64,
+    /// Misses that joined a load already under way.
+    pub loads_deduped: u64,
+    /// Successful local loads.
+    pub local_loads: u64,
+    /// Failed local loads.
+    pub local_load_errs: u64,
+    /// Requests served to other nodes and clients.
+    pub server_requests: u64,
+    /// The main cache.
+    pub main: CacheStats,
+    /// The hot cache.
+    pub hot: CacheStats,
+}
