@@ -39,6 +39,7 @@ async fn api(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {
                 Error::NoGroup(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
                 Error::Load(_) => StatusCode::BAD_GATEWAY,
                 Error::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             (status, format!("{e}\n")).into_response()
         }

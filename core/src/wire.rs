@@ -5,7 +5,7 @@
 //! extensions are only ever sent in a response to a request that set
 //! [`Request::ext`], so a Go client gets byte-identical answers.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 
 use crate::frame;
@@ -36,6 +36,11 @@ pub struct Request {
     /// Extension: the requester understands the response extension fields.
     #[prost(bool, tag = "4")]
     pub ext: bool,
+    /// Extension: while answers to this connection are pending, send a
+    /// [`Response::keepalive`] frame every so often, so the requester can
+    /// tell a slow load from a dead node. Only sent with `ext`.
+    #[prost(bool, tag = "5")]
+    pub progress: bool,
 }
 
 /// The answer to a [`Request`].
@@ -61,6 +66,11 @@ pub struct Response {
     /// not load the key itself, which would only hit the origin again.
     #[prost(bool, tag = "6")]
     pub load_failed: bool,
+    /// Extension: not an answer. The server is alive and still working on
+    /// this connection's pending requests; sent only to requesters that set
+    /// [`Request::progress`].
+    #[prost(bool, tag = "7")]
+    pub keepalive: bool,
 }
 
 /// A payload that is not a valid message.
@@ -106,6 +116,44 @@ pub fn encode_frame<M: Message>(msg: &M, dst: &mut BytesMut) {
     frame::put_header(msg.encoded_len(), dst);
     // Cannot fail: put_header reserved room for the payload.
     msg.encode(dst).expect("reserved capacity");
+}
+
+/// Values at least this large are written from the cache's own buffer
+/// instead of being copied into the frame (see [`encode_response`]).
+pub const SHARE_VALUE_MIN: usize = 16 * 1024;
+
+/// Encodes a response frame appended to `dst`, without copying a large
+/// value: when the value has at least [`SHARE_VALUE_MIN`] bytes, `dst` gets
+/// only the frame's head, and the value (the same shared buffer) and the
+/// rest of the frame are returned, to be written after `dst` in that order.
+///
+/// ```
+/// use bytes::{BufMut, Bytes, BytesMut};
+/// use groupcache_core::wire::{encode_response, frame_bytes, Response};
+///
+/// let resp = Response { value: Bytes::from(vec![7u8; 1 << 20]), code: 200, ..Default::default() };
+/// let mut head = BytesMut::new();
+/// let (value, tail) = encode_response(&resp, &mut head).expect("large value");
+/// assert_eq!(value.as_ptr(), resp.value.as_ptr()); // shared, not copied
+/// assert_eq!([&head[..], &value[..], &tail[..]].concat(), frame_bytes(&resp));
+/// ```
+pub fn encode_response(resp: &Response, dst: &mut BytesMut) -> Option<(Bytes, BytesMut)> {
+    if resp.value.len() < SHARE_VALUE_MIN {
+        encode_frame(resp, dst);
+        return None;
+    }
+    let rest = Response {
+        value: Bytes::new(),
+        ..resp.clone()
+    };
+    dst.reserve(frame::HEADER_LEN + 11);
+    dst.put_i64_le(resp.encoded_len() as i64);
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, dst);
+    prost::encoding::encode_varint(resp.value.len() as u64, dst);
+    // Empty bytes are not encoded in proto3: `rest` is every other field.
+    let mut tail = BytesMut::with_capacity(rest.encoded_len());
+    rest.encode(&mut tail).expect("reserved capacity");
+    Some((resp.value.clone(), tail))
 }
 
 /// Encodes `msg` as one frame in a buffer of its own.

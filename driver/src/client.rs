@@ -79,6 +79,7 @@ pub struct Client<R: Runtime> {
     pool: Arc<Mutex<Vec<Conn<R>>>>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    max_wait: Duration,
     max_frame: usize,
 }
 
@@ -90,6 +91,7 @@ impl<R: Runtime> Clone for Client<R> {
             pool: self.pool.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            max_wait: self.max_wait,
             max_frame: self.max_frame,
         }
     }
@@ -103,8 +105,9 @@ impl<R: Runtime + Default> Client<R> {
 }
 
 impl<R: Runtime> Client<R> {
-    /// A client of the node at `addr` (`host:port`), with 1 s to connect and
-    /// 3 s to answer.
+    /// A client of the node at `addr` (`host:port`), with 1 s to connect,
+    /// 3 s to answer, and at most 33 s for a slow load (see
+    /// [`Client::max_wait`]).
     pub fn with_runtime(rt: R, addr: impl Into<String>) -> Self {
         Self {
             rt,
@@ -112,6 +115,7 @@ impl<R: Runtime> Client<R> {
             pool: Arc::default(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(3),
+            max_wait: Duration::from_secs(33),
             max_frame: DEFAULT_MAX_FRAME,
         }
     }
@@ -120,6 +124,15 @@ impl<R: Runtime> Client<R> {
     pub fn timeouts(mut self, connect: Duration, request: Duration) -> Self {
         self.connect_timeout = connect;
         self.request_timeout = request;
+        self
+    }
+
+    /// Longest a get may wait in all while the node keeps saying it is still
+    /// loading (keepalives); the default, 33 s, is a group's default load
+    /// timeout plus a request timeout. Silence longer than the request
+    /// timeout still ends a get at once.
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.max_wait = d;
         self
     }
 
@@ -135,16 +148,9 @@ impl<R: Runtime> Client<R> {
             key: key.into(),
             from_peer: false,
             ext: true,
+            progress: true,
         };
-        let resp = timeout(
-            &self.rt,
-            self.request_timeout,
-            self.exchange(&mut conn, &req),
-        )
-        .await
-        .ok_or_else(|| ClientError::Timeout {
-            addr: self.addr.clone(),
-        })??;
+        let resp = self.exchange(&mut conn, &req).await?;
         // Only a connection that completed a clean exchange is reused.
         self.pool
             .lock()
@@ -179,25 +185,52 @@ impl<R: Runtime> Client<R> {
         }
     }
 
+    /// Sends `req` and reads its answer. Each wait for bytes is bounded by
+    /// the request timeout; keepalives from a node that is still loading
+    /// extend it, up to the maximum wait.
     async fn exchange(&self, c: &mut Conn<R>, req: &Request) -> Result<Response, ClientError> {
         let mut out = BytesMut::new();
         encode_frame(req, &mut out);
-        c.w.write_all(&out).await.map_err(|e| self.io(e))?;
-        c.w.flush().await.map_err(|e| self.io(e))?;
+        let start = self.rt.now();
+        let send = async {
+            c.w.write_all(&out).await?;
+            c.w.flush().await
+        };
+        timeout(&self.rt, self.request_timeout, send)
+            .await
+            .ok_or_else(|| self.timed_out())?
+            .map_err(|e| self.io(e))?;
+        let mut deadline = start + self.request_timeout;
         let mut chunk = [0u8; 8192];
         loop {
             let frame = c.dec.decode(&mut c.buf).map_err(|e| self.protocol(e))?;
             if let Some(payload) = frame {
+                let resp = Response::decode_payload(&payload).map_err(|e| self.protocol(e))?;
+                if resp.keepalive {
+                    let now = self.rt.now();
+                    deadline = (now + self.request_timeout).min(start + self.max_wait);
+                    continue;
+                }
                 if !c.buf.is_empty() {
                     return Err(self.protocol("answer followed by unexpected bytes"));
                 }
-                return Response::decode_payload(&payload).map_err(|e| self.protocol(e));
+                return Ok(resp);
             }
-            let n = c.r.read(&mut chunk).await.map_err(|e| self.io(e))?;
+            let left = deadline.saturating_duration_since(self.rt.now());
+            let n = timeout(&self.rt, left, c.r.read(&mut chunk))
+                .await
+                .ok_or_else(|| self.timed_out())?
+                .map_err(|e| self.io(e))?;
             if n == 0 {
                 return Err(self.io(std::io::ErrorKind::UnexpectedEof.into()));
             }
             c.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn timed_out(&self) -> ClientError {
+        ClientError::Timeout {
+            addr: self.addr.clone(),
         }
     }
 

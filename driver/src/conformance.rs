@@ -456,15 +456,20 @@ pub async fn client_decodes_vector_responses<R: Runtime>(rt: R) {
 }
 
 /// A loader that panics fails that key's waiters; the next get loads again.
+/// The panicking load is held until both gets have joined it, so both see
+/// its failure whatever the scheduling.
 pub async fn panicking_loader_fails_its_waiters_only<R: Runtime>(rt: R) {
     let calls = Arc::new(AtomicUsize::new(0));
+    let (release_tx, release_rx) = async_channel::bounded::<()>(1);
     let c = calls.clone();
     let node = Builder::with_runtime(rt.clone())
         .group("p", 1 << 20, None, move |key: String| {
-            // Only the first load of "boom" panics.
+            // Only the first load of "boom" panics, once released.
             let first_boom = key == "boom" && c.fetch_add(1, Ordering::SeqCst) == 0;
+            let release = release_rx.clone();
             async move {
                 if first_boom {
+                    let _ = release.recv().await;
                     panic!("origin exploded");
                 }
                 Ok(format!("v-{key}"))
@@ -473,9 +478,23 @@ pub async fn panicking_loader_fails_its_waiters_only<R: Runtime>(rt: R) {
         .start()
         .await
         .unwrap();
-    let ((a, b), other) = futures_lite::future::zip(
-        futures_lite::future::zip(node.get("p", "boom"), node.get("p", "boom")),
-        node.get("p", "fine"),
+    let release = async {
+        // Both gets are in the flight once one of them joined the other.
+        while node.stats("p").unwrap().loads_deduped < 1 {
+            rt.sleep(Duration::from_millis(1)).await;
+        }
+        release_tx.send(()).await.unwrap();
+    };
+    let (((a, b), other), ()) = bounded(
+        &rt,
+        "gets",
+        futures_lite::future::zip(
+            futures_lite::future::zip(
+                futures_lite::future::zip(node.get("p", "boom"), node.get("p", "boom")),
+                node.get("p", "fine"),
+            ),
+            release,
+        ),
     )
     .await;
     for r in [a, b] {

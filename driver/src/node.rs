@@ -2,11 +2,12 @@
 //! that move bytes, run loaders and keep time. Every decision is the core's;
 //! this file only carries out its outputs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,11 +16,12 @@ use async_channel::{Receiver, Sender};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use futures_lite::future::{poll_fn, poll_once};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncWrite, AsyncReadExt, AsyncWriteExt, FutureExt};
 use groupcache_core::node::{
     self as core, Config, ConnId, Get, GetId, GroupConfig, GroupStats, LoadError, LoadId, Output,
 };
 use groupcache_core::ring::HashFn;
+use groupcache_core::wire::SHARE_VALUE_MIN;
 use ipnet::IpNet;
 
 use crate::loader::Loader;
@@ -177,9 +179,40 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
-    /// Inbound connections at most (default 1024).
+    /// Inbound connections at most from clients, that is from addresses
+    /// that are not in the peer list (default 1024).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.cfg.max_inbound = n;
+        self
+    }
+
+    /// Inbound connections at most from one client address (default 256),
+    /// so one address cannot take every client slot.
+    pub fn max_connections_per_addr(mut self, n: usize) -> Self {
+        self.cfg.max_inbound_per_addr = n;
+        self
+    }
+
+    /// Inbound connections at most from the peers' addresses (default
+    /// 1024): a budget of their own that clients cannot use up. Peers are
+    /// recognised by the IP address of their peer-list entries.
+    pub fn max_peer_connections(mut self, n: usize) -> Self {
+        self.cfg.max_peer_inbound = n;
+        self
+    }
+
+    /// Answer bytes queued on one connection, unread by its client, past
+    /// which the node stops reading that connection's requests (default
+    /// 8 MiB).
+    pub fn max_unwritten(mut self, bytes: usize) -> Self {
+        self.cfg.max_unwritten = bytes;
+        self
+    }
+
+    /// How long a peer that refused a connection or let a request time out
+    /// is left alone before it is probed (default 1 s).
+    pub fn peer_backoff(mut self, d: Duration) -> Self {
+        self.cfg.peer_backoff = d;
         self
     }
 
@@ -239,6 +272,7 @@ impl<R: Runtime> Builder<R> {
                 node,
                 conns: HashMap::new(),
                 gets: HashMap::new(),
+                loads: HashMap::new(),
                 timer_at: None,
                 shutting_down: false,
             }),
@@ -246,6 +280,7 @@ impl<R: Runtime> Builder<R> {
             wake: wake_tx,
             idle: idle_tx,
             write_timeout,
+            live: Live::default(),
         });
         self.rt.spawn(timer_loop(shared.clone(), wake_rx));
         self.rt
@@ -261,22 +296,84 @@ impl<R: Runtime> Builder<R> {
     }
 }
 
+/// Bytes queued for one connection, in order: small pieces copied into one
+/// buffer, large values kept as the cache's shared buffers (never copied).
+#[derive(Default)]
+struct Chunks {
+    bufs: VecDeque<Bytes>,
+    /// Bytes after the last of `bufs`.
+    tail: Vec<u8>,
+}
+
+impl Chunks {
+    fn is_empty(&self) -> bool {
+        self.bufs.is_empty() && self.tail.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.bufs.iter().map(Bytes::len).sum::<usize>() + self.tail.len()
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if data.len() >= SHARE_VALUE_MIN {
+            self.seal();
+            self.bufs.push_back(data);
+        } else {
+            self.tail.extend_from_slice(&data);
+        }
+    }
+
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.bufs.push_back(Bytes::from(std::mem::take(&mut self.tail)));
+        }
+    }
+
+    /// Moves everything of `other` to the end of `self`. The common case,
+    /// small answers only, swaps buffers and allocates nothing.
+    fn append(&mut self, other: &mut Chunks) {
+        if !other.bufs.is_empty() {
+            self.seal();
+            self.bufs.append(&mut other.bufs);
+        }
+        if self.tail.is_empty() {
+            std::mem::swap(&mut self.tail, &mut other.tail);
+        } else {
+            self.tail.extend_from_slice(&other.tail);
+            other.tail.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.bufs.clear();
+        self.tail.clear();
+    }
+
+    async fn write_to<W: AsyncWrite + Unpin>(&self, w: &mut W) -> io::Result<()> {
+        for b in &self.bufs {
+            w.write_all(b).await?;
+        }
+        w.write_all(&self.tail).await?;
+        w.flush().await
+    }
+}
+
 /// Bytes the core sends on one connection, waiting for its task to write
-/// them. A mutex-guarded buffer and a waker: nothing is allocated per send.
+/// them. A mutex-guarded queue and a waker: small answers allocate nothing.
 #[derive(Default)]
 struct Outbox {
     /// Pending bytes, and whether the core has dropped the connection.
-    state: Mutex<(Vec<u8>, bool)>,
+    state: Mutex<(Chunks, bool)>,
     waker: AtomicWaker,
 }
 
 impl Outbox {
-    fn lock(&self) -> MutexGuard<'_, (Vec<u8>, bool)> {
+    fn lock(&self) -> MutexGuard<'_, (Chunks, bool)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, data: &[u8]) {
-        self.lock().0.extend_from_slice(data);
+    fn push(&self, data: Bytes) {
+        self.lock().0.push(data);
         self.waker.wake();
     }
 
@@ -287,20 +384,15 @@ impl Outbox {
 
     /// Moves the pending bytes to the end of `out`, keeping both buffers'
     /// capacity; returns whether the connection is closed.
-    fn take(&self, out: &mut Vec<u8>) -> bool {
+    fn take(&self, out: &mut Chunks) -> bool {
         let mut s = self.lock();
-        if out.is_empty() {
-            std::mem::swap(&mut s.0, out);
-        } else {
-            out.extend_from_slice(&s.0);
-            s.0.clear();
-        }
+        out.append(&mut s.0);
         s.1
     }
 
     /// Ready when there are bytes to write (moved into `out`) or the
     /// connection is closed.
-    fn poll_ready(&self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<()> {
+    fn poll_ready(&self, cx: &mut Context<'_>, out: &mut Chunks) -> Poll<()> {
         self.waker.register(cx.waker());
         let closed = self.take(out);
         if closed || !out.is_empty() {
@@ -325,6 +417,8 @@ struct State {
     node: core::Node,
     conns: HashMap<ConnId, ConnHandle>,
     gets: HashMap<GetId, Sender<Result<Bytes, Error>>>,
+    /// Loads running; dropping a sender cancels its load.
+    loads: HashMap<LoadId, Sender<()>>,
     timer_at: Option<Instant>,
     /// Set by [`Node::shutdown`]: only then is idleness worth checking.
     shutting_down: bool,
@@ -342,7 +436,7 @@ impl State {
 
 /// Work that must happen outside the lock: spawning tasks.
 enum Action {
-    Load(LoadId, Arc<str>, Arc<str>),
+    Load(LoadId, Arc<str>, Arc<str>, Receiver<()>),
     Connect(ConnId, Arc<str>, Arc<Outbox>),
 }
 
@@ -353,6 +447,7 @@ struct Shared<R: Runtime> {
     wake: Sender<()>,
     idle: Sender<()>,
     write_timeout: Duration,
+    live: Live,
 }
 
 impl<R: Runtime> Shared<R> {
@@ -365,7 +460,7 @@ impl<R: Runtime> Shared<R> {
     /// Feeds one input to the core and carries out what it asks.
     fn input<T>(self: &Arc<Self>, f: impl FnOnce(&mut core::Node, Instant) -> T) -> T {
         let mut st = self.lock();
-        let out = f(&mut st.node, Instant::now());
+        let out = f(&mut st.node, self.rt.now());
         self.drain(st);
         out
     }
@@ -378,7 +473,7 @@ impl<R: Runtime> Shared<R> {
             match o {
                 Output::Send { conn, data } => {
                     if let Some(c) = st.conns.get(&conn) {
-                        c.0.push(&data);
+                        c.0.push(data);
                     }
                 }
                 Output::Close { conn, reason } => {
@@ -390,7 +485,15 @@ impl<R: Runtime> Shared<R> {
                         let _ = tx.try_send(result);
                     }
                 }
-                Output::Load { id, group, key } => actions.push(Action::Load(id, group, key)),
+                Output::Load { id, group, key } => {
+                    // Dropping the sender cancels the load.
+                    let (cancel, cancelled) = async_channel::bounded(1);
+                    st.loads.insert(id, cancel);
+                    actions.push(Action::Load(id, group, key, cancelled));
+                }
+                Output::CancelLoad { id } => {
+                    st.loads.remove(&id);
+                }
                 Output::Connect { conn, addr } => {
                     let outbox = st.open(conn);
                     actions.push(Action::Connect(conn, addr, outbox));
@@ -408,7 +511,9 @@ impl<R: Runtime> Shared<R> {
         drop(st);
         for a in actions {
             match a {
-                Action::Load(id, group, key) => self.spawn_load(id, group, key),
+                Action::Load(id, group, key, cancelled) => {
+                    self.spawn_load(id, group, key, cancelled)
+                }
                 Action::Connect(conn, addr, outbox) => {
                     self.rt
                         .spawn(connect(self.clone(), conn, addr.to_string(), outbox));
@@ -417,10 +522,16 @@ impl<R: Runtime> Shared<R> {
         }
     }
 
-    fn spawn_load(self: &Arc<Self>, id: LoadId, group: Arc<str>, key: Arc<str>) {
+    fn spawn_load(
+        self: &Arc<Self>,
+        id: LoadId,
+        group: Arc<str>,
+        key: Arc<str>,
+        cancelled: Receiver<()>,
+    ) {
         let Some(loader) = self.loaders.get(&*group).cloned() else {
             let err = LoadError::Failed(format!("no loader for group {group:?}"));
-            self.input(|n, now| n.handle_load(now, id, Err(err)));
+            self.finish_load(id, Err(err));
             return;
         };
         let mut guard = LoadGuard {
@@ -429,10 +540,18 @@ impl<R: Runtime> Shared<R> {
         };
         self.rt.spawn(async move {
             let key = key.to_string();
-            let result = AssertUnwindSafe(async move { loader.load(key).await })
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
+            let load = AssertUnwindSafe(async move { loader.load(key).await }).catch_unwind();
+            let result = async { Some(load.await) }
+                .or(async {
+                    // Ends when the core cancels the load (sender dropped).
+                    let _ = cancelled.recv().await;
+                    None
+                })
+                .await;
+            let result = match result {
+                None => Err(LoadError::Failed("load cancelled".into())),
+                Some(Ok(r)) => r,
+                Some(Err(panic)) => {
                     let msg = panic
                         .downcast_ref::<&str>()
                         .map(|s| s.to_string())
@@ -440,9 +559,19 @@ impl<R: Runtime> Shared<R> {
                         .unwrap_or_else(|| "non-string panic".into());
                     tracing::warn!(%group, "loader panicked: {msg}");
                     Err(LoadError::Failed(format!("loader panicked: {msg}")))
-                });
+                }
+            };
             guard.finish(result);
         });
+    }
+
+    /// Reports a load's outcome to the core.
+    fn finish_load(self: &Arc<Self>, id: LoadId, result: Result<Bytes, LoadError>) {
+        let mut st = self.lock();
+        st.loads.remove(&id);
+        let now = self.rt.now();
+        st.node.handle_load(now, id, result);
+        self.drain(st);
     }
 
     fn register(self: &Arc<Self>, st: &mut State, conn: ConnId, r: R::Reader, w: R::Writer) {
@@ -465,8 +594,7 @@ struct LoadGuard<R: Runtime> {
 impl<R: Runtime> LoadGuard<R> {
     fn finish(&mut self, result: Result<Bytes, LoadError>) {
         if let Some(s) = self.shared.take() {
-            let id = self.id;
-            s.input(|n, now| n.handle_load(now, id, result));
+            s.finish_load(self.id, result);
         }
     }
 }
@@ -486,7 +614,7 @@ async fn timer_loop<R: Runtime>(shared: Arc<Shared<R>>, wake: Receiver<()>) {
         };
         // With nothing scheduled, sleep until woken.
         let d = at.map_or(Duration::from_secs(3600), |t| {
-            t.saturating_duration_since(Instant::now())
+            t.saturating_duration_since(shared.rt.now())
         });
         let stopped = async {
             shared.rt.sleep(d).await;
@@ -522,7 +650,8 @@ async fn accept_loop<R: Runtime>(
             }
             Some(Ok((r, w, peer))) => {
                 let mut st = shared.lock();
-                match st.node.accept(Instant::now(), peer.ip()) {
+                let now = shared.rt.now();
+                match st.node.accept(now, peer.ip()) {
                     Ok(conn) => {
                         shared.register(&mut st, conn, r, w);
                         shared.drain(st);
@@ -542,7 +671,7 @@ async fn connect<R: Runtime>(
 ) {
     // The core enforces the connect timeout: when it gives up it drops the
     // handle, which closes the outbox and ends this attempt.
-    let mut nothing = Vec::new();
+    let mut nothing = Chunks::default();
     let attempt = async { Some(shared.rt.connect(addr.clone()).await) }
         .or(async {
             poll_fn(|cx| outbox.poll_ready(cx, &mut nothing)).await;
@@ -564,9 +693,11 @@ async fn connect<R: Runtime>(
 
 /// One task per connection. It feeds what it reads to the core and writes
 /// what the core sends on this connection; an answer to a request read here
-/// is written by the same task, without waking another. Ends when the core
-/// drops the connection (after its queued bytes are written), or on EOF, an
-/// IO error or a stalled write.
+/// is written by the same task, without waking another. It reports what it
+/// wrote, and reads nothing while the core says the client has too many
+/// answers unread (backpressure). Ends when the core drops the connection
+/// (after its queued bytes are written), or on EOF, an IO error or a
+/// stalled write.
 async fn conn_loop<R: Runtime>(
     shared: Arc<Shared<R>>,
     conn: ConnId,
@@ -578,15 +709,25 @@ async fn conn_loop<R: Runtime>(
         Read(io::Result<usize>),
         Write,
     }
+    let _live = shared.live.enter();
     let mut buf = vec![0u8; READ_CHUNK];
-    let mut out = Vec::new();
+    let mut out = Chunks::default();
+    let mut paused = false;
+    // Bytes written and not yet reported: they ride along with the next
+    // input, so the common request/answer turn takes the lock once.
+    let mut unreported = 0;
     loop {
-        let event = async { Event::Read(r.read(&mut buf).await) }
-            .or(async {
-                poll_fn(|cx| outbox.poll_ready(cx, &mut out)).await;
-                Event::Write
-            })
-            .await;
+        let write = async {
+            poll_fn(|cx| outbox.poll_ready(cx, &mut out)).await;
+            Event::Write
+        };
+        let event = if paused {
+            write.await
+        } else {
+            async { Event::Read(r.read(&mut buf).await) }
+                .or(write)
+                .await
+        };
         if let Event::Read(read) = event {
             match read {
                 Ok(0) | Err(_) => {
@@ -597,33 +738,81 @@ async fn conn_loop<R: Runtime>(
                     // This task writes whatever the input produces right
                     // below: pushes to its outbox need not wake it.
                     drop(outbox.waker.take());
-                    shared.input(|n, now| n.handle_data(now, conn, &buf[..len]));
+                    let written = std::mem::take(&mut unreported);
+                    paused = !shared.input(|n, now| {
+                        if written > 0 {
+                            n.handle_written(now, conn, written);
+                        }
+                        n.handle_data(now, conn, &buf[..len]);
+                        n.wants_read(conn)
+                    });
                 }
             }
         }
         // Whatever the core queued, answers to what was just read included.
         let closed = outbox.take(&mut out);
         if !out.is_empty() {
-            let mut write = pin!(async {
-                w.write_all(&out).await?;
-                w.flush().await
-            });
-            // Most writes complete at once: only arm a timer for one that
-            // has to wait for the peer to read.
-            let wrote = match poll_once(&mut write).await {
-                Some(done) => Some(done),
-                None => timeout(&shared.rt, shared.write_timeout, write).await,
+            let wrote = {
+                let mut write = pin!(out.write_to(&mut w));
+                // Most writes complete at once: only arm a timer for one
+                // that has to wait for the peer to read.
+                match poll_once(&mut write).await {
+                    Some(done) => Some(done),
+                    None => timeout(&shared.rt, shared.write_timeout, write).await,
+                }
             };
-            out.clear();
             if !matches!(wrote, Some(Ok(()))) {
                 shared.input(|n, now| n.handle_closed(now, conn));
                 return;
             }
+            unreported += out.len();
+            out.clear();
         }
         if closed {
             let _ = w.close().await;
             return;
         }
+        if paused && unreported > 0 {
+            let written = std::mem::take(&mut unreported);
+            paused = !shared.input(|n, now| {
+                n.handle_written(now, conn, written);
+                n.wants_read(conn)
+            });
+        }
+    }
+}
+
+/// Counts the connection tasks still running, so that shutdown can wait for
+/// their last answers to be written.
+#[derive(Default)]
+struct Live {
+    count: AtomicUsize,
+    ended: event_listener::Event,
+}
+
+impl Live {
+    fn enter(&self) -> LiveGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        LiveGuard(self)
+    }
+
+    async fn all_ended(&self) {
+        loop {
+            let listener = self.ended.listen();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+struct LiveGuard<'a>(&'a Live);
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.notify(usize::MAX);
     }
 }
 
@@ -660,7 +849,8 @@ impl<R: Runtime> Node<R> {
     pub async fn get(&self, group: &str, key: &str) -> Result<Bytes, Error> {
         let rx = {
             let mut st = self.shared.lock();
-            match st.node.get(Instant::now(), group, key) {
+            let now = self.shared.rt.now();
+            match st.node.get(now, group, key) {
                 Get::Ready(r) => return r,
                 Get::Pending(id) => {
                     let (tx, rx) = async_channel::bounded(1);
@@ -710,7 +900,9 @@ impl<R: Runtime> Node<R> {
     }
 
     /// Stops accepting, lets requests in flight finish (at most the shutdown
-    /// timeout), then closes every connection.
+    /// timeout), then answers every request still open with a shutdown
+    /// error, cancels loads still running, and closes every connection once
+    /// its answers are written (each write bounded by the request timeout).
     pub async fn shutdown(&self) {
         let _ = self.stop.try_send(());
         self.stop.close();
@@ -728,12 +920,19 @@ impl<R: Runtime> Node<R> {
         })
         .await;
         if drained.is_none() {
-            tracing::warn!("shutdown timed out with requests in flight");
+            tracing::warn!("shutdown timed out with requests in flight: answering them with errors");
         }
-        let mut st = self.shared.lock();
-        st.conns.clear();
-        for (_, tx) in st.gets.drain() {
-            let _ = tx.try_send(Err(Error::Shutdown));
+        self.shared.input(|n, now| n.abort(now));
+        {
+            let mut st = self.shared.lock();
+            st.conns.clear();
+            for (_, tx) in st.gets.drain() {
+                let _ = tx.try_send(Err(Error::Shutdown));
+            }
+        }
+        let flushed = timeout(&rt, self.shared.write_timeout, self.shared.live.all_ended()).await;
+        if flushed.is_none() {
+            tracing::warn!("shutdown: some connections did not take their last answers in time");
         }
         self.shared.wake.close();
     }

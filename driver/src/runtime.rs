@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 
@@ -24,6 +24,14 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// Completes after `d`.
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send + 'static;
+
+    /// The runtime's clock: every `now` the driver gives the core comes from
+    /// here, so a runtime with a test clock (tokio's paused time) drives the
+    /// node's timeouts too. Must agree with [`Runtime::sleep`].
+    fn now(&self) -> Instant {
+        // The one place the driver reads the system clock.
+        Instant::now()
+    }
 
     /// Opens a TCP connection to `addr` (`host:port`).
     fn connect(

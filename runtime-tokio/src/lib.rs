@@ -6,7 +6,7 @@
 //! protocol, so Rust and Go nodes can share a cluster.
 //!
 //! ```no_run
-//! use std::time::Duration;
+//! use std::time::{Duration, Instant};
 //! use groupcache_tokio::{Builder, LoadError};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,7 +30,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{tcp, TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -79,6 +79,11 @@ impl groupcache_driver::Runtime for Tokio {
 
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send + 'static {
         tokio::time::sleep(d)
+    }
+
+    fn now(&self) -> Instant {
+        // tokio's clock, so that tests on paused time move the node's too.
+        tokio::time::Instant::now().into_std()
     }
 
     #[allow(clippy::manual_async_fn)] // the future must not borrow `self`

@@ -2,50 +2,54 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
 
-use crate::frame::{FrameDecoder, FrameError};
 
-use super::{CloseReason, Conn, ConnId, Node, Output, Sent};
+use super::{CloseReason, Conn, ConnId, Health, Node, Output, Sent};
 
 impl Node {
-    /// Bytes arrived on a connection.
+    /// Bytes arrived on a connection. Afterwards, [`Node::wants_read`] says
+    /// whether the driver may read more from it now.
     pub fn handle_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        let mut frames = Vec::new();
-        let outbound;
-        let decoded = match self.conns.get_mut(&conn) {
+        let result = match self.conns.get_mut(&conn) {
             None => return,
             Some(Conn::In(i)) => {
-                outbound = false;
-                i.last_active = now;
                 i.buf.extend_from_slice(data);
-                let r = decode_into(&mut i.dec, &mut i.buf, &mut frames);
-                i.frame_started = match (i.dec.is_mid_frame(&i.buf), i.frame_started) {
-                    (false, _) => None,
-                    (true, Some(t)) if frames.is_empty() => Some(t),
-                    (true, _) => Some(now),
-                };
-                r
+                self.serve_buffered(now, conn)
             }
             Some(Conn::Out(o)) => {
-                outbound = true;
                 o.buf.extend_from_slice(data);
-                decode_into(&mut o.dec, &mut o.buf, &mut frames)
+                self.read_responses(now, conn)
             }
         };
-        // Frames before a framing error are still answered, in order.
-        let mut result = Ok(());
-        for f in frames {
-            result = if outbound {
-                self.on_response(now, conn, &f)
-            } else {
-                self.on_request(now, conn, &f)
-            };
-            if result.is_err() {
-                break;
-            }
+        self.after_input(now, conn, result);
+    }
+
+    /// The driver wrote `n` more bytes of what the node sent on `conn`. A
+    /// connection paused for backpressure resumes once enough is written.
+    pub fn handle_written(&mut self, now: Instant, conn: ConnId, n: usize) {
+        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        i.unwritten = i.unwritten.saturating_sub(n);
+        if i.paused && i.unwritten < self.cfg.max_unwritten {
+            let result = self.serve_buffered(now, conn);
+            self.after_input(now, conn, result);
         }
-        let result = result.and(decoded.map_err(CloseReason::Frame));
+    }
+
+    /// Whether the driver should read from `conn` now. False while an
+    /// inbound connection is paused because its client does not read its
+    /// answers: the driver reads again after [`Node::handle_written`] makes
+    /// this true. Unknown connections read nothing.
+    pub fn wants_read(&self, conn: ConnId) -> bool {
+        match self.conns.get(&conn) {
+            Some(Conn::In(i)) => !i.paused,
+            Some(Conn::Out(_)) => true,
+            None => false,
+        }
+    }
+
+    fn after_input(&mut self, now: Instant, conn: ConnId, result: Result<(), CloseReason>) {
         match result {
             Err(reason) => self.close(now, conn, Some(reason)),
             Ok(()) => {
@@ -55,6 +59,53 @@ impl Node {
                     self.pump(now, &peer);
                 }
             }
+        }
+    }
+
+    /// Answers the whole requests buffered on an inbound connection, in
+    /// order, until the buffer holds none or too many answer bytes wait to
+    /// be written. Frames before a framing error are still answered.
+    fn serve_buffered(&mut self, now: Instant, conn: ConnId) -> Result<(), CloseReason> {
+        let mut decoded = false;
+        loop {
+            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+                return Ok(());
+            };
+            if i.unwritten >= self.cfg.max_unwritten {
+                i.paused = true;
+                return Ok(());
+            }
+            i.paused = false;
+            let frame = match i.dec.decode(&mut i.buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    // Time a client takes to finish a frame is bounded from
+                    // when it started it.
+                    i.frame_started = match (i.dec.is_mid_frame(&i.buf), i.frame_started) {
+                        (false, _) => None,
+                        (true, Some(t)) if !decoded => Some(t),
+                        (true, _) => Some(now),
+                    };
+                    return Ok(());
+                }
+                Err(e) => return Err(CloseReason::Frame(e)),
+            };
+            decoded = true;
+            self.on_request(now, conn, &frame)?;
+        }
+    }
+
+    fn read_responses(&mut self, now: Instant, conn: ConnId) -> Result<(), CloseReason> {
+        loop {
+            let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
+                return Ok(());
+            };
+            let frame = match o.dec.decode(&mut o.buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(CloseReason::Frame(e)),
+            };
+            self.on_response(now, conn, &frame)?;
         }
     }
 
@@ -71,36 +122,31 @@ impl Node {
         };
         self.armed.remove(&conn);
         self.trim_timers();
+        let timed_out = reason == Some(CloseReason::Timeout);
         if let Some(reason) = reason {
             self.out.push_back(Output::Close { conn, reason });
         }
         match c {
-            Conn::In(_) => self.inbound -= 1,
+            Conn::In(i) => self.forget_inbound(&i),
             Conn::Out(o) => {
                 let pool = self.pools.get_mut(&o.peer).expect("pool of conn");
                 pool.conns.retain(|&c| c != conn);
                 let mut failed: Vec<Sent> = o.inflight.into();
-                if o.connect_deadline.is_some() && pool.conns.is_empty() {
-                    // The peer cannot be reached: fail what waits for it too.
-                    pool.down_until = Some(now + self.cfg.peer_backoff);
+                let refused = o.connect_deadline.is_some() && pool.conns.is_empty();
+                if refused || timed_out {
+                    // Unreachable, or it let a request or a connect time out:
+                    // back it off and fail what waits for it too, so that no
+                    // get waits on it again until a probe brings it back.
+                    pool.health = Health::Down {
+                        until: now + self.cfg.peer_backoff,
+                    };
                     failed.extend(pool.backlog.drain(..));
                 }
                 for s in failed {
-                    self.peer_failed(s);
+                    self.peer_failed(now, &o.peer, s);
                 }
                 self.pump(now, &o.peer);
             }
         }
     }
-}
-
-pub(super) fn decode_into(
-    dec: &mut FrameDecoder,
-    buf: &mut BytesMut,
-    out: &mut Vec<Bytes>,
-) -> Result<(), FrameError> {
-    while let Some(f) = dec.decode(buf)? {
-        out.push(f);
-    }
-    Ok(())
 }

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use crate::flight::Joined;
 
 use super::serve::{error_response, ok_response};
-use super::{Error, FlightState, Get, GetId, LoadError, LoadId, Node, Output, Waiter};
+use super::{
+    Error, FlightState, Get, GetId, LoadError, LoadId, LoadRec, Node, Output, Timer, Waiter,
+};
 
 impl Node {
     /// Gets `key` of `group`: a hit is answered at once without allocating;
@@ -55,7 +57,7 @@ impl Node {
                     let owner: Arc<str> = self.ring.owner(&key).expect("owner").into();
                     self.ask_peer(now, owner, name, key);
                 } else {
-                    self.load_locally(name, key);
+                    self.load_locally(now, name, key);
                 }
             }
             Joined::Follower => {
@@ -67,27 +69,84 @@ impl Node {
                     from_peer && g.flights.get(key).is_some_and(|f| f.state.local.is_none());
                 if needs_local {
                     let (name, key) = (g.name.clone(), key.into());
-                    self.load_locally(name, key);
+                    self.load_locally(now, name, key);
                 }
             }
         }
     }
 
-    pub(super) fn load_locally(&mut self, group: Arc<str>, key: Arc<str>) {
+    /// Decides a local load of `key`: started at once if the group has a
+    /// free load slot, else queued. Either way it ends by the load timeout.
+    pub(super) fn load_locally(&mut self, now: Instant, group: Arc<str>, key: Arc<str>) {
         let id = LoadId(self.id());
         let g = self.groups.get_mut(&group).expect("group");
         if let Some(f) = g.flights.get_mut(&key) {
             f.state.local = Some(id);
         }
-        self.loads.insert(id, (group.clone(), key.clone()));
-        self.out.push_back(Output::Load { id, group, key });
+        let deadline = now + g.load_timeout;
+        let start = g.running < g.max_loads;
+        if start {
+            g.running += 1;
+        } else {
+            g.queued.push_back(id);
+        }
+        self.loads.insert(
+            id,
+            LoadRec {
+                group: group.clone(),
+                key: key.clone(),
+                deadline,
+                started: start,
+            },
+        );
+        self.arm(deadline, Timer::Load(id));
+        if start {
+            self.out.push_back(Output::Load { id, group, key });
+        }
+    }
+
+    /// A load slot of `group` came free: start the oldest queued load.
+    fn start_queued(&mut self, group: &str) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        while g.running < g.max_loads {
+            let Some(id) = g.queued.pop_front() else {
+                return;
+            };
+            // Loads that timed out while queued are gone from `loads`.
+            let Some(l) = self.loads.get_mut(&id) else {
+                continue;
+            };
+            l.started = true;
+            g.running += 1;
+            self.out.push_back(Output::Load {
+                id,
+                group: l.group.clone(),
+                key: l.key.clone(),
+            });
+        }
+    }
+
+    /// Forgets load `id`, freeing its slot; returns its record.
+    fn finish_load(&mut self, id: LoadId) -> Option<LoadRec> {
+        let l = self.loads.remove(&id)?;
+        self.trim_timers();
+        if l.started {
+            if let Some(g) = self.groups.get_mut(&l.group) {
+                g.running -= 1;
+            }
+            self.start_queued(&l.group.clone());
+        }
+        Some(l)
     }
 
     /// Reports the outcome of an [`Output::Load`]. Every load must be reported
     /// exactly once, also when the loader panicked or was cancelled
-    /// (as [`LoadError::Failed`]), or its waiters wait forever.
+    /// (as [`LoadError::Failed`]), or its waiters wait forever. A report for
+    /// a load the node already gave up on is ignored.
     pub fn handle_load(&mut self, now: Instant, id: LoadId, result: Result<Bytes, LoadError>) {
-        let Some((group, key)) = self.loads.remove(&id) else {
+        let Some(LoadRec { group, key, .. }) = self.finish_load(id) else {
             return;
         };
         let Some(g) = self.groups.get_mut(&group) else {
@@ -98,6 +157,20 @@ impl Node {
             .get(&key)
             .is_some_and(|f| f.state.local == Some(id));
         let outcome = match result {
+            Ok(value) if value.len() > g.max_value => {
+                // Never cached, never sent: a frame that large would be
+                // refused by every receiver.
+                g.stats.local_load_errs += 1;
+                g.stats.values_too_large += 1;
+                Err(Error::Load(
+                    format!(
+                        "{group}/{key}: value of {} bytes exceeds the limit of {}",
+                        value.len(),
+                        g.max_value
+                    )
+                    .into(),
+                ))
+            }
             Ok(value) => {
                 g.stats.local_loads += 1;
                 let expires = g.ttl.map(|t| now + t);
@@ -114,6 +187,42 @@ impl Node {
         };
         if ours {
             self.land(now, &group, &key, outcome);
+        }
+    }
+
+    /// A load ran out of time: cancel it and fail its waiters.
+    pub(super) fn expire_load(&mut self, now: Instant, id: LoadId) {
+        let Some(l) = self.loads.get(&id) else {
+            return;
+        };
+        if l.deadline > now {
+            return;
+        }
+        let Some(LoadRec {
+            group,
+            key,
+            started,
+            ..
+        }) = self.finish_load(id)
+        else {
+            return;
+        };
+        if started {
+            self.out.push_back(Output::CancelLoad { id });
+        }
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        g.stats.load_timeouts += 1;
+        g.stats.local_load_errs += 1;
+        let timeout = g.load_timeout;
+        let ours = g
+            .flights
+            .get(&key)
+            .is_some_and(|f| f.state.local == Some(id));
+        if ours {
+            let e = Error::Load(format!("{group}/{key}: load timed out after {timeout:?}").into());
+            self.land(now, &group, &key, Err(e));
         }
     }
 

@@ -28,16 +28,22 @@ mod types;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use hashbrown::HashMap;
+use bytes::BytesMut;
+use hashbrown::{HashMap, HashSet};
 
 use crate::cache::Cache;
 use crate::flight::Flights;
 use crate::frame::FrameDecoder;
 use crate::ring::Ring;
+use crate::wire::Response;
+
+/// Bytes a response frame needs beyond its value: the frame header, the
+/// value's tag and length, and every other field at its largest.
+pub const RESPONSE_OVERHEAD: usize = 64;
 
 pub use types::{
     CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, GroupStats, LoadError, LoadId,
@@ -63,6 +69,23 @@ struct Group {
     hot: Cache,
     flights: Flights<FlightState, Waiter>,
     stats: GroupStats,
+    /// Largest value cached or sent, already clamped to fit a frame.
+    max_value: usize,
+    load_timeout: Duration,
+    max_loads: usize,
+    /// Loads handed to the driver and not yet reported.
+    running: usize,
+    /// Loads waiting for a free slot, oldest first.
+    queued: VecDeque<LoadId>,
+}
+
+/// A local load, from the moment it is decided until reported.
+struct LoadRec {
+    group: Arc<str>,
+    key: Arc<str>,
+    deadline: Instant,
+    /// Handed to the driver (it counts against the group's `running`).
+    started: bool,
 }
 
 /// A request to a peer, from the moment it is queued until answered.
@@ -73,16 +96,35 @@ struct Sent {
     token: u64,
     asked_at: Instant,
     deadline: Instant,
+    /// Latest the deadline may be pushed by keepalives: the owner's load
+    /// timeout plus one request timeout after asking.
+    max_deadline: Instant,
+    /// A health probe (an empty request), not a real get.
+    probe: bool,
 }
 
 struct Inbound {
     buf: BytesMut,
     dec: FrameDecoder,
-    /// Answers in request order; `None` until ready.
-    slots: VecDeque<Option<Bytes>>,
+    /// Answers in request order; `None` until ready. A ready answer keeps its
+    /// value as the cache's shared `Bytes` until it is written out.
+    slots: VecDeque<Option<Response>>,
     first_seq: u64,
     frame_started: Option<Instant>,
+    /// Last real request or answer: what the idle timeout counts from.
     last_active: Instant,
+    /// Last bytes sent: keepalives are due a keepalive interval after it.
+    last_sent: Instant,
+    /// Bytes sent on this connection that the driver has not reported
+    /// written yet.
+    unwritten: usize,
+    /// Frames wait in `buf` until the client reads its answers.
+    paused: bool,
+    /// The client asked for keepalives while its answers are pending.
+    progress: bool,
+    /// The client's address, canonical, and whether it is a peer's.
+    from: IpAddr,
+    peer: bool,
 }
 
 struct Outbound {
@@ -104,13 +146,27 @@ enum Conn {
 struct Pool {
     conns: Vec<ConnId>,
     backlog: VecDeque<Sent>,
-    down_until: Option<Instant>,
+    health: Health,
+}
+
+/// What a node believes of a peer. Requests go to a peer only while it is
+/// `Up`; otherwise the keys it owns are loaded locally without waiting.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    #[default]
+    Up,
+    /// It refused a connection or let a request time out; left alone until
+    /// then, and probed after.
+    Down { until: Instant },
+    /// A probe is under way; its answer brings the peer back.
+    Probing,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Conn(ConnId),
     Peer(Arc<str>),
+    Load(LoadId),
 }
 
 /// A groupcache node as a pure state machine.
@@ -138,7 +194,7 @@ pub struct Node {
     groups: HashMap<Arc<str>, Group>,
     conns: HashMap<ConnId, Conn>,
     pools: HashMap<Arc<str>, Pool>,
-    loads: HashMap<LoadId, (Arc<str>, Arc<str>)>,
+    loads: HashMap<LoadId, LoadRec>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// The earliest live timer record of each connection. A connection's
     /// deadline only ever moves later on the hot path, so most changes push
@@ -146,7 +202,13 @@ pub struct Node {
     armed: HashMap<ConnId, Instant>,
     out: VecDeque<Output>,
     next_id: u64,
-    inbound: usize,
+    /// Inbound connections from clients, and from peers.
+    client_inbound: usize,
+    peer_inbound: usize,
+    /// Inbound connections per client address (peers' are not counted).
+    per_addr: HashMap<IpAddr, usize>,
+    /// The IP addresses of the peer list's entries that are IP literals.
+    peer_ips: HashSet<IpAddr>,
     shutting_down: bool,
 }
 
@@ -176,7 +238,10 @@ impl Node {
             armed: HashMap::new(),
             out: VecDeque::new(),
             next_id: 0,
-            inbound: 0,
+            client_inbound: 0,
+            peer_inbound: 0,
+            per_addr: HashMap::new(),
+            peer_ips: HashSet::new(),
             shutting_down: false,
         }
     }
@@ -192,6 +257,10 @@ impl Node {
             return Err(format!("group {:?} is already registered", g.name));
         }
         let name: Arc<str> = g.name.into();
+        // No node sends a frame larger than it would accept itself.
+        let max_value = g
+            .max_value
+            .min(self.cfg.max_frame.saturating_sub(RESPONSE_OVERHEAD));
         self.groups.insert(
             name.clone(),
             Group {
@@ -201,6 +270,11 @@ impl Node {
                 hot: Cache::new(g.hot_bytes),
                 flights: Flights::default(),
                 stats: GroupStats::default(),
+                max_value,
+                load_timeout: g.load_timeout,
+                max_loads: g.max_loads.max(1),
+                running: 0,
+                queued: VecDeque::new(),
             },
         );
         Ok(())
@@ -228,6 +302,13 @@ impl Node {
         S: AsRef<str>,
     {
         self.ring.set_peers(peers);
+        self.peer_ips = self
+            .ring
+            .peers()
+            .iter()
+            .filter_map(|p| p.parse::<std::net::SocketAddr>().ok())
+            .map(|a| serve::canonical(a.ip()))
+            .collect();
         // Forget idle pools of peers that left, so churn cannot grow them.
         let ring = &self.ring;
         self.pools.retain(|p, pool| {
@@ -273,6 +354,39 @@ impl Node {
             .map(|(&id, _)| id)
             .collect();
         for id in idle {
+            self.close(now, id, Some(CloseReason::Shutdown));
+        }
+    }
+
+    /// Ends the shutdown when its time is up: every get and every request
+    /// still open is answered with [`Error::Shutdown`], loads under way are
+    /// cancelled, and every connection closes once its answers are written.
+    /// Afterwards the node is idle.
+    pub fn abort(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let mut open = Vec::new();
+        for g in self.groups.values() {
+            open.extend(g.flights.keys().map(|k| (g.name.clone(), Arc::<str>::from(k))));
+        }
+        // Sorted, so the order of the answers does not depend on a hash seed.
+        open.sort();
+        for (group, key) in open {
+            self.land(now, &group, &key, Err(Error::Shutdown));
+        }
+        let mut loads: Vec<LoadId> = self.loads.keys().copied().collect();
+        loads.sort();
+        for id in loads {
+            if self.loads.remove(&id).is_some_and(|l| l.started) {
+                self.out.push_back(Output::CancelLoad { id });
+            }
+        }
+        for g in self.groups.values_mut() {
+            g.running = 0;
+            g.queued.clear();
+        }
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort();
+        for id in conns {
             self.close(now, id, Some(CloseReason::Shutdown));
         }
     }
@@ -327,13 +441,39 @@ impl Node {
                 }
             }
         }
-        let inbound = self
-            .conns
-            .values()
-            .filter(|c| matches!(c, Conn::In(_)))
-            .count();
-        if inbound != self.inbound {
-            return Err(format!("inbound count {} != {inbound}", self.inbound));
+        let (mut clients, mut peers) = (0, 0);
+        let mut per_addr: HashMap<IpAddr, usize> = HashMap::new();
+        for c in self.conns.values() {
+            match c {
+                Conn::In(i) if i.peer => peers += 1,
+                Conn::In(i) => {
+                    clients += 1;
+                    *per_addr.entry(i.from).or_default() += 1;
+                }
+                Conn::Out(_) => {}
+            }
+        }
+        if (clients, peers) != (self.client_inbound, self.peer_inbound) {
+            return Err(format!(
+                "inbound counts {}/{} != {clients}/{peers}",
+                self.client_inbound, self.peer_inbound
+            ));
+        }
+        if per_addr != self.per_addr {
+            return Err(format!("per-address counts {:?} != {per_addr:?}", self.per_addr));
+        }
+        for g in self.groups.values() {
+            let started = self
+                .loads
+                .values()
+                .filter(|l| l.started && l.group == g.name)
+                .count();
+            if started != g.running || g.running > g.max_loads {
+                return Err(format!(
+                    "{}: {} loads running, {started} started, cap {}",
+                    g.name, g.running, g.max_loads
+                ));
+            }
         }
         for (peer, p) in &self.pools {
             for c in &p.conns {

@@ -9,9 +9,11 @@ use bytes::BytesMut;
 use crate::frame::FrameDecoder;
 use crate::wire::{encode_frame, Request, Response, CODE_ERROR, CODE_OK};
 
-use super::{CloseReason, Conn, ConnId, Error, Node, Outbound, Output, Sent, Timer};
+use super::{CloseReason, Conn, ConnId, Error, Health, Node, Outbound, Output, Sent, Timer};
 
 impl Node {
+    /// Asks the owner `peer` for `key`, or loads it here at once when the
+    /// peer is down or being probed.
     pub(super) fn ask_peer(
         &mut self,
         now: Instant,
@@ -20,22 +22,41 @@ impl Node {
         key: Arc<str>,
     ) {
         let pool = self.pools.entry(peer.clone()).or_default();
-        if pool.down_until.is_some_and(|t| t > now) {
-            // Recently unreachable: do not wait for it again.
-            self.groups
-                .get_mut(&group)
-                .expect("group")
-                .stats
-                .peer_errors += 1;
-            self.load_locally(group, key);
+        let usable = match pool.health {
+            Health::Up => true,
+            Health::Down { until } if until > now => false,
+            Health::Down { .. } => {
+                // Backed off long enough: probe it, but do not make a real
+                // get wait on a peer that may still be dead.
+                pool.health = Health::Probing;
+                let deadline = now + self.cfg.request_timeout;
+                pool.backlog.push_front(Sent {
+                    group: "".into(),
+                    key: "".into(),
+                    token: 0,
+                    asked_at: now,
+                    deadline,
+                    max_deadline: deadline,
+                    probe: true,
+                });
+                self.arm(deadline, Timer::Peer(peer.clone()));
+                self.pump(now, &peer);
+                false
+            }
+            Health::Probing => false,
+        };
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if !usable {
+            g.stats.peer_errors += 1;
+            self.load_locally(now, group, key);
             return;
         }
-        let token = self.id();
-        if let Some(f) = self
-            .groups
-            .get_mut(&group)
-            .and_then(|g| g.flights.get_mut(&key))
-        {
+        self.next_id += 1;
+        let token = self.next_id;
+        let max_deadline = now + g.load_timeout + self.cfg.request_timeout;
+        if let Some(f) = g.flights.get_mut(&key) {
             f.state.remote = Some(token);
         }
         let deadline = now + self.cfg.request_timeout;
@@ -46,6 +67,8 @@ impl Node {
             token,
             asked_at: now,
             deadline,
+            max_deadline,
+            probe: false,
         });
         self.arm(deadline, Timer::Peer(peer.clone()));
         self.pump(now, &peer);
@@ -83,6 +106,7 @@ impl Node {
                     key: s.key.to_string(),
                     from_peer: true,
                     ext: true,
+                    progress: !s.probe,
                 };
                 encode_frame(&req, &mut data);
                 o.inflight.push_back(s);
@@ -138,9 +162,6 @@ impl Node {
         o.connect_deadline = None;
         o.last_active = now;
         let peer = o.peer.clone();
-        if let Some(p) = self.pools.get_mut(&peer) {
-            p.down_until = None;
-        }
         self.arm_conn(conn);
         self.pump(now, &peer);
     }
@@ -156,12 +177,31 @@ impl Node {
         let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
+        if resp.keepalive {
+            // The owner is alive and still loading: wait on, up to its load
+            // timeout.
+            for s in &mut o.inflight {
+                s.deadline = s
+                    .deadline
+                    .max((now + self.cfg.request_timeout).min(s.max_deadline));
+            }
+            o.last_active = now;
+            return Ok(());
+        }
         let sent = o
             .inflight
             .pop_front()
             .ok_or_else(|| CloseReason::Protocol("response to no request".into()))?;
         o.pipelining = resp.pipelining;
         o.last_active = now;
+        let peer = o.peer.clone();
+        if sent.probe {
+            // Any answer at all (a Go node says "no group") proves it alive.
+            if let Some(p) = self.pools.get_mut(&peer) {
+                p.health = Health::Up;
+            }
+            return Ok(());
+        }
         let Some(g) = self.groups.get_mut(&sent.group) else {
             return Ok(());
         };
@@ -191,13 +231,22 @@ impl Node {
                 self.land(now, &sent.group, &sent.key, Err(e));
             }
         } else {
-            self.peer_failed(sent);
+            self.peer_failed(now, &peer, sent);
         }
         Ok(())
     }
 
-    /// A peer request failed: count it and load the key here instead.
-    pub(super) fn peer_failed(&mut self, sent: Sent) {
+    /// A peer request failed: count it and load the key here instead. A
+    /// failed probe backs the peer off again.
+    pub(super) fn peer_failed(&mut self, now: Instant, peer: &str, sent: Sent) {
+        if sent.probe {
+            if let Some(p) = self.pools.get_mut(peer) {
+                p.health = Health::Down {
+                    until: now + self.cfg.peer_backoff,
+                };
+            }
+            return;
+        }
         let Some(g) = self.groups.get_mut(&sent.group) else {
             return;
         };
@@ -210,7 +259,7 @@ impl Node {
         }
         f.state.remote = None;
         if f.state.local.is_none() {
-            self.load_locally(sent.group, sent.key);
+            self.load_locally(now, sent.group, sent.key);
         }
     }
 }

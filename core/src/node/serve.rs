@@ -8,27 +8,48 @@ use bytes::{Bytes, BytesMut};
 
 use crate::frame::FrameDecoder;
 use crate::wire::{
-    encode_frame, Request, Response, CODE_ERROR, CODE_NO_GROUP, CODE_OK, NO_GROUP_MESSAGE,
+    encode_response, frame_bytes, Request, Response, CODE_ERROR, CODE_NO_GROUP, CODE_OK,
+    NO_GROUP_MESSAGE,
 };
 
 use super::{CloseReason, Conn, ConnId, Error, Inbound, Node, Output, Refused, Waiter};
 
 impl Node {
     /// A peer or client connected to this node's port from `addr`.
+    ///
+    /// Addresses of the peer list have their own budget of connections;
+    /// every other address shares the clients' budget, of which one address
+    /// may take only its own share.
     pub fn accept(&mut self, now: Instant, addr: IpAddr) -> Result<ConnId, Refused> {
         if self.shutting_down {
             return Err(Refused::ShuttingDown);
         }
+        let from = canonical(addr);
         if let Some(allow) = &self.cfg.allow {
-            let addr = canonical(addr);
-            if !allow.iter().any(|n| n.contains(&addr)) {
+            if !allow.iter().any(|n| n.contains(&from)) {
                 return Err(Refused::NotAllowed);
             }
         }
-        if self.inbound >= self.cfg.max_inbound {
-            return Err(Refused::TooMany);
+        let peer = self.peer_ips.contains(&from);
+        if peer {
+            if self.peer_inbound >= self.cfg.max_peer_inbound {
+                return Err(Refused::TooMany);
+            }
+            self.peer_inbound += 1;
+        } else {
+            if self.client_inbound >= self.cfg.max_inbound {
+                return Err(Refused::TooMany);
+            }
+            let n = self.per_addr.entry(from).or_default();
+            if *n >= self.cfg.max_inbound_per_addr {
+                if *n == 0 {
+                    self.per_addr.remove(&from);
+                }
+                return Err(Refused::TooManyFromAddr);
+            }
+            *n += 1;
+            self.client_inbound += 1;
         }
-        self.inbound += 1;
         let conn = ConnId(self.id());
         self.conns.insert(
             conn,
@@ -39,10 +60,31 @@ impl Node {
                 first_seq: 0,
                 frame_started: None,
                 last_active: now,
+                last_sent: now,
+                unwritten: 0,
+                paused: false,
+                progress: false,
+                from,
+                peer,
             }),
         );
         self.arm_conn(conn);
         Ok(conn)
+    }
+
+    /// Returns an inbound connection's place in the budgets.
+    pub(super) fn forget_inbound(&mut self, i: &Inbound) {
+        if i.peer {
+            self.peer_inbound -= 1;
+            return;
+        }
+        self.client_inbound -= 1;
+        if let Some(n) = self.per_addr.get_mut(&i.from) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_addr.remove(&i.from);
+            }
+        }
     }
 
     pub(super) fn on_request(
@@ -59,9 +101,12 @@ impl Node {
         if i.slots.len() >= self.cfg.max_pipeline {
             return Err(CloseReason::Overloaded);
         }
+        i.progress |= req.ext && req.progress;
         let seq = i.first_seq + i.slots.len() as u64;
         i.slots.push_back(None);
         let Some(g) = self.groups.get_mut(req.group.as_str()) else {
+            // Answered, but not activity: a client that only sends empty or
+            // unknown requests is still closed by the idle timeout.
             let resp = Response {
                 value: Bytes::from_static(NO_GROUP_MESSAGE.as_bytes()),
                 code: CODE_NO_GROUP,
@@ -71,6 +116,7 @@ impl Node {
             self.answer(now, conn, seq, resp);
             return Ok(());
         };
+        i.last_active = now;
         g.stats.server_requests += 1;
         let hit = g
             .main
@@ -95,8 +141,9 @@ impl Node {
         Ok(())
     }
 
-    /// Fills answer `seq` of an inbound connection and writes every answer
-    /// that is now ready in order.
+    /// Fills answer `seq` of an inbound connection and sends every answer
+    /// that is now ready, in order. Large values are sent as the cache's own
+    /// buffer, never copied.
     pub(super) fn answer(&mut self, now: Instant, conn: ConnId, seq: u64, resp: Response) {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
@@ -107,27 +154,27 @@ impl Node {
         else {
             return;
         };
-        let mut data = BytesMut::new();
-        if seq == i.first_seq {
-            // The common case: the oldest answer is ready; encode it straight
-            // into the output instead of parking it in its slot.
-            encode_frame(&resp, &mut data);
-            i.slots.pop_front();
-            i.first_seq += 1;
-        } else {
-            let mut frame = BytesMut::new();
-            encode_frame(&resp, &mut frame);
-            *slot = Some(frame.freeze());
+        if resp.code != CODE_NO_GROUP {
+            i.last_active = now;
         }
+        *slot = Some(resp);
+        let mut data = BytesMut::new();
         while let Some(Some(_)) = i.slots.front() {
-            let f = i.slots.pop_front().flatten().expect("checked");
+            let resp = i.slots.pop_front().flatten().expect("checked");
             i.first_seq += 1;
-            data.extend_from_slice(&f);
+            if let Some((value, tail)) = encode_response(&resp, &mut data) {
+                for piece in [data.split().freeze(), value] {
+                    i.unwritten += piece.len();
+                    self.out.push_back(Output::Send { conn, data: piece });
+                }
+                data = tail;
+            }
         }
         if data.is_empty() {
             return;
         }
-        i.last_active = now;
+        i.last_sent = now;
+        i.unwritten += data.len();
         let done = self.shutting_down && i.slots.is_empty() && i.buf.is_empty();
         self.out.push_back(Output::Send {
             conn,
@@ -138,6 +185,22 @@ impl Node {
         } else {
             self.arm_conn(conn);
         }
+    }
+
+    /// Tells a client whose answers are pending that this node is alive.
+    pub(super) fn send_keepalive(&mut self, now: Instant, conn: ConnId) {
+        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let frame = frame_bytes(&Response {
+            keepalive: true,
+            pipelining: true,
+            ..Default::default()
+        });
+        i.last_sent = now;
+        i.unwritten += frame.len();
+        self.out.push_back(Output::Send { conn, data: frame });
+        self.arm_conn(conn);
     }
 }
 
@@ -170,6 +233,7 @@ pub(super) fn ok_response(
         not_found: false,
         pipelining: ext,
         load_failed: false,
+        keepalive: false,
     }
 }
 
@@ -185,5 +249,6 @@ pub(super) fn error_response(e: &Error, ext: bool) -> Response {
         not_found: ext && matches!(e, Error::NotFound(_)),
         pipelining: ext,
         load_failed: ext && matches!(e, Error::Load(_)),
+        keepalive: false,
     }
 }

@@ -22,7 +22,7 @@ impl Node {
     /// Most timer records kept before stale ones are dropped, so the heap
     /// stays proportional to the connections and peers.
     pub(super) fn timer_bound(&self) -> usize {
-        4 * (self.conns.len() + self.pools.len()) + 64
+        4 * (self.conns.len() + self.pools.len() + self.loads.len()) + 64
     }
 
     pub(super) fn arm_conn(&mut self, conn: ConnId) {
@@ -38,11 +38,20 @@ impl Node {
 
     pub(super) fn conn_deadline(&self, c: &Conn) -> Option<Instant> {
         match c {
-            Conn::In(i) => match i.frame_started {
-                Some(t) => Some(t + self.cfg.request_timeout),
-                None if i.slots.is_empty() => Some(i.last_active + self.cfg.idle_timeout),
-                None => None,
-            },
+            Conn::In(i) => {
+                let frame = i.frame_started.map(|t| t + self.cfg.request_timeout);
+                let other = if i.slots.is_empty() {
+                    Some(i.last_active + self.cfg.idle_timeout)
+                } else if i.progress {
+                    Some(i.last_sent + self.keepalive_interval())
+                } else {
+                    None
+                };
+                match (frame, other) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
             Conn::Out(o) => o.connect_deadline.or_else(|| {
                 o.inflight
                     .front()
@@ -50,6 +59,13 @@ impl Node {
                     .or(Some(o.last_active + self.cfg.idle_timeout))
             }),
         }
+    }
+
+    /// How often a node tells a waiting requester it is alive: a third of
+    /// the request timeout, so that two keepalives can be lost or late
+    /// before a requester with the same timeout gives up.
+    pub(super) fn keepalive_interval(&self) -> std::time::Duration {
+        (self.cfg.request_timeout / 3).max(std::time::Duration::from_millis(1))
     }
 
     /// Drops timer records that no longer match a deadline.
@@ -66,6 +82,9 @@ impl Node {
             if let Some(s) = p.backlog.front() {
                 fresh.push(Reverse((s.deadline, Timer::Peer(peer.clone()))));
             }
+        }
+        for (&id, l) in &self.loads {
+            fresh.push(Reverse((l.deadline, Timer::Load(id))));
         }
         self.timers = fresh;
     }
@@ -110,6 +129,17 @@ impl Node {
                         self.arm_conn(id);
                         continue;
                     }
+                    if let Conn::In(i) = c {
+                        let frame_late = i
+                            .frame_started
+                            .is_some_and(|t| t + self.cfg.request_timeout <= now);
+                        if !frame_late && !i.slots.is_empty() {
+                            // Answers pending, nothing late: only a keepalive
+                            // is due.
+                            self.send_keepalive(now, id);
+                            continue;
+                        }
+                    }
                     let busy = match c {
                         Conn::In(i) => i.frame_started.is_some(),
                         Conn::Out(o) => !o.inflight.is_empty() || o.connect_deadline.is_some(),
@@ -122,6 +152,7 @@ impl Node {
                     self.close(now, id, Some(reason));
                 }
                 Timer::Peer(peer) => self.expire_backlog(now, &peer),
+                Timer::Load(id) => self.expire_load(now, id),
             }
         }
     }
@@ -141,7 +172,7 @@ impl Node {
             self.arm(next, Timer::Peer(peer.clone()));
         }
         for s in expired {
-            self.peer_failed(s);
+            self.peer_failed(now, peer, s);
         }
     }
 }

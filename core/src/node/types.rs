@@ -63,8 +63,20 @@ pub struct Config {
     pub max_conns_per_peer: usize,
     /// Requests outstanding on one connection at most (both directions).
     pub max_pipeline: usize,
-    /// Inbound connections at most.
+    /// Inbound connections at most from addresses that are not peers
+    /// (clients).
     pub max_inbound: usize,
+    /// Inbound connections at most from one client address, so that one
+    /// address cannot take every client slot.
+    pub max_inbound_per_addr: usize,
+    /// Inbound connections at most from the peers' addresses. Peers have
+    /// this budget of their own, so clients can never lock them out. A peer
+    /// is recognised by the IP address of its entry in the peer list.
+    pub max_peer_inbound: usize,
+    /// Bytes of answers queued on one inbound connection, not yet written,
+    /// past which the node reads no more requests from it until the client
+    /// reads (backpressure).
+    pub max_unwritten: usize,
     /// When set, only these networks may connect to the peer port.
     pub allow: Option<Vec<IpNet>>,
 }
@@ -84,6 +96,9 @@ impl Config {
             max_conns_per_peer: 8,
             max_pipeline: 256,
             max_inbound: 1024,
+            max_inbound_per_addr: 256,
+            max_peer_inbound: 1024,
+            max_unwritten: 8 << 20,
             allow: None,
         }
     }
@@ -101,6 +116,15 @@ pub struct GroupConfig {
     /// Byte budget of the hot cache (values fetched from their owners).
     /// Defaults to an eighth of `max_bytes`; 0 turns it off.
     pub hot_bytes: usize,
+    /// Largest value the group caches or sends. A loader result above it is
+    /// an error, never cached. The default, `usize::MAX`, and any larger
+    /// setting mean "what fits in one frame" ([`Config::max_frame`]).
+    pub max_value: usize,
+    /// Longest a load may take, queueing included; after it the load is
+    /// cancelled and its waiters get an error.
+    pub load_timeout: Duration,
+    /// Loads of this group running at once at most; further ones wait.
+    pub max_loads: usize,
 }
 
 impl GroupConfig {
@@ -111,6 +135,9 @@ impl GroupConfig {
             max_bytes,
             ttl: None,
             hot_bytes: max_bytes / 8,
+            max_value: usize::MAX,
+            load_timeout: Duration::from_secs(30),
+            max_loads: 64,
         }
     }
 
@@ -123,6 +150,7 @@ impl GroupConfig {
 
 /// Why a get failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No group of that name on this node.
     #[error("no group {0:?}")]
@@ -177,6 +205,7 @@ pub enum LoadError {
 
 /// Why a node refuses an inbound connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refused {
     /// The address is outside the allowlist.
     #[error("address not in the allowlist")]
@@ -184,6 +213,9 @@ pub enum Refused {
     /// Too many inbound connections.
     #[error("too many connections")]
     TooMany,
+    /// Too many inbound connections from this one client address.
+    #[error("too many connections from this address")]
+    TooManyFromAddr,
     /// The node is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -191,6 +223,7 @@ pub enum Refused {
 
 /// Why the node closes a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The peer sent bytes that are not valid framing.
     Frame(FrameError),
@@ -198,7 +231,7 @@ pub enum CloseReason {
     Protocol(String),
     /// The peer did not answer, connect, or finish a frame in time.
     Timeout,
-    /// Nothing happened on the connection for the idle timeout.
+    /// No real request (nor answer) on the connection for the idle timeout.
     Idle,
     /// Too many requests outstanding on one connection.
     Overloaded,
@@ -207,6 +240,9 @@ pub enum CloseReason {
 }
 
 /// Something the driver must do.
+///
+/// Deliberately exhaustive: a driver must carry out every kind of output, so
+/// a new one is a breaking change that the compiler points out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Run the group's loader for `key`, then call [`Node::handle_load`].
@@ -233,7 +269,14 @@ pub enum Output {
         /// Whole frames.
         data: Bytes,
     },
-    /// Close the connection; the node has already forgotten it.
+    /// Stop the load [`Output::Load`] started (it timed out or the node is
+    /// shutting down): drop its future. Reporting it afterwards is harmless.
+    CancelLoad {
+        /// The load.
+        id: LoadId,
+    },
+    /// Close the connection once the bytes already sent on it are written;
+    /// the node has already forgotten it.
     Close {
         /// Which.
         conn: ConnId,
@@ -279,6 +322,10 @@ pub struct GroupStats {
     pub local_load_errs: u64,
     /// Requests served to other nodes and clients.
     pub server_requests: u64,
+    /// Loads that ran past the group's load timeout and were cancelled.
+    pub load_timeouts: u64,
+    /// Loader results refused for being larger than the group's maximum.
+    pub values_too_large: u64,
     /// The main cache.
     pub main: CacheStats,
     /// The hot cache.

@@ -120,6 +120,13 @@ fn cache_op(u: &mut Unstructured<'_>) -> arbitrary::Result<CacheOp> {
 
 const SELF: &str = "self:1";
 const PEER: &str = "peer:1";
+const PEER_IP: &str = "127.0.0.3:1";
+/// Client addresses: two plain clients and the peer's.
+const FROM: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(127, 0, 0, 1),
+    Ipv4Addr::new(127, 0, 0, 2),
+    Ipv4Addr::new(127, 0, 0, 3),
+];
 const GROUPS: [&str; 3] = ["g", "h", "unknown"];
 const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
@@ -145,6 +152,9 @@ impl Harness {
             }
             match o {
                 Output::Load { id, .. } => self.loads.push(id),
+                // Kept in `loads`: reporting a cancelled load later must be
+                // harmless.
+                Output::CancelLoad { id } => assert!(self.loads.contains(&id), "cancel {id}"),
                 Output::Connect { conn, .. } => self.connecting.push(conn),
                 Output::Send { conn, data } => {
                     assert!(!data.is_empty(), "empty send");
@@ -194,11 +204,18 @@ pub fn node(data: &[u8]) {
     cfg.max_pipeline = 8;
     cfg.max_conns_per_peer = 2;
     cfg.max_inbound = 4;
+    cfg.max_inbound_per_addr = 2;
+    cfg.max_peer_inbound = 2;
+    cfg.max_unwritten = 64;
     let mut node = Node::new(cfg);
-    node.set_peers([SELF, PEER]);
-    node.add_group(GroupConfig::new("g", 256).ttl(Duration::from_secs(5)))
-        .unwrap();
-    node.add_group(GroupConfig::new("h", 1024)).unwrap();
+    node.set_peers([SELF, PEER, PEER_IP]);
+    let mut g = GroupConfig::new("g", 256).ttl(Duration::from_secs(5));
+    g.max_loads = 2;
+    g.load_timeout = Duration::from_secs(10);
+    node.add_group(g).unwrap();
+    let mut h = GroupConfig::new("h", 1024);
+    h.max_value = 200;
+    node.add_group(h).unwrap();
     let mut h = Harness {
         trace: std::env::var_os("GROUPCACHE_FUZZ_TRACE").is_some(),
         node,
@@ -222,6 +239,11 @@ pub fn node(data: &[u8]) {
         eprintln!("final phase: pending gets {:?}", h.gets);
     }
     for _ in 0..64 {
+        for c in h.inbound.clone() {
+            let now = h.now;
+            h.node.handle_written(now, c, usize::MAX);
+            h.drain();
+        }
         for id in std::mem::take(&mut h.loads) {
             let now = h.now;
             h.node.handle_load(now, id, Ok(Bytes::from_static(b"v")));
@@ -249,6 +271,7 @@ fn request_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
         key: u.choose(&KEYS)?.to_string(),
         from_peer: u.arbitrary()?,
         ext: u.arbitrary()?,
+        progress: u.arbitrary()?,
     };
     encode_frame(&req, &mut b);
     Ok(b)
@@ -264,6 +287,7 @@ fn response_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
         not_found: u.arbitrary()?,
         pipelining: u.arbitrary()?,
         load_failed: u.arbitrary()?,
+        keepalive: u.ratio(1, 4)?,
     };
     encode_frame(&resp, &mut b);
     Ok(b)
@@ -277,7 +301,8 @@ fn feed(
     data: &[u8],
 ) -> arbitrary::Result<()> {
     let mut rest = data;
-    while !rest.is_empty() {
+    // A driver reads nothing from a connection the node paused.
+    while !rest.is_empty() && h.node.wants_read(conn) {
         let n = u.int_in_range(1..=rest.len())?;
         let now = h.now;
         h.node.handle_data(now, conn, &rest[..n]);
@@ -288,7 +313,7 @@ fn feed(
 
 fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
     let now = h.now;
-    let op = u.int_in_range(0..=12u8)?;
+    let op = u.int_in_range(0..=15u8)?;
     if h.trace {
         eprintln!(
             "step op {op}: loads {:?} connecting {:?} in {:?} out {:?}",
@@ -307,8 +332,15 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
             }
         }
         2 => {
-            if let Ok(c) = h.node.accept(now, IpAddr::V4(Ipv4Addr::LOCALHOST)) {
+            let from = *u.choose(&FROM)?;
+            if let Ok(c) = h.node.accept(now, IpAddr::V4(from)) {
                 h.inbound.push(c);
+            }
+        }
+        13 | 14 => {
+            if let Some(c) = pick(u, &h.inbound)? {
+                let n = u.int_in_range(0..=200)?;
+                h.node.handle_written(now, c, n);
             }
         }
         3 => {
@@ -369,7 +401,9 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
             h.node.handle_timeout(now);
         }
         _ => {
-            if u.ratio(1, 8)? {
+            if u.ratio(1, 16)? {
+                h.node.abort(now);
+            } else if u.ratio(1, 8)? {
                 h.node.shutdown(now);
             } else {
                 let peers: &[&str] = u.choose(&[&[SELF, PEER][..], &[PEER], &[SELF], &[]])?;

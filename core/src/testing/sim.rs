@@ -28,6 +28,9 @@ pub enum Fault {
     Refuse,
     /// Connects never complete and bytes are lost: only timeouts tell.
     Blackhole,
+    /// A stopped process (SIGSTOP): connects complete, as the kernel accepts
+    /// them, but nothing is ever answered.
+    Frozen,
 }
 
 /// A node of the simulator.
@@ -50,6 +53,10 @@ pub struct Sim {
     pub latency: Duration,
     /// Time a loader takes.
     pub load_latency: Duration,
+    /// Loaders never finish (a hung origin); only the load timeout ends them.
+    pub hang_loads: bool,
+    /// Every load the nodes cancelled: (node, load).
+    pub cancelled: Vec<(usize, LoadId)>,
     /// Every loader call: (node, group, key).
     pub load_calls: Vec<(usize, String, String)>,
     /// Finished gets: (node, get) → result.
@@ -97,6 +104,8 @@ impl Sim {
             nodes,
             latency: Duration::from_millis(1),
             load_latency: Duration::from_millis(10),
+            hang_loads: false,
+            cancelled: Vec::new(),
             load_calls: Vec::new(),
             results: HashMap::new(),
             faults: HashMap::new(),
@@ -151,6 +160,23 @@ impl Sim {
 
     /// Carries out every output of node `i`.
     pub fn drain(&mut self, i: usize) {
+        loop {
+            let written = self.drain_once(i);
+            if written.is_empty() {
+                return;
+            }
+            // Links take every byte at once: report it all written.
+            let now = self.now;
+            for (conn, n) in written {
+                self.nodes[i].node.handle_written(now, conn, n);
+            }
+        }
+    }
+
+    /// Carries out the outputs queued now; returns the bytes sent per
+    /// connection, in the order the connections were first written.
+    fn drain_once(&mut self, i: usize) -> Vec<(ConnId, usize)> {
+        let mut written: Vec<(ConnId, usize)> = Vec::new();
         while let Some(o) = self.nodes[i].node.poll_output() {
             let arrive = self.now + self.latency;
             match o {
@@ -158,8 +184,11 @@ impl Sim {
                     self.load_calls
                         .push((i, group.to_string(), key.to_string()));
                     let r = (self.nodes[i].loader)(&group, &key);
-                    self.schedule(self.now + self.load_latency, Event::LoadDone(i, id, r));
+                    if !self.hang_loads {
+                        self.schedule(self.now + self.load_latency, Event::LoadDone(i, id, r));
+                    }
                 }
+                Output::CancelLoad { id } => self.cancelled.push((i, id)),
                 Output::Connect { conn, addr } => {
                     let target = self.nodes.iter().position(|n| *n.addr == *addr);
                     match target {
@@ -175,12 +204,20 @@ impl Sim {
                             }
                         }
                         Some(j) if self.faults.get(&j) == Some(&Fault::Blackhole) => {}
+                        // Accepted by the kernel, never read: no link.
+                        Some(j) if self.faults.get(&j) == Some(&Fault::Frozen) => {
+                            self.schedule(arrive, Event::Connected(i, conn));
+                        }
                         Some(j) if self.cut.contains(&(i, j)) => {}
                         _ => self.schedule(arrive, Event::Closed(i, conn)),
                     }
                 }
                 Output::Send { conn, data } => {
                     self.sent_bytes[i] += data.len() as u64;
+                    match written.iter_mut().find(|(c, _)| *c == conn) {
+                        Some((_, n)) => *n += data.len(),
+                        None => written.push((conn, data.len())),
+                    }
                     let Some(&(j, cj)) = self.links.get(&(i, conn)) else {
                         continue;
                     };
@@ -206,6 +243,7 @@ impl Sim {
                 }
             }
         }
+        written
     }
 
     /// Advances the clock to the next event or timeout and handles it.
