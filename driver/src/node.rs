@@ -16,7 +16,7 @@ use async_channel::{Receiver, Sender};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use futures_lite::future::{poll_fn, poll_once};
-use futures_lite::{AsyncWrite, AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use groupcache_core::node::{
     self as core, Config, ConnId, Get, GetId, GroupConfig, GroupStats, LoadError, LoadId, Output,
 };
@@ -325,7 +325,8 @@ impl Chunks {
 
     fn seal(&mut self) {
         if !self.tail.is_empty() {
-            self.bufs.push_back(Bytes::from(std::mem::take(&mut self.tail)));
+            self.bufs
+                .push_back(Bytes::from(std::mem::take(&mut self.tail)));
         }
     }
 
@@ -920,7 +921,9 @@ impl<R: Runtime> Node<R> {
         })
         .await;
         if drained.is_none() {
-            tracing::warn!("shutdown timed out with requests in flight: answering them with errors");
+            tracing::warn!(
+                "shutdown timed out with requests in flight: answering them with errors"
+            );
         }
         self.shared.input(|n, now| n.abort(now));
         {

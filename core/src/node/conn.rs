@@ -2,8 +2,6 @@
 
 use std::time::Instant;
 
-
-
 use super::{CloseReason, Conn, ConnId, Health, Node, Output, Sent};
 
 impl Node {

@@ -366,7 +366,11 @@ impl Node {
         self.shutting_down = true;
         let mut open = Vec::new();
         for g in self.groups.values() {
-            open.extend(g.flights.keys().map(|k| (g.name.clone(), Arc::<str>::from(k))));
+            open.extend(
+                g.flights
+                    .keys()
+                    .map(|k| (g.name.clone(), Arc::<str>::from(k))),
+            );
         }
         // Sorted, so the order of the answers does not depend on a hash seed.
         open.sort();
@@ -460,7 +464,10 @@ impl Node {
             ));
         }
         if per_addr != self.per_addr {
-            return Err(format!("per-address counts {:?} != {per_addr:?}", self.per_addr));
+            return Err(format!(
+                "per-address counts {:?} != {per_addr:?}",
+                self.per_addr
+            ));
         }
         for g in self.groups.values() {
             let started = self
