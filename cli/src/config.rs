@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use groupcache_tokio::Builder;
+use groupcache_driver::core::frame::DEFAULT_MAX_FRAME;
+use groupcache_driver::core::node::RESPONSE_OVERHEAD;
+use groupcache_tokio::{Builder, GroupConfig};
 use serde::Deserialize;
 
+use crate::http::HttpLimits;
 use crate::origin::Origin;
 
 /// One group of a served node.
@@ -22,6 +25,15 @@ pub struct GroupSpec {
     pub ttl_secs: u64,
     /// `sample`, `dir:PATH` or `http://host/path/{key}`.
     pub origin: String,
+    /// Largest value in bytes (default: the node's `max_value`).
+    #[serde(default)]
+    pub max_value: Option<usize>,
+    /// Longest a load may take, in milliseconds (default: the node's).
+    #[serde(default)]
+    pub load_timeout_ms: Option<u64>,
+    /// Loads running at once at most (default: the node's).
+    #[serde(default)]
+    pub max_loads: Option<usize>,
 }
 
 impl GroupSpec {
@@ -49,6 +61,9 @@ impl GroupSpec {
                 .parse()
                 .map_err(|e| format!("group {name}: TTL {ttl:?}: {e}"))?,
             origin: origin.to_string(),
+            max_value: None,
+            load_timeout_ms: None,
+            max_loads: None,
         })
     }
 }
@@ -68,8 +83,33 @@ pub struct ServeConfig {
     pub http: Option<SocketAddr>,
     /// Ring points per peer.
     pub replicas: Option<usize>,
-    /// Peer request timeout in milliseconds.
+    /// Peer request timeout in milliseconds (default 3000). Keep it the
+    /// same on every node: keepalives come every third of it.
     pub request_timeout_ms: Option<u64>,
+    /// Largest frame payload accepted or sent, in bytes (default 4 MiB).
+    pub max_frame: Option<usize>,
+    /// Largest value of every group, in bytes (default: what fits in a frame).
+    pub max_value: Option<usize>,
+    /// Longest a load may take, in milliseconds (default 30000).
+    pub load_timeout_ms: Option<u64>,
+    /// Loads of one group running at once at most (default 64).
+    pub max_loads: Option<usize>,
+    /// Connections with no real request close after this many milliseconds
+    /// (default 60000).
+    pub idle_timeout_ms: Option<u64>,
+    /// Peer-port connections at most from clients (default 1024).
+    pub max_connections: Option<usize>,
+    /// Peer-port connections at most from one client address (default 256).
+    pub max_connections_per_addr: Option<usize>,
+    /// Peer-port connections at most from the peers' addresses (default 1024).
+    pub max_peer_connections: Option<usize>,
+    /// HTTP front: time allowed to send a request's headers, in
+    /// milliseconds (default 5000).
+    pub http_header_timeout_ms: Option<u64>,
+    /// HTTP front: connections at most (default 512).
+    pub http_max_connections: Option<usize>,
+    /// HTTP front: largest request body in bytes (default 1 MiB).
+    pub http_max_body: Option<usize>,
     /// The groups.
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupSpec>,
@@ -115,11 +155,51 @@ impl ServeConfig {
         if let Some(ms) = self.request_timeout_ms {
             b = b.request_timeout(Duration::from_millis(ms));
         }
+        let max_frame = self.max_frame.unwrap_or(DEFAULT_MAX_FRAME);
+        b = b.max_frame(max_frame);
+        if let Some(ms) = self.idle_timeout_ms {
+            b = b.idle_timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = self.max_connections {
+            b = b.max_connections(n);
+        }
+        if let Some(n) = self.max_connections_per_addr {
+            b = b.max_connections_per_addr(n);
+        }
+        if let Some(n) = self.max_peer_connections {
+            b = b.max_peer_connections(n);
+        }
         for g in &self.groups {
             let origin = Origin::parse(&g.name, &g.origin)?;
-            let ttl = (g.ttl_secs > 0).then(|| Duration::from_secs(g.ttl_secs));
-            b = b.group(g.name.clone(), g.max_bytes, ttl, origin.loader());
+            let mut group = GroupConfig::new(g.name.clone(), g.max_bytes);
+            group.ttl = (g.ttl_secs > 0).then(|| Duration::from_secs(g.ttl_secs));
+            // The origin reads no more than the node would cache or send.
+            group.max_value = g
+                .max_value
+                .or(self.max_value)
+                .unwrap_or(usize::MAX)
+                .min(max_frame.saturating_sub(RESPONSE_OVERHEAD));
+            if let Some(ms) = g.load_timeout_ms.or(self.load_timeout_ms) {
+                group.load_timeout = Duration::from_millis(ms);
+            }
+            if let Some(n) = g.max_loads.or(self.max_loads) {
+                group.max_loads = n;
+            }
+            let loader = origin.loader(&g.name, group.max_value);
+            b = b.group_config(group, loader);
         }
         Ok(b)
+    }
+
+    /// The HTTP front's limits.
+    pub fn http_limits(&self) -> HttpLimits {
+        let d = HttpLimits::default();
+        HttpLimits {
+            header_timeout: self
+                .http_header_timeout_ms
+                .map_or(d.header_timeout, Duration::from_millis),
+            max_connections: self.http_max_connections.unwrap_or(d.max_connections),
+            max_body: self.http_max_body.unwrap_or(d.max_body),
+        }
     }
 }

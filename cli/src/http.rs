@@ -1,13 +1,23 @@
 //! The HTTP front: `GET /api?group=G&key=K`, `GET /metrics`, `GET /healthz`.
+//!
+//! Served with hyper directly rather than `axum::serve`, so that every
+//! connection is bounded: a time limit to send request headers (which also
+//! closes keep-alive connections idle that long), a cap on connections, and
+//! a cap on request bodies.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use groupcache_tokio::{Error, Node};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 
 #[derive(Clone)]
@@ -62,20 +72,77 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Limits of the HTTP front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Time a client has to send a request's headers, counted from when the
+    /// connection opens or the previous answer was sent.
+    pub header_timeout: Duration,
+    /// Connections at most; further ones are closed at once.
+    pub max_connections: usize,
+    /// Largest request body in bytes.
+    pub max_body: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(5),
+            max_connections: 512,
+            max_body: 1 << 20,
+        }
+    }
+}
+
 /// Serves the front on `listener` until `shutdown` completes: `/api` asks
-/// `api`, `/metrics` reports every node of `all`.
+/// `api`, `/metrics` reports every node of `all`. Connections still open
+/// then get at most 5 s to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api_node: Node,
     all: Vec<Node>,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/api", get(api))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(limits.max_body))
         .with_state(Front { api: api_node, all });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors or similar: back off rather than spin.
+                tracing::warn!("HTTP accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "HTTP front full: connection refused");
+            continue;
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            }
+            drop(slot);
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
 }

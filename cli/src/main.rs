@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use groupcache_cli::config::{GroupSpec, ServeConfig};
-use groupcache_cli::http;
+use groupcache_cli::http::{self, HttpLimits};
 use groupcache_driver::core::ring::Ring;
 use groupcache_tokio::{sample, Client, Node, Tokio};
 
@@ -90,6 +90,45 @@ struct ServeArgs {
     /// Ring points per peer.
     #[arg(long)]
     replicas: Option<usize>,
+    /// Peer request timeout in milliseconds (default 3000; keep it equal on
+    /// every node).
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+    /// Largest frame payload accepted or sent, in bytes (default 4 MiB).
+    #[arg(long)]
+    max_frame: Option<usize>,
+    /// Largest value of every group, in bytes (default: what fits in a frame).
+    #[arg(long)]
+    max_value: Option<usize>,
+    /// Longest a load may take, in milliseconds (default 30000).
+    #[arg(long)]
+    load_timeout_ms: Option<u64>,
+    /// Loads of one group running at once at most (default 64).
+    #[arg(long)]
+    max_loads: Option<usize>,
+    /// Peer-port connections with no real request close after this many
+    /// milliseconds (default 60000).
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
+    /// Peer-port connections at most from clients (default 1024).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Peer-port connections at most from one client address (default 256).
+    #[arg(long)]
+    max_connections_per_addr: Option<usize>,
+    /// Peer-port connections at most from the peers' addresses (default 1024).
+    #[arg(long)]
+    max_peer_connections: Option<usize>,
+    /// HTTP front: milliseconds a client has to send a request's headers,
+    /// also the longest an idle keep-alive connection stays (default 5000).
+    #[arg(long)]
+    http_header_timeout_ms: Option<u64>,
+    /// HTTP front: connections at most (default 512).
+    #[arg(long)]
+    http_max_connections: Option<usize>,
+    /// HTTP front: largest request body in bytes (default 1 MiB).
+    #[arg(long)]
+    http_max_body: Option<usize>,
 }
 
 impl ServeArgs {
@@ -102,6 +141,18 @@ impl ServeArgs {
         c.self_addr = self.self_addr.or(c.self_addr);
         c.http = self.http.or(c.http);
         c.replicas = self.replicas.or(c.replicas);
+        c.request_timeout_ms = self.request_timeout_ms.or(c.request_timeout_ms);
+        c.max_frame = self.max_frame.or(c.max_frame);
+        c.max_value = self.max_value.or(c.max_value);
+        c.load_timeout_ms = self.load_timeout_ms.or(c.load_timeout_ms);
+        c.max_loads = self.max_loads.or(c.max_loads);
+        c.idle_timeout_ms = self.idle_timeout_ms.or(c.idle_timeout_ms);
+        c.max_connections = self.max_connections.or(c.max_connections);
+        c.max_connections_per_addr = self.max_connections_per_addr.or(c.max_connections_per_addr);
+        c.max_peer_connections = self.max_peer_connections.or(c.max_peer_connections);
+        c.http_header_timeout_ms = self.http_header_timeout_ms.or(c.http_header_timeout_ms);
+        c.http_max_connections = self.http_max_connections.or(c.http_max_connections);
+        c.http_max_body = self.http_max_body.or(c.http_max_body);
         if !self.peers.is_empty() {
             c.peers = self.peers;
         }
@@ -119,6 +170,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Every connection costs a descriptor: take what the hard limit allows,
+    // so the connection caps, not the descriptor limit, are what binds.
+    #[cfg(unix)]
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
     if let Cmd::Ring {
         replicas,
         peers,
@@ -193,13 +250,18 @@ async fn stop_signal() {
 }
 
 /// Starts the HTTP front on `addr` in the background; returns its address.
-async fn start_front(addr: SocketAddr, api: Node, all: Vec<Node>) -> Result<SocketAddr, String> {
+async fn start_front(
+    addr: SocketAddr,
+    api: Node,
+    all: Vec<Node>,
+    limits: HttpLimits,
+) -> Result<SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("HTTP front on {addr}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(async move {
-        if let Err(e) = http::serve(listener, api, all, stop_signal()).await {
+        if let Err(e) = http::serve(listener, api, all, limits, stop_signal()).await {
             tracing::error!("HTTP front stopped: {e}");
         }
     });
@@ -214,7 +276,7 @@ async fn serve(cfg: ServeConfig) -> Result<(), String> {
         node.local_addr()
     );
     if let Some(addr) = cfg.http {
-        let bound = start_front(addr, node.clone(), vec![node.clone()]).await?;
+        let bound = start_front(addr, node.clone(), vec![node.clone()], cfg.http_limits()).await?;
         println!("http front on http://{bound}");
     }
     stop_signal().await;
@@ -256,7 +318,7 @@ async fn demo(http: SocketAddr, any_port: bool, exit: bool) -> Result<(), String
     } else {
         http
     };
-    let front = start_front(http, nodes[0].clone(), nodes.clone()).await?;
+    let front = start_front(http, nodes[0].clone(), nodes.clone(), HttpLimits::default()).await?;
     println!("http front: http://{front}/api?group=score&key=Tom  (also /metrics, /healthz)");
     let client = reqwest::Client::new();
     let mut seen = std::collections::HashSet::new();

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use groupcache_tokio::{sample, Bytes, LoadError, LoadFuture, Loader};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -76,15 +77,19 @@ impl Origin {
         ))
     }
 
-    /// The loader that fetches from this origin.
-    pub fn loader(self) -> OriginLoader {
+    /// The loader that fetches from this origin for `group`, reading at
+    /// most `max_value` bytes of any value. Errors it returns name the group
+    /// and key and what went wrong, never an origin URL or path; the log
+    /// keeps the detail.
+    pub fn loader(self, group: &str, max_value: usize) -> OriginLoader {
+        let group: Arc<str> = group.into();
         OriginLoader(match self {
             Origin::Sample(table) => Box::new(sample::loader(table, |_| {})),
             Origin::Dir(root) => {
                 let root = Arc::new(root);
                 Box::new(move |key: String| {
-                    let root = root.clone();
-                    async move { read_file(&root, &key).await }
+                    let (root, group) = (root.clone(), group.clone());
+                    async move { read_file(&root, &group, &key, max_value).await }
                 })
             }
             Origin::Synthetic(size) => Box::new(move |key: String| {
@@ -103,8 +108,8 @@ impl Origin {
                 Box::new(move |key: String| {
                     let encoded = utf8_percent_encode(&key, SEGMENT).to_string();
                     let url = template.replace("{key}", &encoded);
-                    let client = client.clone();
-                    async move { fetch(&client, &url).await }
+                    let (client, group) = (client.clone(), group.clone());
+                    async move { fetch(&client, &url, &group, &key, max_value).await }
                 })
             }
         })
@@ -138,31 +143,77 @@ pub fn resolve(root: &Path, key: &str) -> Result<PathBuf, LoadError> {
     Ok(real)
 }
 
-async fn read_file(root: &Path, key: &str) -> Result<Bytes, LoadError> {
+async fn read_file(root: &Path, group: &str, key: &str, max: usize) -> Result<Bytes, LoadError> {
     let path = resolve(root, key)?;
+    let failed = |e: std::io::Error| {
+        tracing::warn!(path = %path.display(), "origin read failed: {e}");
+        LoadError::Failed(format!("{group}/{key}: origin read failed"))
+    };
+    let size = match tokio::fs::metadata(&path).await {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LoadError::NotFound(format!("{key} not exist")))
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    if size > max as u64 {
+        return Err(too_large(group, key, size, max));
+    }
     match tokio::fs::read(&path).await {
+        // The file may have grown since its size was read.
+        Ok(data) if data.len() > max => Err(too_large(group, key, data.len() as u64, max)),
         Ok(data) => Ok(data.into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(LoadError::NotFound(format!("{key} not exist")))
         }
-        Err(e) => Err(LoadError::Failed(format!("reading {key:?}: {e}"))),
+        Err(e) => Err(failed(e)),
     }
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<Bytes, LoadError> {
-    let resp = client
+fn too_large(group: &str, key: &str, size: u64, max: usize) -> LoadError {
+    LoadError::Failed(format!(
+        "{group}/{key}: value of {size} bytes exceeds the limit of {max}"
+    ))
+}
+
+/// Fetches `url`, reading at most `max` bytes of its body.
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    group: &str,
+    key: &str,
+    max: usize,
+) -> Result<Bytes, LoadError> {
+    let failed = |what: &str, detail: &dyn std::fmt::Display| {
+        tracing::warn!(url, "origin {what}: {detail}");
+        LoadError::Failed(format!("{group}/{key}: origin {what}"))
+    };
+    let mut resp = client
         .get(url)
         .send()
         .await
-        .map_err(|e| LoadError::Failed(format!("GET {url}: {e}")))?;
+        .map_err(|e| failed("request failed", &e))?;
     match resp.status() {
-        s if s.is_success() => resp
-            .bytes()
-            .await
-            .map_err(|e| LoadError::Failed(format!("GET {url}: {e}"))),
-        reqwest::StatusCode::NOT_FOUND => Err(LoadError::NotFound(format!("GET {url}: 404"))),
-        s => Err(LoadError::Failed(format!("GET {url}: {s}"))),
+        s if s.is_success() => {}
+        reqwest::StatusCode::NOT_FOUND => {
+            return Err(LoadError::NotFound(format!("{key} not exist")))
+        }
+        s => return Err(failed(&format!("answered {}", s.as_u16()), &s)),
     }
+    if let Some(len) = resp.content_length().filter(|&l| l > max as u64) {
+        return Err(too_large(group, key, len, max));
+    }
+    // The declared length may be absent or wrong: count what arrives.
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| failed("body failed", &e))? {
+        if body.len() + chunk.len() > max {
+            return Err(LoadError::Failed(format!(
+                "{group}/{key}: value exceeds the limit of {max} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 #[cfg(test)]

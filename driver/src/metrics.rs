@@ -56,6 +56,16 @@ const GROUP_COUNTERS: &[(&str, &str, GroupField)] = &[
         "Requests served to peers and clients.",
         |s| s.server_requests,
     ),
+    (
+        "groupcache_load_timeouts",
+        "Loads cancelled at the group's load timeout.",
+        |s| s.load_timeouts,
+    ),
+    (
+        "groupcache_values_too_large",
+        "Loaded values refused for exceeding the group's maximum value size.",
+        |s| s.values_too_large,
+    ),
 ];
 
 const CACHE_COUNTERS: &[(&str, &str, CacheField)] = &[
