@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a node (peer port, and optionally an HTTP front) from flags and/or a TOML file.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Ask a node for one key; print the value, or the error and exit non-zero.
     Get {
         /// Peer address of any node, e.g. 127.0.0.1:8001.
@@ -208,7 +208,7 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.cmd {
-            Cmd::Serve(args) => serve(args.config()?).await,
+            Cmd::Serve(args) => serve((*args).config()?).await,
             Cmd::Get { node, group, key } => get(&node, &group, &key).await,
             Cmd::Demo {
                 http,
