@@ -698,7 +698,7 @@ fn connect_from<R: Runtime>(rt: &R, local: &str, node: &Node<R>) -> (R::Reader, 
     s.bind(&from.into()).expect("bind the local address");
     // Loopback connects complete in the kernel, without the server.
     s.connect(&to.into()).expect("connect");
-    rt.from_std(s.into()).expect("adopt the stream")
+    rt.adopt_std(s.into()).expect("adopt the stream")
 }
 
 /// Sends one get on a raw connection and reads its answer.

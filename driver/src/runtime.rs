@@ -41,7 +41,7 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// Adopts a connected standard-library stream (one whose socket the
     /// caller set up itself, for example bound to a chosen local address).
-    fn from_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)>;
+    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)>;
 
     /// Binds a TCP listener.
     fn bind(

@@ -128,7 +128,7 @@ impl groupcache_driver::Runtime for AsyncIo {
         }
     }
 
-    fn from_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)> {
+    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)> {
         let s = TcpStream::try_from(stream)?;
         let _ = s.set_nodelay(true);
         Ok((s.clone(), s))

@@ -94,7 +94,7 @@ impl groupcache_driver::Runtime for Tokio {
         async move { TcpStream::connect(addr).await.map(split) }
     }
 
-    fn from_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)> {
+    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)> {
         stream.set_nonblocking(true)?;
         let _in_runtime = self.handle.enter();
         Ok(split(TcpStream::from_std(stream)?))
