@@ -98,29 +98,12 @@ async fn origin() -> String {
     format!("http://{addr}/data/{{key}}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_with_http_front_metrics_and_origins() {
-    let tmp = std::env::temp_dir().join(format!("gc-cli-{}", std::process::id()));
-    let files = tmp.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    std::fs::write(files.join("hello.txt"), "hello from disk").unwrap();
-    std::fs::write(tmp.join("secret"), "do not serve").unwrap();
-    let config = tmp.join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\n\
-             [[group]]\nname = \"score\"\nmax_bytes = 2048\nttl_secs = 1024\norigin = \"sample\"\n\n\
-             [[group]]\nname = \"files\"\nmax_bytes = 65536\norigin = \"dir:{}\"\n",
-            files.display()
-        ),
-    )
-    .unwrap();
-    let web = format!("web:65536:0:{}", origin().await);
+/// Starts `groupcache serve ARGS`; returns the process, its peer address and
+/// its HTTP front's base URL (`args` must ask for an HTTP front).
+async fn serve(args: &[&str]) -> (tokio::process::Child, String, String) {
     let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--group", &web])
+        .arg("serve")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -141,7 +124,30 @@ async fn serve_with_http_front_metrics_and_origins() {
             http = Some(rest.to_string());
         }
     }
-    let (peer, http) = (peer.unwrap(), http.unwrap());
+    (child, peer.unwrap(), http.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_http_front_metrics_and_origins() {
+    let tmp = std::env::temp_dir().join(format!("gc-cli-{}", std::process::id()));
+    let files = tmp.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("hello.txt"), "hello from disk").unwrap();
+    std::fs::write(tmp.join("secret"), "do not serve").unwrap();
+    let config = tmp.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\n\
+             [[group]]\nname = \"score\"\nmax_bytes = 2048\nttl_secs = 1024\norigin = \"sample\"\n\n\
+             [[group]]\nname = \"files\"\nmax_bytes = 65536\norigin = \"dir:{}\"\n",
+            files.display()
+        ),
+    )
+    .unwrap();
+    let web = format!("web:65536:0:{}", origin().await);
+    let config = config.display().to_string();
+    let (mut child, peer, http) = serve(&["--config", &config, "--group", &web]).await;
     let c = reqwest::Client::new();
     let fetch = |path: String| {
         let c = c.clone();
@@ -226,4 +232,113 @@ async fn serve_with_http_front_metrics_and_origins() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// An origin that misbehaves: `/big/{key}` sends 100,000 bytes with their
+/// length, `/stream/{key}` 100,000 bytes in chunks of unknown total length,
+/// `/fail/{key}` a 503. Returns its base URL.
+async fn bad_origin() -> String {
+    use axum::http::StatusCode;
+    let chunks =
+        || futures_util::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b's'; 10_000])));
+    let app = axum::Router::new()
+        .route(
+            "/big/{key}",
+            axum::routing::get(|| async { vec![b'b'; 100_000] }),
+        )
+        .route(
+            "/stream/{key}",
+            axum::routing::get(move || async move { axum::body::Body::from_stream(chunks()) }),
+        )
+        .route(
+            "/fail/{key}",
+            axum::routing::get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Reads until the server closes the connection, within `limit`.
+async fn closed_by_server(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_bounds_origins_and_http_clients() {
+    use tokio::io::AsyncWriteExt;
+    let origin = bad_origin().await;
+    let groups: Vec<String> = ["big", "stream", "fail"]
+        .iter()
+        .map(|g| format!("{g}:1048576:0:{origin}/{g}/{{key}}"))
+        .collect();
+    let mut args = vec!["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+    args.extend(["--max-value", "1000", "--http-header-timeout-ms", "300"]);
+    args.extend(["--http-max-connections", "4"]);
+    for g in &groups {
+        args.extend(["--group", g]);
+    }
+    let (_child, _peer, http) = serve(&args).await;
+    let c = reqwest::Client::new();
+    let host = origin.trim_start_matches("http://");
+    for (group, expect) in [
+        (
+            "big",
+            "big/a: value of 100000 bytes exceeds the limit of 1000",
+        ),
+        ("stream", "stream/a: value exceeds the limit of 1000 bytes"),
+        ("fail", "fail/a: origin answered 503"),
+    ] {
+        let r = c
+            .get(format!("{http}/api?group={group}&key=a"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 502, "{group}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(expect), "{group}: {body}");
+        assert!(
+            !body.contains(host) && !body.contains("http"),
+            "{group} leaks: {body}"
+        );
+    }
+    // Slow headers: connections that never finish a request are closed at
+    // the header timeout, as is a keep-alive connection left idle.
+    let front = http.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(&front).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    for s in &mut slow {
+        assert!(
+            closed_by_server(s, Duration::from_secs(20)).await,
+            "slow header kept open"
+        );
+    }
+    let mut idle = tokio::net::TcpStream::connect(&front).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(20)).await,
+        "idle keep-alive kept open"
+    );
+    let r = c.get(format!("{http}/healthz")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
 }
