@@ -101,8 +101,10 @@ impl Origin {
                 async move { Ok::<_, LoadError>(value) }
             }),
             Origin::Http(template) => {
+                // No overall timeout here: the group's load timeout bounds
+                // (and cancels) every fetch.
                 let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
+                    .connect_timeout(Duration::from_secs(5))
                     .build()
                     .expect("HTTP client without TLS builds");
                 Box::new(move |key: String| {

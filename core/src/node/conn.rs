@@ -64,6 +64,12 @@ impl Node {
     /// order, until the buffer holds none or too many answer bytes wait to
     /// be written. Frames before a framing error are still answered.
     fn serve_buffered(&mut self, now: Instant, conn: ConnId) -> Result<(), CloseReason> {
+        let result = self.answer_buffered(now, conn);
+        self.flush_answers(now, conn);
+        result
+    }
+
+    fn answer_buffered(&mut self, now: Instant, conn: ConnId) -> Result<(), CloseReason> {
         let mut decoded = false;
         loop {
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {

@@ -115,7 +115,10 @@ struct Inbound {
     last_active: Instant,
     /// Last bytes sent: keepalives are due a keepalive interval after it.
     last_sent: Instant,
-    /// Bytes sent on this connection that the driver has not reported
+    /// Answers encoded but not yet handed to the driver: requests read in
+    /// one batch are answered with one send.
+    pending: BytesMut,
+    /// Bytes of answers (queued or sent) that the driver has not reported
     /// written yet.
     unwritten: usize,
     /// Frames wait in `buf` until the client reads its answers.

@@ -61,6 +61,7 @@ impl Node {
                 frame_started: None,
                 last_active: now,
                 last_sent: now,
+                pending: BytesMut::new(),
                 unwritten: 0,
                 paused: false,
                 progress: false,
@@ -113,7 +114,7 @@ impl Node {
                 pipelining: req.ext,
                 ..Default::default()
             };
-            self.answer(now, conn, seq, resp);
+            self.answer(now, conn, seq, resp, false);
             return Ok(());
         };
         i.last_active = now;
@@ -129,6 +130,7 @@ impl Node {
                 conn,
                 seq,
                 ok_response(hit.value, hit.expires, now, req.ext),
+                false,
             );
             return Ok(());
         }
@@ -141,10 +143,18 @@ impl Node {
         Ok(())
     }
 
-    /// Fills answer `seq` of an inbound connection and sends every answer
-    /// that is now ready, in order. Large values are sent as the cache's own
-    /// buffer, never copied.
-    pub(super) fn answer(&mut self, now: Instant, conn: ConnId, seq: u64, resp: Response) {
+    /// Fills answer `seq` of an inbound connection and queues every answer
+    /// that is now ready, in order; `flush` sends them at once (requests
+    /// read in one batch are answered with one send instead). Large values
+    /// are sent as the cache's own buffer, never copied.
+    pub(super) fn answer(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        seq: u64,
+        resp: Response,
+        flush: bool,
+    ) {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -158,28 +168,40 @@ impl Node {
             i.last_active = now;
         }
         *slot = Some(resp);
-        let mut data = BytesMut::new();
         while let Some(Some(_)) = i.slots.front() {
             let resp = i.slots.pop_front().flatten().expect("checked");
             i.first_seq += 1;
-            if let Some((value, tail)) = encode_response(&resp, &mut data) {
-                for piece in [data.split().freeze(), value] {
-                    i.unwritten += piece.len();
-                    self.out.push_back(Output::Send { conn, data: piece });
+            let before = i.pending.len();
+            match encode_response(&resp, &mut i.pending) {
+                None => i.unwritten += i.pending.len() - before,
+                Some((value, tail)) => {
+                    for piece in [i.pending.split().freeze(), value] {
+                        i.unwritten += piece.len();
+                        self.out.push_back(Output::Send { conn, data: piece });
+                    }
+                    i.unwritten += tail.len();
+                    i.pending = tail;
                 }
-                data = tail;
             }
         }
-        if data.is_empty() {
+        if flush {
+            self.flush_answers(now, conn);
+        }
+    }
+
+    /// Sends the answers queued on an inbound connection; closes it when
+    /// shutting down and nothing more is owed.
+    pub(super) fn flush_answers(&mut self, now: Instant, conn: ConnId) {
+        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if i.pending.is_empty() {
             return;
         }
         i.last_sent = now;
-        i.unwritten += data.len();
+        let data = i.pending.split().freeze();
         let done = self.shutting_down && i.slots.is_empty() && i.buf.is_empty();
-        self.out.push_back(Output::Send {
-            conn,
-            data: data.freeze(),
-        });
+        self.out.push_back(Output::Send { conn, data });
         if done {
             self.close(now, conn, Some(CloseReason::Shutdown));
         } else {
