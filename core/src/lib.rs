@@ -11,6 +11,44 @@
 //! - [`ring`]: consistent hashing with the original's exact placement.
 //! - [`flight`]: singleflight bookkeeping.
 //! - [`node`]: groups, routing, peer connections and serving, tied together.
+//!
+//! # Driving a [`node::Node`]
+//!
+//! A driver feeds the node inputs and carries out its outputs:
+//!
+//! - **Time only moves forward.** Every input takes `now`; give the node the
+//!   same clock each time, never one that goes back. Call
+//!   [`Node::handle_timeout`](node::Node::handle_timeout) once
+//!   [`Node::poll_timeout`](node::Node::poll_timeout)'s instant has passed.
+//! - **Drain after every input.** Call
+//!   [`Node::poll_output`](node::Node::poll_output) until it returns `None`
+//!   after each input, and carry the outputs out in order:
+//!   - `Load`: run the group's loader, then report exactly once with
+//!     `handle_load`, also when it panicked or was dropped.
+//!   - `CancelLoad`: drop that loader's future; a report after it is ignored.
+//!   - `Connect`: open a connection, then `handle_connected` or
+//!     `handle_closed`.
+//!   - `Send`: write the bytes on that connection, after everything sent on
+//!     it before. Report inbound bytes written with `handle_written`.
+//!   - `Close`: close that connection once its bytes are written; the node
+//!     has already forgotten it.
+//!   - `Done`: hand the result to whoever called `get`.
+//! - **Read only when asked.** After `handle_data` or `handle_written`, read
+//!   more from a connection only while
+//!   [`Node::wants_read`](node::Node::wants_read) says so: a client that does
+//!   not read its answers is paused until it does, which bounds the bytes
+//!   queued for it.
+//! - **Shutdown** is [`Node::shutdown`](node::Node::shutdown), then, once
+//!   [`Node::is_idle`](node::Node::is_idle) or a deadline,
+//!   [`Node::abort`](node::Node::abort), which answers whatever is still
+//!   open with an error.
+//!
+//! Every resource has a bound: frames ([`node::Config::max_frame`]), values
+//! ([`node::GroupConfig::max_value`]), queued answers per connection
+//! ([`node::Config::max_unwritten`]), requests per connection
+//! ([`node::Config::max_pipeline`]), connections per client address and for
+//! peers, loads per group ([`node::GroupConfig::max_loads`]), and the time of
+//! every wait: connect, request, idle, load.
 
 pub mod cache;
 pub mod flight;

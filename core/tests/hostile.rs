@@ -524,3 +524,25 @@ fn keepalives_only_for_requesters_that_ask() {
     let answered = std::iter::from_fn(|| node.poll_output()).count();
     assert_eq!(answered, 2);
 }
+
+/// A key too long for the owner's frame limit is loaded here rather than
+/// sent in a frame the owner would refuse.
+#[test]
+fn a_request_too_large_for_a_frame_is_never_sent() {
+    let now = epoch();
+    let mut cfg = Config::new("a:1");
+    cfg.max_frame = 200;
+    let mut node = Node::new(cfg);
+    node.set_peers(["b:1"]);
+    node.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap();
+    let long = "k".repeat(300);
+    let Get::Pending(_) = node.get(now, GROUP, &long) else {
+        panic!()
+    };
+    assert!(matches!(node.poll_output(), Some(Output::Load { .. })));
+    assert_eq!(node.poll_output(), None, "nothing sent to the owner");
+    let Get::Pending(_) = node.get(now, GROUP, "short") else {
+        panic!()
+    };
+    assert!(matches!(node.poll_output(), Some(Output::Connect { .. })));
+}

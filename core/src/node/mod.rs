@@ -14,7 +14,7 @@
 //! if the owner says "not found", that is the answer.
 
 //!
-//! The node's parts live in their own files: [`types`] (the public types),
+//! The node's parts live in their own files: `types` (the public types),
 //! `get` (gets, flights and loads), `peer` (requests to peers), `serve`
 //! (answering requests), `conn` (connection input) and `timer` (deadlines).
 

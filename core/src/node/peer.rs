@@ -11,6 +11,10 @@ use crate::wire::{encode_frame, Request, Response, CODE_ERROR, CODE_OK};
 
 use super::{CloseReason, Conn, ConnId, Error, Health, Node, Outbound, Output, Sent, Timer};
 
+/// Bytes a request frame needs beyond its group and key: the header, tags,
+/// lengths and flags.
+const REQUEST_OVERHEAD: usize = 32;
+
 impl Node {
     /// Asks the owner `peer` for `key`, or loads it here at once when the
     /// peer is down or being probed.
@@ -21,30 +25,33 @@ impl Node {
         group: Arc<str>,
         key: Arc<str>,
     ) {
+        // A request the owner would refuse as too large is never sent.
+        let fits = group.len() + key.len() + REQUEST_OVERHEAD <= self.cfg.max_frame;
         let pool = self.pools.entry(peer.clone()).or_default();
-        let usable = match pool.health {
-            Health::Up => true,
-            Health::Down { until } if until > now => false,
-            Health::Down { .. } => {
-                // Backed off long enough: probe it, but do not make a real
-                // get wait on a peer that may still be dead.
-                pool.health = Health::Probing;
-                let deadline = now + self.cfg.request_timeout;
-                pool.backlog.push_front(Sent {
-                    group: "".into(),
-                    key: "".into(),
-                    token: 0,
-                    asked_at: now,
-                    deadline,
-                    max_deadline: deadline,
-                    probe: true,
-                });
-                self.arm(deadline, Timer::Peer(peer.clone()));
-                self.pump(now, &peer);
-                false
-            }
-            Health::Probing => false,
-        };
+        let usable = fits
+            && match pool.health {
+                Health::Up => true,
+                Health::Down { until } if until > now => false,
+                Health::Down { .. } => {
+                    // Backed off long enough: probe it, but do not make a real
+                    // get wait on a peer that may still be dead.
+                    pool.health = Health::Probing;
+                    let deadline = now + self.cfg.request_timeout;
+                    pool.backlog.push_front(Sent {
+                        group: "".into(),
+                        key: "".into(),
+                        token: 0,
+                        asked_at: now,
+                        deadline,
+                        max_deadline: deadline,
+                        probe: true,
+                    });
+                    self.arm(deadline, Timer::Peer(peer.clone()));
+                    self.pump(now, &peer);
+                    false
+                }
+                Health::Probing => false,
+            };
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };

@@ -1,6 +1,9 @@
 //! The node's public types: settings, ids, inputs' answers and outputs.
 
 use std::fmt;
+
+#[cfg(doc)]
+use super::Node;
 use std::sync::Arc;
 use std::time::Duration;
 
