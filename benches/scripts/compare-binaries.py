@@ -1,7 +1,15 @@
 #!/usr/bin/env python3
-"""Alternates old and new servers; req/s and server CPU µs per request."""
+"""Alternates two builds of `groupcache` and `groupcache-load` on one machine
+and prints requests/s and the server's CPU time per request (utime + stime
+from /proc), medians over the rounds. Loopback only.
+
+    python3 benches/scripts/compare-binaries.py OLD_DIR NEW_DIR [ROUNDS]
+
+Each DIR holds a `groupcache` and a `groupcache-load` binary.
+"""
 import subprocess, time, os, re, statistics, sys
-rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+dirs = {"old": sys.argv[1], "new": sys.argv[2]}
+rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 6
 scen = [("hot key", "--connections 4 --keys 1"), ("10k keys", "--connections 4 --keys 10000"),
         ("10k keys, pipeline 16", "--connections 4 --keys 10000 --pipeline 16")]
 res = {}
@@ -13,12 +21,12 @@ for r in range(rounds):
     order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
     for v in order:
         port += 1
-        srv = subprocess.Popen([f"/tmp/{v}bin/groupcache", "--threads", "1", "serve", "--listen", f"127.0.0.1:{port}",
+        srv = subprocess.Popen([f"{dirs[v]}/groupcache", "--threads", "1", "serve", "--listen", f"127.0.0.1:{port}",
                                 "--group", "bench:1073741824:0:synthetic:100"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         for name, args in scen:
             c0 = cpu(srv.pid)
-            out = subprocess.run([f"/tmp/{v}bin/groupcache-load", "--addr", f"127.0.0.1:{port}", *args.split(), "--duration", "3"],
+            out = subprocess.run([f"{dirs[v]}/groupcache-load", "--addr", f"127.0.0.1:{port}", *args.split(), "--duration", "3"],
                                  capture_output=True, text=True).stdout
             c1 = cpu(srv.pid)
             rps = int(re.search(r"requests_per_sec=(\d+)", out).group(1))
