@@ -30,16 +30,6 @@ fn cluster(n: usize, ttl: Option<Duration>) -> Sim {
     )
 }
 
-/// A key the ring gives to node `owner`.
-fn key_owned_by(sim: &Sim, owner: usize, skip: usize) -> String {
-    let addr = sim.nodes[owner].addr.clone();
-    (0..)
-        .map(|i| format!("key-{i}"))
-        .filter(|k| sim.nodes[0].node.owner(k) == Some(addr.as_str()))
-        .nth(skip)
-        .unwrap()
-}
-
 /// Runs until `get` on node `i` finishes, within `limit`.
 fn finish(
     sim: &mut Sim,
@@ -62,7 +52,7 @@ fn finish(
 #[test]
 fn thousand_concurrent_gets_of_one_cold_key_load_once() {
     let mut sim = cluster(3, None);
-    let key = key_owned_by(&sim, 2, 0);
+    let key = sim.key_owned_by(2, 0);
     let mut pending = Vec::new();
     for n in 0..1000 {
         let i = n % 3;
@@ -98,7 +88,7 @@ fn thousand_concurrent_gets_of_one_cold_key_load_once() {
 fn unreachable_owner_falls_back_after_the_timeout() {
     for fault in [Fault::Blackhole, Fault::Refuse] {
         let mut sim = cluster(3, None);
-        let key = key_owned_by(&sim, 1, 0);
+        let key = sim.key_owned_by(1, 0);
         sim.faults.insert(1, fault);
         let start = sim.now;
         let r = sim.get(0, GROUP, &key);
@@ -115,7 +105,7 @@ fn unreachable_owner_falls_back_after_the_timeout() {
         assert_eq!(sim.load_calls, vec![(0, GROUP.to_string(), key.clone())]);
         assert_eq!(sim.nodes[0].node.stats(GROUP).unwrap().peer_errors, 1);
         // While the peer is in back-off, the next miss does not wait for it.
-        let other = key_owned_by(&sim, 1, 1);
+        let other = sim.key_owned_by(1, 1);
         let start = sim.now;
         let r = sim.get(0, GROUP, &other);
         assert_eq!(finish(&mut sim, 0, r, limit), Ok(value_of(&other)));
@@ -126,7 +116,7 @@ fn unreachable_owner_falls_back_after_the_timeout() {
 #[test]
 fn owner_that_stops_answering_times_out_and_falls_back() {
     let mut sim = cluster(2, None);
-    let k1 = key_owned_by(&sim, 1, 0);
+    let k1 = sim.key_owned_by(1, 0);
     let r = sim.get(0, GROUP, &k1);
     assert_eq!(
         finish(&mut sim, 0, r, Duration::from_secs(1)),
@@ -134,7 +124,7 @@ fn owner_that_stops_answering_times_out_and_falls_back() {
     );
     // The connection is up; now every byte between the two is lost.
     sim.cut(0, 1);
-    let k2 = key_owned_by(&sim, 1, 1);
+    let k2 = sim.key_owned_by(1, 1);
     let start = sim.now;
     let r = sim.get(0, GROUP, &k2);
     let timeout = sim.nodes[0].node.config().request_timeout;
@@ -198,7 +188,7 @@ fn loader_error_reaches_every_waiter_and_is_not_cached() {
             })
         },
     );
-    let key = key_owned_by(&sim, 0, 0);
+    let key = sim.key_owned_by(0, 0);
     let pending: Vec<_> = (0..30)
         .map(|n| (n % 3, sim.get(n % 3, GROUP, &key).unwrap_err()))
         .collect();
@@ -234,7 +224,7 @@ fn not_found_from_the_owner_is_final() {
         |n: &mut Node| n.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap(),
         |_| Box::new(|_, key| Err(LoadError::NotFound(format!("{key} not exist")))),
     );
-    let key = key_owned_by(&sim, 1, 0);
+    let key = sim.key_owned_by(1, 0);
     let r = sim.get(0, GROUP, &key);
     let got = finish(&mut sim, 0, r, Duration::from_secs(1));
     assert_eq!(got, Err(Error::NotFound(format!("{key} not exist").into())));
@@ -246,7 +236,7 @@ fn not_found_from_the_owner_is_final() {
 fn ttl_serves_until_just_before_expiry_and_reloads_at_it() {
     let ttl = Duration::from_secs(10);
     let mut sim = cluster(2, Some(ttl));
-    let key = key_owned_by(&sim, 1, 0);
+    let key = sim.key_owned_by(1, 0);
     let r = sim.get(1, GROUP, &key);
     assert_eq!(
         finish(&mut sim, 1, r, Duration::from_secs(1)),
@@ -300,7 +290,7 @@ fn hot_cache_serves_peer_keys_without_traffic_and_keeps_its_share() {
         |n: &mut Node| n.add_group(GroupConfig::new(GROUP, 8 * 1024)).unwrap(),
         |_| Box::new(|_, _| Ok(Bytes::from(vec![b'x'; 100]))),
     );
-    let key = key_owned_by(&sim, 1, 0);
+    let key = sim.key_owned_by(1, 0);
     let r = sim.get(0, GROUP, &key);
     finish(&mut sim, 0, r, Duration::from_secs(1)).unwrap();
     let sent = sim.sent_bytes.clone();
@@ -310,7 +300,7 @@ fn hot_cache_serves_peer_keys_without_traffic_and_keeps_its_share() {
     assert_eq!(sim.sent_bytes, sent);
     // Many peer-owned keys: the hot cache stays within an eighth.
     for n in 1..60 {
-        let k = key_owned_by(&sim, 1, n);
+        let k = sim.key_owned_by(1, n);
         let r = sim.get(0, GROUP, &k);
         finish(&mut sim, 0, r, Duration::from_secs(1)).unwrap();
         let s = sim.nodes[0].node.stats(GROUP).unwrap();
@@ -327,7 +317,7 @@ fn hot_cache_serves_peer_keys_without_traffic_and_keeps_its_share() {
 #[test]
 fn many_keys_to_one_peer_pipeline_on_few_connections() {
     let mut sim = cluster(2, None);
-    let keys: Vec<String> = (0..200).map(|n| key_owned_by(&sim, 1, n)).collect();
+    let keys: Vec<String> = (0..200).map(|n| sim.key_owned_by(1, n)).collect();
     // Warm one connection so node 0 learns that node 1 pipelines.
     let r = sim.get(0, GROUP, &keys[0]);
     finish(&mut sim, 0, r, Duration::from_secs(1)).unwrap();
@@ -408,7 +398,7 @@ fn membership_change_moves_keys_to_their_new_owner() {
 #[test]
 fn garbage_on_one_connection_closes_only_that_connection() {
     let mut sim = cluster(2, None);
-    let key = key_owned_by(&sim, 1, 0);
+    let key = sim.key_owned_by(1, 0);
     let now = sim.now;
     let node = &mut sim.nodes[1].node;
     let bad = node.accept(now, "127.0.0.1".parse().unwrap()).unwrap();
@@ -483,7 +473,7 @@ fn queued_peer_requests_expire_even_after_timer_compaction() {
     let timeout = sim.nodes[0].node.config().request_timeout;
     let mut pending = Vec::new();
     for n in 0..100 {
-        let k = key_owned_by(&sim, 1, n);
+        let k = sim.key_owned_by(1, n);
         pending.push((sim.now, sim.get(0, GROUP, &k).unwrap_err()));
         sim.run_for(Duration::from_millis(10));
     }

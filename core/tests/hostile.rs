@@ -32,15 +32,6 @@ fn cluster(n: usize, group: impl Fn() -> GroupConfig + 'static) -> Sim {
     )
 }
 
-fn key_owned_by(sim: &Sim, owner: usize, skip: usize) -> String {
-    let addr = sim.nodes[owner].addr.clone();
-    (0..)
-        .map(|i| format!("key-{i}"))
-        .filter(|k| sim.nodes[0].node.owner(k) == Some(addr.as_str()))
-        .nth(skip)
-        .unwrap()
-}
-
 /// Runs a get on node `i` to its end; returns the result and how long it
 /// took in simulated time.
 fn timed_get(
@@ -71,7 +62,7 @@ fn a_load_slower_than_the_request_timeout_happens_once_in_the_cluster() {
     for load in [Duration::from_secs(5), Duration::from_secs(20)] {
         let mut sim = cluster(3, || GroupConfig::new(GROUP, 1 << 20));
         sim.load_latency = load;
-        let key = key_owned_by(&sim, 2, 0);
+        let key = sim.key_owned_by(2, 0);
         let mut pending: Vec<(usize, GetId)> = Vec::new();
         // 300 gets in three waves: at once, after 1 s, and after a whole
         // request timeout has passed.
@@ -108,7 +99,7 @@ fn a_hung_origin_is_cancelled_at_the_load_timeout_and_asked_once() {
         g
     });
     sim.hang_loads = true;
-    let key = key_owned_by(&sim, 2, 0);
+    let key = sim.key_owned_by(2, 0);
     let ids: Vec<(usize, GetId)> = (0..3)
         .map(|i| (i, sim.get(i, GROUP, &key).unwrap_err()))
         .collect();
@@ -142,7 +133,7 @@ fn a_stopped_owner_costs_one_request_timeout_then_nothing() {
     let request_timeout = Config::new("x").request_timeout;
     let load = sim.load_latency;
     sim.faults.insert(2, Fault::Frozen);
-    let keys: Vec<String> = (0..12).map(|n| key_owned_by(&sim, 2, n)).collect();
+    let keys: Vec<String> = (0..12).map(|n| sim.key_owned_by(2, n)).collect();
     let limit = Duration::from_secs(10);
     let (r, took) = timed_get(&mut sim, 0, &keys[0], limit);
     assert_eq!(r, Ok(value_of(&keys[0])));
@@ -199,7 +190,7 @@ fn a_value_over_the_limit_is_refused_and_never_cached() {
         },
         |_| -> SimLoader { Box::new(|_, _| Ok(Bytes::from(vec![b'x'; 101]))) },
     );
-    let key = key_owned_by(&sim, 2, 0);
+    let key = sim.key_owned_by(2, 0);
     let (r, _) = timed_get(&mut sim, 0, &key, Duration::from_secs(5));
     match r {
         Err(Error::Load(m)) => assert!(

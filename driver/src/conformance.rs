@@ -154,21 +154,25 @@ pub async fn gets_through_any_node_return_the_owners_value<R: Runtime>(rt: R) {
     }
 }
 
-/// 200 concurrent gets of one cold key over three nodes load it once.
-pub async fn concurrent_cold_gets_load_once_in_the_cluster<R: Runtime>(rt: R) {
+/// Three nodes whose origin takes `delay`; `gets` concurrent gets of one
+/// cold key spread over them, each checked. Returns the origin's calls.
+async fn cold_gets_over_three_nodes<R: Runtime>(
+    rt: &R,
+    request_timeout: Duration,
+    delay: Duration,
+    gets: usize,
+) -> usize {
     let calls = Arc::new(AtomicUsize::new(0));
-    let gate = rt.clone();
-    let c = calls.clone();
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        let (c, gate) = (c.clone(), gate.clone());
+        let (c, gate) = (calls.clone(), rt.clone());
         let node = Builder::with_runtime(rt.clone())
+            .request_timeout(request_timeout)
             .group("slow", 1 << 20, None, move |key: String| {
                 c.fetch_add(1, Ordering::SeqCst);
-                // A slow origin, so that the gets overlap the load.
                 let gate = gate.clone();
                 async move {
-                    gate.sleep(Duration::from_millis(200)).await;
+                    gate.sleep(delay).await;
                     Ok(format!("v-{key}"))
                 }
             })
@@ -182,7 +186,7 @@ pub async fn concurrent_cold_gets_load_once_in_the_cluster<R: Runtime>(rt: R) {
         n.set_peers(&addrs);
     }
     let (tx, rx) = async_channel::unbounded();
-    for i in 0..200 {
+    for i in 0..gets {
         let (node, tx) = (nodes[i % 3].clone(), tx.clone());
         rt.spawn(async move {
             let _ = tx.send(node.get("slow", "cold").await).await;
@@ -190,19 +194,24 @@ pub async fn concurrent_cold_gets_load_once_in_the_cluster<R: Runtime>(rt: R) {
     }
     drop(tx);
     let mut answers = 0;
-    while let Ok(r) = bounded(&rt, "concurrent get", rx.recv()).await {
+    while let Ok(r) = bounded(rt, "cold get", rx.recv()).await {
         assert_eq!(r, Ok(Bytes::from_static(b"v-cold")));
         answers += 1;
     }
-    assert_eq!(answers, 200);
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        1,
-        "one load in the whole cluster"
-    );
+    assert_eq!(answers, gets);
     for n in &nodes {
         n.shutdown().await;
     }
+    calls.load(Ordering::SeqCst)
+}
+
+/// 200 concurrent gets of one cold key over three nodes load it once.
+pub async fn concurrent_cold_gets_load_once_in_the_cluster<R: Runtime>(rt: R) {
+    // A slow origin, so that the gets overlap the load.
+    let calls =
+        cold_gets_over_three_nodes(&rt, Duration::from_secs(3), Duration::from_millis(200), 200)
+            .await;
+    assert_eq!(calls, 1, "one load in the whole cluster");
 }
 
 /// Keys owned by a stopped node are served by the others within the request
@@ -849,47 +858,14 @@ pub async fn empty_frames_do_not_hold_a_connection<R: Runtime>(rt: R) {
 /// An origin much slower than the request timeout: gets spread over three
 /// nodes wait on the owner's keepalives, and the origin is asked once.
 pub async fn slow_origin_is_asked_once<R: Runtime>(rt: R) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        let (c, gate) = (calls.clone(), rt.clone());
-        let node = Builder::with_runtime(rt.clone())
-            .request_timeout(Duration::from_millis(150))
-            .group("slow", 1 << 20, None, move |key: String| {
-                c.fetch_add(1, Ordering::SeqCst);
-                let gate = gate.clone();
-                async move {
-                    gate.sleep(Duration::from_millis(800)).await;
-                    Ok(format!("v-{key}"))
-                }
-            })
-            .start()
-            .await
-            .unwrap();
-        nodes.push(node);
-    }
-    let addrs: Vec<String> = nodes.iter().map(|n| n.self_addr()).collect();
-    for n in &nodes {
-        n.set_peers(&addrs);
-    }
-    let (tx, rx) = async_channel::unbounded();
-    for i in 0..60 {
-        let (node, tx) = (nodes[i % 3].clone(), tx.clone());
-        rt.spawn(async move {
-            let _ = tx.send(node.get("slow", "cold").await).await;
-        });
-    }
-    drop(tx);
-    let mut answers = 0;
-    while let Ok(r) = bounded(&rt, "slow get", rx.recv()).await {
-        assert_eq!(r, Ok(Bytes::from_static(b"v-cold")));
-        answers += 1;
-    }
-    assert_eq!(answers, 60);
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one origin load");
-    for n in &nodes {
-        n.shutdown().await;
-    }
+    let calls = cold_gets_over_three_nodes(
+        &rt,
+        Duration::from_millis(150),
+        Duration::from_millis(800),
+        60,
+    )
+    .await;
+    assert_eq!(calls, 1, "one origin load");
 }
 
 /// A load that never ends is cancelled at the group's load timeout: the

@@ -540,8 +540,8 @@ impl<R: Runtime> Shared<R> {
             id,
         };
         self.rt.spawn(async move {
-            let key = key.to_string();
-            let load = AssertUnwindSafe(async move { loader.load(key).await }).catch_unwind();
+            let name = key.to_string();
+            let load = AssertUnwindSafe(async move { loader.load(name).await }).catch_unwind();
             let result = async { Some(load.await) }
                 .or(async {
                     // Ends when the core cancels the load (sender dropped).
@@ -550,7 +550,7 @@ impl<R: Runtime> Shared<R> {
                 })
                 .await;
             let result = match result {
-                None => Err(LoadError::Failed("load cancelled".into())),
+                None => Err(LoadError::Failed(format!("{group}/{key}: load cancelled"))),
                 Some(Ok(r)) => r,
                 Some(Err(panic)) => {
                     let msg = panic
@@ -558,8 +558,10 @@ impl<R: Runtime> Shared<R> {
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "non-string panic".into());
-                    tracing::warn!(%group, "loader panicked: {msg}");
-                    Err(LoadError::Failed(format!("loader panicked: {msg}")))
+                    tracing::warn!(%group, %key, "loader panicked: {msg}");
+                    Err(LoadError::Failed(format!(
+                        "{group}/{key}: loader panicked: {msg}"
+                    )))
                 }
             };
             guard.finish(result);

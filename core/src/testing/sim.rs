@@ -330,6 +330,17 @@ impl Sim {
         self.run_until(d, |_| false);
     }
 
+    /// The `skip`-th key (`key-0`, `key-1`, …) that the ring gives to node
+    /// `owner`.
+    pub fn key_owned_by(&self, owner: usize, skip: usize) -> String {
+        let addr = self.nodes[owner].addr.as_str();
+        (0..)
+            .map(|i| format!("key-{i}"))
+            .filter(|k| self.nodes[0].node.owner(k) == Some(addr))
+            .nth(skip)
+            .expect("some key is owned by every node")
+    }
+
     /// Loader calls for one key across the cluster.
     pub fn loads_of(&self, group: &str, key: &str) -> usize {
         self.load_calls
