@@ -391,6 +391,7 @@ impl Node {
             g.running = 0;
             g.queued.clear();
         }
+        self.trim_timers();
         let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
         conns.sort();
         for id in conns {

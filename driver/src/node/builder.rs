@@ -1,0 +1,264 @@
+//! Configuring and starting a node.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use groupcache_core::node::{self as core, Config, GroupConfig};
+use groupcache_core::ring::HashFn;
+use ipnet::IpNet;
+
+use super::shared::{Shared, State};
+use super::tasks::{accept_loop, timer_loop, Live};
+use super::{Node, StartError};
+use crate::loader::Loader;
+use crate::runtime::Runtime;
+
+/// Configures and starts a [`Node`].
+///
+/// ```no_run
+/// # async fn demo<R: groupcache_driver::Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use groupcache_driver::{Builder, LoadError};
+///
+/// let node = Builder::with_runtime(rt)
+///     .listen("127.0.0.1:8001".parse()?)
+///     .peers(["127.0.0.1:8001", "127.0.0.1:8002"])
+///     .group("score", 2 << 10, Some(Duration::from_secs(1024)), |key: String| async move {
+///         if key == "Tom" { Ok("630") } else { Err(LoadError::NotFound(format!("{key} not exist"))) }
+///     })
+///     .start()
+///     .await?;
+/// let score = node.get("score", "Tom").await?;
+/// # Ok(()) }
+/// ```
+pub struct Builder<R: Runtime> {
+    pub(super) rt: R,
+    pub(super) listen: SocketAddr,
+    pub(super) self_addr: Option<String>,
+    pub(super) peers: Option<Vec<String>>,
+    pub(super) groups: Vec<(GroupConfig, Arc<dyn Loader>)>,
+    pub(super) cfg: Config,
+    pub(super) shutdown_timeout: Duration,
+}
+
+impl<R: Runtime + Default> Builder<R> {
+    /// A node on the runtime `R::default()` picks (the current one).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self::with_runtime(R::default())
+    }
+}
+
+impl<R: Runtime> Builder<R> {
+    /// A node on runtime `rt` listening on 127.0.0.1 with a port chosen by
+    /// the OS, with the core's default timeouts and limits.
+    pub fn with_runtime(rt: R) -> Self {
+        Self {
+            rt,
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            self_addr: None,
+            peers: None,
+            groups: Vec::new(),
+            cfg: Config::new(""),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Address to serve peers on.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// This node's name in peer lists (default: the bound address, e.g.
+    /// `127.0.0.1:8001`). Set it when peers reach this node by another name.
+    pub fn self_addr(mut self, addr: impl Into<String>) -> Self {
+        self.self_addr = Some(addr.into());
+        self
+    }
+
+    /// The cluster's members, this node included (default: this node alone).
+    pub fn peers<I, S>(mut self, peers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.peers = Some(peers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a group: a name, a byte budget, how long values live (`None`:
+    /// until evicted) and the loader that fetches missing keys.
+    pub fn group(
+        self,
+        name: impl Into<String>,
+        max_bytes: usize,
+        ttl: Option<Duration>,
+        loader: impl Loader,
+    ) -> Self {
+        let mut g = GroupConfig::new(name, max_bytes);
+        g.ttl = ttl;
+        self.group_config(g, loader)
+    }
+
+    /// Adds a group with every setting of [`GroupConfig`] (hot cache size).
+    pub fn group_config(mut self, group: GroupConfig, loader: impl Loader) -> Self {
+        self.groups.push((group, Arc::new(loader)));
+        self
+    }
+
+    /// Ring points per peer (default 50, as the original).
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.cfg.replicas = n;
+        self
+    }
+
+    /// Ring hash (default CRC-32 IEEE, as the original).
+    pub fn hash(mut self, f: HashFn) -> Self {
+        self.cfg.hash = f;
+        self
+    }
+
+    /// Time allowed to connect to a peer (default 1 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.cfg.connect_timeout = d;
+        self
+    }
+
+    /// Time allowed for a peer to answer, for a client to send a whole frame,
+    /// and for a write to complete (default 3 s).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.cfg.request_timeout = d;
+        self
+    }
+
+    /// Idle connections close after this long (default 60 s).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.cfg.idle_timeout = d;
+        self
+    }
+
+    /// Largest frame payload accepted (default 4 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.cfg.max_frame = bytes;
+        self
+    }
+
+    /// Inbound connections at most from clients, that is from addresses
+    /// that are not in the peer list (default 1024).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.cfg.max_inbound = n;
+        self
+    }
+
+    /// Inbound connections at most from one client address (default 256),
+    /// so one address cannot take every client slot.
+    pub fn max_connections_per_addr(mut self, n: usize) -> Self {
+        self.cfg.max_inbound_per_addr = n;
+        self
+    }
+
+    /// Inbound connections at most from the peers' addresses (default
+    /// 1024): a budget of their own that clients cannot use up. Peers are
+    /// recognised by the IP address of their peer-list entries.
+    pub fn max_peer_connections(mut self, n: usize) -> Self {
+        self.cfg.max_peer_inbound = n;
+        self
+    }
+
+    /// Answer bytes queued on one connection, unread by its client, past
+    /// which the node stops reading that connection's requests (default
+    /// 8 MiB).
+    pub fn max_unwritten(mut self, bytes: usize) -> Self {
+        self.cfg.max_unwritten = bytes;
+        self
+    }
+
+    /// How long a peer that refused a connection or let a request time out
+    /// is left alone before it is probed (default 1 s).
+    pub fn peer_backoff(mut self, d: Duration) -> Self {
+        self.cfg.peer_backoff = d;
+        self
+    }
+
+    /// Connections to one peer at most (default 8).
+    pub fn max_conns_per_peer(mut self, n: usize) -> Self {
+        self.cfg.max_conns_per_peer = n.max(1);
+        self
+    }
+
+    /// Only these networks (IPv4 and IPv6) may connect to the peer port.
+    pub fn allow(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
+        self.cfg.allow = Some(nets.into_iter().collect());
+        self
+    }
+
+    /// How long [`Node::shutdown`] waits for requests in flight (default 5 s).
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// Binds the listener and starts serving in the background.
+    pub async fn start(self) -> Result<Node<R>, StartError> {
+        let listener = self
+            .rt
+            .bind(self.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let local = self
+            .rt
+            .local_addr(&listener)
+            .map_err(|source| StartError::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let mut cfg = self.cfg;
+        cfg.self_addr = self.self_addr.unwrap_or_else(|| local.to_string());
+        let peers = self.peers.unwrap_or_else(|| vec![cfg.self_addr.clone()]);
+        let write_timeout = cfg.request_timeout;
+        let self_addr = cfg.self_addr.clone();
+        let mut node = core::Node::new(cfg);
+        node.set_peers(&peers);
+        let mut loaders = HashMap::new();
+        for (g, loader) in self.groups {
+            loaders.insert(g.name.clone(), loader);
+            node.add_group(g).map_err(StartError::Config)?;
+        }
+        let (wake_tx, wake_rx) = async_channel::bounded(1);
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let (idle_tx, idle_rx) = async_channel::bounded(1);
+        let shared = Arc::new(Shared {
+            rt: self.rt.clone(),
+            state: Mutex::new(State {
+                node,
+                conns: HashMap::new(),
+                gets: HashMap::new(),
+                loads: HashMap::new(),
+                timer_at: None,
+                shutting_down: false,
+            }),
+            loaders,
+            wake: wake_tx,
+            idle: idle_tx,
+            write_timeout,
+            live: Live::default(),
+        });
+        self.rt.spawn(timer_loop(shared.clone(), wake_rx));
+        self.rt
+            .spawn(accept_loop(shared.clone(), listener, stop_rx));
+        tracing::debug!(%local, self_addr, "groupcache node started");
+        Ok(Node {
+            shared,
+            local,
+            stop: stop_tx,
+            idle: idle_rx,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! A running node: the core state machine behind a mutex, driven by tasks
+//! that move bytes, run loaders and keep time. Every decision is the core's;
+//! this module only carries out its outputs.
+//!
+//! Its parts: `builder` (configuring and starting), `shared` (the core
+//! behind its lock, carrying out outputs), `outbox` (bytes queued per
+//! connection), `tasks` (timers, accepting, connecting, one task per
+//! connection).
+
+mod builder;
+mod outbox;
+mod shared;
+mod tasks;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender};
+use bytes::Bytes;
+use groupcache_core::node::{Get, GroupStats};
+
+use crate::runtime::{timeout, Runtime};
+use crate::Error;
+
+pub use builder::Builder;
+use shared::Shared;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The configuration is inconsistent (for example a group named twice).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A running groupcache node. Cloning it is cheap; every clone is the same
+/// node.
+#[derive(Clone)]
+pub struct Node<R: Runtime> {
+    shared: Arc<Shared<R>>,
+    local: SocketAddr,
+    stop: Sender<()>,
+    idle: Receiver<()>,
+    shutdown_timeout: Duration,
+}
+
+impl<R: Runtime> std::fmt::Debug for Node<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("local", &self.local).finish()
+    }
+}
+
+impl<R: Runtime> Node<R> {
+    /// The address the peer port is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// This node's name in peer lists.
+    pub fn self_addr(&self) -> String {
+        self.shared.lock().node.config().self_addr.clone()
+    }
+
+    /// Gets `key` of `group`: from this node's caches, from its owner, or by
+    /// loading it. A hit takes one lock and one hash lookup.
+    pub async fn get(&self, group: &str, key: &str) -> Result<Bytes, Error> {
+        let rx = {
+            let mut st = self.shared.lock();
+            let now = self.shared.rt.now();
+            match st.node.get(now, group, key) {
+                Get::Ready(r) => return r,
+                Get::Pending(id) => {
+                    let (tx, rx) = async_channel::bounded(1);
+                    st.gets.insert(id, tx);
+                    self.shared.drain(st);
+                    rx
+                }
+            }
+        };
+        rx.recv().await.unwrap_or(Err(Error::Shutdown))
+    }
+
+    /// A handle on one group, for repeated gets.
+    pub fn group(&self, name: &str) -> Option<Group<R>> {
+        let st = self.shared.lock();
+        st.node.stats(name)?;
+        Some(Group {
+            node: self.clone(),
+            name: name.into(),
+        })
+    }
+
+    /// Replaces the cluster's members (this node included). Gets under way
+    /// finish; new ones follow the new ring.
+    pub fn set_peers<I, S>(&self, peers: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.shared.lock().node.set_peers(peers);
+    }
+
+    /// The member that owns `key`.
+    pub fn owner(&self, key: &str) -> Option<String> {
+        self.shared.lock().node.owner(key).map(str::to_string)
+    }
+
+    /// Counters of a group.
+    pub fn stats(&self, group: &str) -> Option<GroupStats> {
+        self.shared.lock().node.stats(group)
+    }
+
+    /// Names of the groups.
+    pub fn groups(&self) -> Vec<String> {
+        let st = self.shared.lock();
+        st.node.group_names().map(str::to_string).collect()
+    }
+
+    /// Stops accepting, lets requests in flight finish (at most the shutdown
+    /// timeout), then answers every request still open with a shutdown
+    /// error, cancels loads still running, and closes every connection once
+    /// its answers are written (each write bounded by the request timeout).
+    pub async fn shutdown(&self) {
+        let _ = self.stop.try_send(());
+        self.stop.close();
+        self.shared.lock().shutting_down = true;
+        self.shared.input(|n, now| n.shutdown(now));
+        let rt = self.shared.rt.clone();
+        let idle = self.idle.clone();
+        let shared = self.shared.clone();
+        let drained = timeout(&rt, self.shutdown_timeout, async move {
+            while !shared.lock().node.is_idle() {
+                if idle.recv().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if drained.is_none() {
+            tracing::warn!(
+                "shutdown timed out with requests in flight: answering them with errors"
+            );
+        }
+        self.shared.input(|n, now| n.abort(now));
+        {
+            let mut st = self.shared.lock();
+            st.conns.clear();
+            for (_, tx) in st.gets.drain() {
+                let _ = tx.try_send(Err(Error::Shutdown));
+            }
+        }
+        let flushed = timeout(&rt, self.shared.write_timeout, self.shared.live.all_ended()).await;
+        if flushed.is_none() {
+            tracing::warn!("shutdown: some connections did not take their last answers in time");
+        }
+        self.shared.wake.close();
+    }
+}
+
+/// A handle on one group of a node.
+#[derive(Clone, Debug)]
+pub struct Group<R: Runtime> {
+    node: Node<R>,
+    name: Arc<str>,
+}
+
+impl<R: Runtime> Group<R> {
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Gets `key` (see [`Node::get`]).
+    pub async fn get(&self, key: &str) -> Result<Bytes, Error> {
+        self.node.get(&self.name, key).await
+    }
+
+    /// The group's counters.
+    pub fn stats(&self) -> GroupStats {
+        self.node.stats(&self.name).unwrap_or_default()
+    }
+}

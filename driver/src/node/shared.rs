@@ -1,0 +1,224 @@
+//! The core behind its lock, and carrying out its outputs.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use bytes::Bytes;
+use futures_lite::FutureExt;
+use groupcache_core::node::{self as core, ConnId, GetId, LoadError, LoadId, Output};
+
+use super::outbox::{ConnHandle, Outbox};
+use super::tasks::{conn_loop, connect, Live};
+use crate::loader::Loader;
+use crate::runtime::Runtime;
+use crate::Error;
+
+/// The core and the driver's bookkeeping of it, behind one lock.
+pub(super) struct State {
+    pub(super) node: core::Node,
+    pub(super) conns: HashMap<ConnId, ConnHandle>,
+    pub(super) gets: HashMap<GetId, Sender<Result<Bytes, Error>>>,
+    /// Loads running; dropping a sender cancels its load.
+    pub(super) loads: HashMap<LoadId, Sender<()>>,
+    pub(super) timer_at: Option<Instant>,
+    /// Set by [`Node::shutdown`]: only then is idleness worth checking.
+    pub(super) shutting_down: bool,
+}
+
+impl State {
+    /// Gives a new connection its outbox; the core's hold on it is the
+    /// handle kept here.
+    pub(super) fn open(&mut self, conn: ConnId) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox::default());
+        self.conns.insert(conn, ConnHandle(outbox.clone()));
+        outbox
+    }
+}
+
+/// Work that must happen outside the lock: spawning tasks.
+pub(super) enum Action {
+    Load(LoadId, Arc<str>, Arc<str>, Receiver<()>),
+    Connect(ConnId, Arc<str>, Arc<Outbox>),
+}
+
+pub(super) struct Shared<R: Runtime> {
+    pub(super) rt: R,
+    pub(super) state: Mutex<State>,
+    pub(super) loaders: HashMap<String, Arc<dyn Loader>>,
+    pub(super) wake: Sender<()>,
+    pub(super) idle: Sender<()>,
+    pub(super) write_timeout: Duration,
+    pub(super) live: Live,
+}
+
+impl<R: Runtime> Shared<R> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // The core never panics while the lock is held; if it ever did, its
+        // state is still the best there is.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds one input to the core and carries out what it asks.
+    pub(super) fn input<T>(self: &Arc<Self>, f: impl FnOnce(&mut core::Node, Instant) -> T) -> T {
+        let mut st = self.lock();
+        let out = f(&mut st.node, self.rt.now());
+        self.drain(st);
+        out
+    }
+
+    /// Carries out the core's outputs: cheap ones under the lock, spawns
+    /// after it is released.
+    pub(super) fn drain(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+        let mut actions = Vec::new();
+        while let Some(o) = st.node.poll_output() {
+            match o {
+                Output::Send { conn, data } => {
+                    if let Some(c) = st.conns.get(&conn) {
+                        c.0.push(data);
+                    }
+                }
+                Output::Close { conn, reason } => {
+                    tracing::debug!(%conn, ?reason, "closing connection");
+                    st.conns.remove(&conn);
+                }
+                Output::Done { get, result } => {
+                    if let Some(tx) = st.gets.remove(&get) {
+                        let _ = tx.try_send(result);
+                    }
+                }
+                Output::Load { id, group, key } => {
+                    // Dropping the sender cancels the load.
+                    let (cancel, cancelled) = async_channel::bounded(1);
+                    st.loads.insert(id, cancel);
+                    actions.push(Action::Load(id, group, key, cancelled));
+                }
+                Output::CancelLoad { id } => {
+                    st.loads.remove(&id);
+                }
+                Output::Connect { conn, addr } => {
+                    let outbox = st.open(conn);
+                    actions.push(Action::Connect(conn, addr, outbox));
+                }
+            }
+        }
+        let next = st.node.poll_timeout();
+        if next.is_some() && (st.timer_at.is_none() || next < st.timer_at) {
+            st.timer_at = next;
+            let _ = self.wake.try_send(());
+        }
+        if st.shutting_down && st.node.is_idle() {
+            let _ = self.idle.try_send(());
+        }
+        drop(st);
+        for a in actions {
+            match a {
+                Action::Load(id, group, key, cancelled) => {
+                    self.spawn_load(id, group, key, cancelled)
+                }
+                Action::Connect(conn, addr, outbox) => {
+                    self.rt
+                        .spawn(connect(self.clone(), conn, addr.to_string(), outbox));
+                }
+            }
+        }
+    }
+
+    pub(super) fn spawn_load(
+        self: &Arc<Self>,
+        id: LoadId,
+        group: Arc<str>,
+        key: Arc<str>,
+        cancelled: Receiver<()>,
+    ) {
+        let Some(loader) = self.loaders.get(&*group).cloned() else {
+            let err = LoadError::Failed(format!("no loader for group {group:?}"));
+            self.finish_load(id, Err(err));
+            return;
+        };
+        let mut guard = LoadGuard {
+            shared: Some(self.clone()),
+            id,
+        };
+        self.rt.spawn(async move {
+            let name = key.to_string();
+            let load = AssertUnwindSafe(async move { loader.load(name).await }).catch_unwind();
+            let result = async { Some(load.await) }
+                .or(async {
+                    // Ends when the core cancels the load (sender dropped).
+                    let _ = cancelled.recv().await;
+                    None
+                })
+                .await;
+            let result = match result {
+                None => Err(LoadError::Failed(format!("{group}/{key}: load cancelled"))),
+                Some(Ok(r)) => r,
+                Some(Err(panic)) => {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic".into());
+                    tracing::warn!(%group, %key, "loader panicked: {msg}");
+                    Err(LoadError::Failed(format!(
+                        "{group}/{key}: loader panicked: {msg}"
+                    )))
+                }
+            };
+            guard.finish(result);
+        });
+    }
+
+    /// Reports a load's outcome to the core.
+    pub(super) fn finish_load(self: &Arc<Self>, id: LoadId, result: Result<Bytes, LoadError>) {
+        let mut st = self.lock();
+        st.loads.remove(&id);
+        let now = self.rt.now();
+        st.node.handle_load(now, id, result);
+        self.drain(st);
+    }
+
+    pub(super) fn register(
+        self: &Arc<Self>,
+        st: &mut State,
+        conn: ConnId,
+        r: R::Reader,
+        w: R::Writer,
+    ) {
+        let outbox = st.open(conn);
+        self.spawn_io(conn, r, w, outbox);
+    }
+
+    pub(super) fn spawn_io(
+        self: &Arc<Self>,
+        conn: ConnId,
+        r: R::Reader,
+        w: R::Writer,
+        outbox: Arc<Outbox>,
+    ) {
+        self.rt.spawn(conn_loop(self.clone(), conn, r, w, outbox));
+    }
+}
+
+/// Reports a load exactly once: with its result, or as failed if the task
+/// is dropped first (runtime shutting down), so the key is never wedged.
+pub(super) struct LoadGuard<R: Runtime> {
+    pub(super) shared: Option<Arc<Shared<R>>>,
+    pub(super) id: LoadId,
+}
+
+impl<R: Runtime> LoadGuard<R> {
+    pub(super) fn finish(&mut self, result: Result<Bytes, LoadError>) {
+        if let Some(s) = self.shared.take() {
+            s.finish_load(self.id, result);
+        }
+    }
+}
+
+impl<R: Runtime> Drop for LoadGuard<R> {
+    fn drop(&mut self) {
+        self.finish(Err(LoadError::Failed("load cancelled".into())));
+    }
+}
