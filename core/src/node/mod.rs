@@ -46,8 +46,8 @@ use crate::wire::Response;
 pub const RESPONSE_OVERHEAD: usize = 64;
 
 pub use types::{
-    CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, GroupStats, LoadError, LoadId,
-    Output, Refused,
+    CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, GroupExists, GroupStats,
+    LoadError, LoadId, Output, Refused,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -255,9 +255,9 @@ impl Node {
     }
 
     /// Registers a group. Fails if the name is taken.
-    pub fn add_group(&mut self, g: GroupConfig) -> Result<(), String> {
+    pub fn add_group(&mut self, g: GroupConfig) -> Result<(), GroupExists> {
         if self.groups.contains_key(g.name.as_str()) {
-            return Err(format!("group {:?} is already registered", g.name));
+            return Err(GroupExists(g.name));
         }
         let name: Arc<str> = g.name.into();
         // No node sends a frame larger than it would accept itself.

@@ -206,6 +206,11 @@ pub enum LoadError {
     Failed(String),
 }
 
+/// [`Node::add_group`] was given a name already registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("group {0:?} is already registered")]
+pub struct GroupExists(pub String);
+
 /// Why a node refuses an inbound connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

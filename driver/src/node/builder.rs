@@ -228,7 +228,7 @@ impl<R: Runtime> Builder<R> {
         let mut loaders = HashMap::new();
         for (g, loader) in self.groups {
             loaders.insert(g.name.clone(), loader);
-            node.add_group(g).map_err(StartError::Config)?;
+            node.add_group(g)?;
         }
         let (wake_tx, wake_rx) = async_channel::bounded(1);
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
-use groupcache_core::node::{Get, GroupStats};
+use groupcache_core::node::{Get, GroupExists, GroupStats};
 
 use crate::runtime::{timeout, Runtime};
 use crate::Error;
@@ -29,6 +29,7 @@ use shared::Shared;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -38,9 +39,9 @@ pub enum StartError {
         /// The cause.
         source: io::Error,
     },
-    /// The configuration is inconsistent (for example a group named twice).
+    /// Two groups have the same name.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Group(#[from] GroupExists),
 }
 
 /// A running groupcache node. Cloning it is cheap; every clone is the same
