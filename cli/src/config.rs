@@ -12,6 +12,10 @@ use serde::Deserialize;
 use crate::http::HttpLimits;
 use crate::origin::Origin;
 
+/// Descriptors kept for what the connection budgets do not count:
+/// listeners, origin connections, files.
+const FD_RESERVE: u64 = 256;
+
 /// One group of a served node.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +193,55 @@ impl ServeConfig {
             b = b.group_config(group, loader);
         }
         Ok(b)
+    }
+
+    /// Lowers the client budgets (peer port and HTTP front) when the
+    /// process may open fewer descriptors than the budgets add up to, so
+    /// that clients run out of their budget before the process runs out of
+    /// descriptors and peers keep theirs. Returns a warning when it lowered
+    /// anything.
+    ///
+    /// ```
+    /// use groupcache_cli::config::ServeConfig;
+    /// let mut c = ServeConfig::default();
+    /// assert!(c.fit_descriptors(1 << 20).is_none());
+    /// let warning = c.fit_descriptors(2048).unwrap();
+    /// assert!(warning.contains("2048"), "{warning}");
+    /// // Peers keep 1024, and 256 stay for listeners, peers and origins.
+    /// assert_eq!(c.max_connections, Some(2048 - 1024 - 256));
+    /// ```
+    pub fn fit_descriptors(&mut self, nofile: u64) -> Option<String> {
+        let peers = self.max_peer_connections.unwrap_or(1024) as u64;
+        let clients = self.max_connections.unwrap_or(1024) as u64;
+        let http = if self.http.is_some() {
+            self.http_max_connections.unwrap_or(512) as u64
+        } else {
+            0
+        };
+        // Outbound connections to peers (8 each at most) and a reserve for
+        // listeners, origin connections and files.
+        let fixed = peers + 8 * self.peers.len() as u64 + FD_RESERVE;
+        let need = fixed + clients + http;
+        if need <= nofile {
+            return None;
+        }
+        let room = nofile.saturating_sub(fixed).max(32);
+        let new_clients = (room * clients / (clients + http).max(1)).max(16);
+        let new_http = room.saturating_sub(new_clients).max(16);
+        self.max_connections = Some(new_clients as usize);
+        if self.http.is_some() {
+            self.http_max_connections = Some(new_http as usize);
+        }
+        Some(format!(
+            "the open-file limit ({nofile}) is below the {need} descriptors the connection \
+             budgets allow: clients of the peer port may now open {new_clients} connections{}; \
+             raise the limit to keep the configured budgets",
+            if self.http.is_some() {
+                format!(" and the HTTP front {new_http}")
+            } else {
+                String::new()
+            }
+        ))
     }
 
     /// The HTTP front's limits.

@@ -268,7 +268,13 @@ async fn start_front(
     Ok(bound)
 }
 
-async fn serve(cfg: ServeConfig) -> Result<(), String> {
+async fn serve(mut cfg: ServeConfig) -> Result<(), String> {
+    #[cfg(unix)]
+    if let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        if let Some(warning) = cfg.fit_descriptors(soft) {
+            tracing::warn!("{warning}");
+        }
+    }
     let node = cfg.builder()?.start().await.map_err(|e| e.to_string())?;
     println!(
         "node {} listening on {}",
