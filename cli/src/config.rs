@@ -107,6 +107,9 @@ pub struct ServeConfig {
     pub max_connections_per_addr: Option<usize>,
     /// Peer-port connections at most from the peers' addresses (default 1024).
     pub max_peer_connections: Option<usize>,
+    /// Answer bytes a client may leave unread before the node stops reading
+    /// its requests (default 8 MiB).
+    pub max_unwritten: Option<usize>,
     /// HTTP front: time allowed to send a request's headers, in
     /// milliseconds (default 5000).
     pub http_header_timeout_ms: Option<u64>,
@@ -172,6 +175,9 @@ impl ServeConfig {
         }
         if let Some(n) = self.max_peer_connections {
             b = b.max_peer_connections(n);
+        }
+        if let Some(n) = self.max_unwritten {
+            b = b.max_unwritten(n);
         }
         for g in &self.groups {
             let origin = Origin::parse(&g.name, &g.origin)?;

@@ -119,6 +119,10 @@ struct ServeArgs {
     /// Peer-port connections at most from the peers' addresses (default 1024).
     #[arg(long)]
     max_peer_connections: Option<usize>,
+    /// Answer bytes a client may leave unread before the node stops reading
+    /// its requests (default 8 MiB).
+    #[arg(long)]
+    max_unwritten: Option<usize>,
     /// HTTP front: milliseconds a client has to send a request's headers,
     /// also the longest an idle keep-alive connection stays (default 5000).
     #[arg(long)]
@@ -150,6 +154,7 @@ impl ServeArgs {
         c.max_connections = self.max_connections.or(c.max_connections);
         c.max_connections_per_addr = self.max_connections_per_addr.or(c.max_connections_per_addr);
         c.max_peer_connections = self.max_peer_connections.or(c.max_peer_connections);
+        c.max_unwritten = self.max_unwritten.or(c.max_unwritten);
         c.http_header_timeout_ms = self.http_header_timeout_ms.or(c.http_header_timeout_ms);
         c.http_max_connections = self.http_max_connections.or(c.http_max_connections);
         c.http_max_body = self.http_max_body.or(c.http_max_body);

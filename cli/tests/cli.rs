@@ -287,6 +287,23 @@ async fn serve_bounds_origins_and_http_clients() {
     let mut args = vec!["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"];
     args.extend(["--max-value", "1000", "--http-header-timeout-ms", "300"]);
     args.extend(["--http-max-connections", "4"]);
+    // Every other limit flag is accepted (their effects are tested in the
+    // conformance suite).
+    args.extend(["--max-frame", "4194304", "--max-unwritten", "1048576"]);
+    args.extend([
+        "--max-connections",
+        "100",
+        "--max-connections-per-addr",
+        "50",
+    ]);
+    args.extend([
+        "--max-peer-connections",
+        "100",
+        "--idle-timeout-ms",
+        "60000",
+    ]);
+    args.extend(["--load-timeout-ms", "5000", "--max-loads", "8"]);
+    args.extend(["--request-timeout-ms", "3000"]);
     for g in &groups {
         args.extend(["--group", g]);
     }
