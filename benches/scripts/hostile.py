@@ -5,7 +5,7 @@ Runs real `groupcache` processes on 127.0.0.1 (and 127.0.0.2/127.0.0.3 as
 other client addresses, which Linux treats as local) and prints one figure
 per scenario. Only loopback traffic; every loop is bounded.
 
-    python3 benches/scripts/hostile.py BIN [memory|lockout|slow|stopped ...]
+    python3 benches/scripts/hostile.py BIN [memory|lockout|slow|stopped|slowloris ...]
 
 BIN is a `groupcache` binary (e.g. target/release/groupcache).
 """
@@ -299,5 +299,65 @@ def stopped():
     stop(*nodes)
 
 
-for what in [a for a in sys.argv[2:] if not a.startswith("--")] or ["memory", "lockout", "slow", "stopped"]:
+def slowloris():
+    """3000 connections from one address that send part of a request header
+    to the HTTP front of a node limited to 1024 open files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    port, front = BASE + 1, BASE + 2
+    cmd = f"ulimit -n 1024; exec {BIN} serve --listen 127.0.0.1:{port} --http 127.0.0.1:{front} --group score:2048:0:sample"
+    node = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1)
+    held = []
+    for _ in range(3000):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        try:
+            s.connect(("127.0.0.1", front))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            held.append(s)
+        except OSError:
+            s.close()
+    time.sleep(1)
+
+    def healthz():
+        try:
+            c = socket.create_connection(("127.0.0.1", front), timeout=3)
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            ok = c.recv(100).startswith(b"HTTP/1.1 200")
+            c.close()
+            return ok
+        except OSError:
+            return False
+
+    def peer_get():
+        try:
+            return get(("127.0.0.1", port), "score", "Tom", source="127.0.0.1", timeout=3) == (200, b"630")
+        except OSError:
+            return False
+
+    h = sum(healthz() for _ in range(20))
+    g = sum(peer_get() for _ in range(20))
+    time.sleep(6)
+    still = 0
+    for s in held:
+        s.setblocking(False)
+        try:
+            if s.recv(4096) != b"":
+                still += 1
+        except BlockingIOError:
+            still += 1
+        except OSError:
+            pass
+        s.close()
+    node.terminate()
+    err = node.communicate(timeout=10)[1].decode()
+    print(
+        f"slowloris: 3000 partial-header connections from one address: /healthz {h}/20 ok, "
+        f"peer-port gets {g}/20 ok; {still} still open 7 s later; "
+        f"{err.count('accept failed')} accept errors logged"
+    )
+
+
+for what in [a for a in sys.argv[2:] if not a.startswith("--")] or ["memory", "lockout", "slow", "stopped", "slowloris"]:
     globals()[what]()

@@ -115,6 +115,8 @@ pub struct ServeConfig {
     pub http_header_timeout_ms: Option<u64>,
     /// HTTP front: connections at most (default 512).
     pub http_max_connections: Option<usize>,
+    /// HTTP front: connections at most from one client address (default 64).
+    pub http_max_connections_per_addr: Option<usize>,
     /// HTTP front: largest request body in bytes (default 1 MiB).
     pub http_max_body: Option<usize>,
     /// The groups.
@@ -215,6 +217,7 @@ impl ServeConfig {
     /// assert!(warning.contains("2048"), "{warning}");
     /// // Peers keep 1024, and 256 stay for listeners, peers and origins.
     /// assert_eq!(c.max_connections, Some(2048 - 1024 - 256));
+    /// assert_eq!(c.max_connections_per_addr, Some((2048 - 1024 - 256) / 4));
     /// ```
     pub fn fit_descriptors(&mut self, nofile: u64) -> Option<String> {
         let peers = self.max_peer_connections.unwrap_or(1024) as u64;
@@ -235,8 +238,15 @@ impl ServeConfig {
         let new_clients = (room * clients / (clients + http).max(1)).max(16);
         let new_http = room.saturating_sub(new_clients).max(16);
         self.max_connections = Some(new_clients as usize);
+        // One address keeps at most a quarter of what is left.
+        let share = |n: u64, per: Option<usize>, default: usize| {
+            Some(per.unwrap_or(default).min((n as usize / 4).max(1)))
+        };
+        self.max_connections_per_addr = share(new_clients, self.max_connections_per_addr, 256);
         if self.http.is_some() {
             self.http_max_connections = Some(new_http as usize);
+            self.http_max_connections_per_addr =
+                share(new_http, self.http_max_connections_per_addr, 64);
         }
         Some(format!(
             "the open-file limit ({nofile}) is below the {need} descriptors the connection \
@@ -258,6 +268,9 @@ impl ServeConfig {
                 .http_header_timeout_ms
                 .map_or(d.header_timeout, Duration::from_millis),
             max_connections: self.http_max_connections.unwrap_or(d.max_connections),
+            max_connections_per_addr: self
+                .http_max_connections_per_addr
+                .unwrap_or(d.max_connections_per_addr),
             max_body: self.http_max_body.unwrap_or(d.max_body),
         }
     }

@@ -5,8 +5,10 @@
 //! closes keep-alive connections idle that long), a cap on connections, and
 //! a cap on request bodies.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -72,6 +74,55 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Connections per client address, each held by a [`AddrSlot`].
+#[derive(Clone)]
+struct PerAddr {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max: usize,
+}
+
+impl PerAddr {
+    fn new(max: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            max,
+        }
+    }
+
+    /// A slot for one more connection from `ip`, if it has not used its
+    /// share.
+    fn take(&self, ip: IpAddr) -> Option<AddrSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddrSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in its address's share; given back on drop.
+struct AddrSlot {
+    owner: PerAddr,
+    ip: IpAddr,
+}
+
+impl Drop for AddrSlot {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Limits of the HTTP front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -80,6 +131,9 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Connections at most; further ones are closed at once.
     pub max_connections: usize,
+    /// Connections at most from one client address, so one address cannot
+    /// take every slot.
+    pub max_connections_per_addr: usize,
     /// Largest request body in bytes.
     pub max_body: usize,
 }
@@ -89,6 +143,7 @@ impl Default for HttpLimits {
         Self {
             header_timeout: Duration::from_secs(5),
             max_connections: 512,
+            max_connections_per_addr: 64,
             max_body: 1 << 20,
         }
     }
@@ -111,6 +166,7 @@ pub async fn serve(
         .layer(DefaultBodyLimit::max(limits.max_body))
         .with_state(Front { api: api_node, all });
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_addr = PerAddr::new(limits.max_connections_per_addr);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -127,6 +183,10 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(addr_slot) = per_addr.take(peer.ip()) else {
+            tracing::debug!(%peer, "HTTP front: too many connections from this address");
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "HTTP front full: connection refused");
             continue;
@@ -140,7 +200,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "HTTP connection ended: {e}");
             }
-            drop(slot);
+            drop((slot, addr_slot));
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;

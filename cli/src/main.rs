@@ -130,6 +130,9 @@ struct ServeArgs {
     /// HTTP front: connections at most (default 512).
     #[arg(long)]
     http_max_connections: Option<usize>,
+    /// HTTP front: connections at most from one client address (default 64).
+    #[arg(long)]
+    http_max_connections_per_addr: Option<usize>,
     /// HTTP front: largest request body in bytes (default 1 MiB).
     #[arg(long)]
     http_max_body: Option<usize>,
@@ -157,6 +160,9 @@ impl ServeArgs {
         c.max_unwritten = self.max_unwritten.or(c.max_unwritten);
         c.http_header_timeout_ms = self.http_header_timeout_ms.or(c.http_header_timeout_ms);
         c.http_max_connections = self.http_max_connections.or(c.http_max_connections);
+        c.http_max_connections_per_addr = self
+            .http_max_connections_per_addr
+            .or(c.http_max_connections_per_addr);
         c.http_max_body = self.http_max_body.or(c.http_max_body);
         if !self.peers.is_empty() {
             c.peers = self.peers;

@@ -359,3 +359,48 @@ async fn serve_bounds_origins_and_http_clients() {
     let r = c.get(format!("{http}/healthz")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// One address cannot take every connection slot of the HTTP front
+/// (Linux: 127.0.0.2 is a local address of its own).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_fill_the_http_front() {
+    use tokio::io::AsyncWriteExt;
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--group",
+        "score:2048:0:sample",
+        "--http-max-connections",
+        "3",
+        "--http-max-connections-per-addr",
+        "2",
+        "--http-header-timeout-ms",
+        "30000",
+    ];
+    let (_child, _peer, http) = serve(&args).await;
+    let front: std::net::SocketAddr = http.trim_start_matches("http://").parse().unwrap();
+    let mut hog = Vec::new();
+    for _ in 0..4 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = s.connect(front).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        hog.push(s);
+    }
+    // Accepted in order: two slots for the hog, its other two closed at once
+    // (well before the 30 s header timeout), and a slot left for others.
+    let mut closed = 0;
+    for s in &mut hog {
+        if closed_by_server(s, Duration::from_secs(2)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 2, "the hog's connections past its share");
+    let r = reqwest::get(format!("{http}/healthz")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
