@@ -9,7 +9,7 @@ use groupcache_core::frame::decode_all;
 use groupcache_core::node::{
     CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, LoadId, Node, Output, Refused,
 };
-use groupcache_core::testing::{Fault, Sim, SimLoader};
+use groupcache_core::testing::{request_frame, Fault, Sim, SimLoader};
 use groupcache_core::wire::{encode_frame, Request, Response};
 
 const GROUP: &str = "g";
@@ -286,17 +286,6 @@ fn concurrent_loads_are_capped_and_the_rest_wait() {
     assert_eq!(done, gets.len());
 }
 
-fn request(group: &str, key: &str) -> BytesMut {
-    let mut b = BytesMut::new();
-    let req = Request {
-        group: group.into(),
-        key: key.into(),
-        ..Default::default()
-    };
-    encode_frame(&req, &mut b);
-    b
-}
-
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
 
 /// A client that pipelines gets of a large cached value and never reads:
@@ -320,7 +309,7 @@ fn unread_answers_are_bounded_and_share_the_cached_value() {
     let conn = node.accept(now, CLIENT).unwrap();
     let mut pipelined = BytesMut::new();
     for _ in 0..100 {
-        pipelined.extend_from_slice(&request(GROUP, "big"));
+        pipelined.extend_from_slice(&request_frame(GROUP, "big"));
     }
     node.handle_data(now, conn, &pipelined);
     let mut wire = Vec::new();
@@ -381,7 +370,7 @@ fn empty_frames_do_not_keep_a_connection_open() {
         now += Duration::from_secs(4);
         node.handle_timeout(now);
         node.handle_data(now, idle, &0i64.to_le_bytes());
-        node.handle_data(now, busy, &request(GROUP, "k"));
+        node.handle_data(now, busy, &request_frame(GROUP, "k"));
         while let Some(o) = node.poll_output() {
             if let Output::Close { conn, reason } = o {
                 closed.push((conn, reason, now));
@@ -432,7 +421,7 @@ fn abort_answers_open_requests_before_closing() {
     let mut node = Node::new(Config::new("a"));
     node.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap();
     let conn = node.accept(now, CLIENT).unwrap();
-    node.handle_data(now, conn, &request(GROUP, "slow"));
+    node.handle_data(now, conn, &request_frame(GROUP, "slow"));
     let id = load_id(&mut node);
     node.shutdown(now);
     assert_eq!(node.poll_output(), None, "busy connections stay open");
@@ -486,7 +475,7 @@ fn keepalives_only_for_requesters_that_ask() {
     };
     encode_frame(&r, &mut req);
     node.handle_data(now, asks, &req);
-    node.handle_data(now, plain, &request(GROUP, "slow"));
+    node.handle_data(now, plain, &request_frame(GROUP, "slow"));
     let id = load_id(&mut node);
     assert_eq!(node.poll_output(), None, "the second get joined the load");
     let mut keepalives: Vec<(ConnId, Duration)> = Vec::new();

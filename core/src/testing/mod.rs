@@ -9,3 +9,20 @@ mod sim;
 pub mod vectors;
 
 pub use sim::{Fault, Sim, SimLoader, SimNode};
+
+use bytes::BytesMut;
+
+use crate::wire::{encode_frame, Request};
+
+/// A whole request frame for `group`/`key` as a Go client sends it: no
+/// extension fields.
+pub fn request_frame(group: &str, key: &str) -> BytesMut {
+    let mut b = BytesMut::new();
+    let req = Request {
+        group: group.into(),
+        key: key.into(),
+        ..Default::default()
+    };
+    encode_frame(&req, &mut b);
+    b
+}

@@ -12,8 +12,8 @@ use groupcache_core::testing::vectors;
 use crate::{sample, Builder, Client, Error, LoadError, Runtime};
 
 use super::{
-    bounded, cluster, cold_gets_over_three_nodes, index_of, raw, read_frame, read_to_close,
-    request_frame, Loads,
+    bounded, cluster, cold_gets_over_three_nodes, get_in_background, index_of, raw, read_frame,
+    read_to_close, request_frame, Loads,
 };
 
 /// A get through any node returns the value, loaded once, by the owner.
@@ -452,13 +452,7 @@ pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(rt: R) {
         .start()
         .await
         .unwrap();
-    let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
-    let (tx, rx) = async_channel::bounded(1);
-    rt.spawn(async move {
-        let _ = tx
-            .send(client.get("s", "k").await.map_err(|e| e.to_string()))
-            .await;
-    });
+    let rx = get_in_background(&rt, &node, "s", "k");
     bounded(&rt, "load start", started_rx.recv()).await.unwrap();
     let stopped = AtomicUsize::new(0);
     let stop = async {
@@ -475,7 +469,10 @@ pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(rt: R) {
             "shutdown waits for the request"
         );
         release_tx.send(()).await.unwrap();
-        bounded(&rt, "answer", rx.recv()).await.unwrap()
+        bounded(&rt, "answer", rx.recv())
+            .await
+            .unwrap()
+            .map_err(|e| e.to_string())
     };
     let ((), answer) = bounded(&rt, "shutdown", futures_lite::future::zip(stop, work)).await;
     assert_eq!(answer, Ok(Bytes::from_static(b"done")));

@@ -12,8 +12,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use crate::{sample, timeout, Builder, Client, Error, LoadError, Runtime};
 
 use super::{
-    bounded, cluster, cold_gets_over_three_nodes, connect_from, raw, raw_get, read_frame,
-    request_frame,
+    bounded, cluster, cold_gets_over_three_nodes, connect_from, get_in_background, raw, raw_get,
+    read_frame, request_frame,
 };
 
 /// A client that pipelines gets of a large value and does not read: the node
@@ -272,11 +272,7 @@ pub async fn shutdown_answers_requests_still_open<R: Runtime>(rt: R) {
         .start()
         .await
         .unwrap();
-    let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
-    let (tx, rx) = async_channel::bounded(1);
-    rt.spawn(async move {
-        let _ = tx.send(client.get("s", "k").await).await;
-    });
+    let rx = get_in_background(&rt, &node, "s", "k");
     bounded(&rt, "load start", started_rx.recv()).await.unwrap();
     bounded(&rt, "shutdown", node.shutdown()).await;
     match bounded(&rt, "answer", rx.recv()).await.unwrap() {

@@ -26,11 +26,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use groupcache_core::wire::{encode_frame, Request};
 
-use crate::{sample, timeout, Builder, Node, Runtime};
+pub(super) use groupcache_core::testing::request_frame;
+
+use crate::{sample, timeout, Builder, Client, Node, Runtime};
 
 /// Generates one `#[test]` per conformance case. `$run` is a function
 /// `fn(impl Future<Output = ()>)` that runs a future to completion on the
@@ -207,15 +208,20 @@ pub(super) async fn read_to_close<R: Runtime>(rt: &R, r: &mut R::Reader) -> Vec<
     }
 }
 
-pub(super) fn request_frame(group: &str, key: &str) -> BytesMut {
-    let mut b = BytesMut::new();
-    let req = Request {
-        group: group.into(),
-        key: key.into(),
-        ..Default::default()
-    };
-    encode_frame(&req, &mut b);
-    b
+/// Starts a [`Client`] get of `group`/`key` from `node` in the background;
+/// its result arrives on the returned channel.
+pub(super) fn get_in_background<R: Runtime>(
+    rt: &R,
+    node: &Node<R>,
+    group: &'static str,
+    key: &'static str,
+) -> async_channel::Receiver<Result<Bytes, crate::ClientError>> {
+    let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
+    let (tx, rx) = async_channel::bounded(1);
+    rt.spawn(async move {
+        let _ = tx.send(client.get(group, key).await).await;
+    });
+    rx
 }
 
 /// Reads exactly one response frame's bytes (header included).
