@@ -156,6 +156,16 @@ pub fn encode_response(resp: &Response, dst: &mut BytesMut) -> Option<(Bytes, By
     Some((resp.value.clone(), tail))
 }
 
+/// The whole frame of a keepalive (`Response { pipelining, keepalive }`):
+/// the same bytes every time, so never encoded again.
+///
+/// ```
+/// use groupcache_core::wire::{frame_bytes, Response, KEEPALIVE_FRAME};
+/// let r = Response { pipelining: true, keepalive: true, ..Default::default() };
+/// assert_eq!(frame_bytes(&r), &KEEPALIVE_FRAME[..]);
+/// ```
+pub const KEEPALIVE_FRAME: [u8; 12] = [4, 0, 0, 0, 0, 0, 0, 0, 0x28, 1, 0x38, 1];
+
 /// Encodes `msg` as one frame in a buffer of its own.
 pub fn frame_bytes<M: Message>(msg: &M) -> Bytes {
     let mut b = BytesMut::new();

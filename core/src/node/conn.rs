@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{CloseReason, Conn, ConnId, Health, Node, Output, Sent};
+use super::{CloseReason, Conn, ConnId, Node, Output, Sent};
 
 impl Node {
     /// Bytes arrived on a connection. Afterwards, [`Node::wants_read`] says
@@ -28,8 +28,9 @@ impl Node {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
+        let was_paused = i.unwritten >= self.cfg.max_unwritten;
         i.unwritten = i.unwritten.saturating_sub(n);
-        if i.paused && i.unwritten < self.cfg.max_unwritten {
+        if was_paused && i.unwritten < self.cfg.max_unwritten {
             let result = self.serve_buffered(now, conn);
             self.after_input(now, conn, result);
         }
@@ -41,7 +42,7 @@ impl Node {
     /// this true. Unknown connections read nothing.
     pub fn wants_read(&self, conn: ConnId) -> bool {
         match self.conns.get(&conn) {
-            Some(Conn::In(i)) => !i.paused,
+            Some(Conn::In(i)) => i.unwritten < self.cfg.max_unwritten,
             Some(Conn::Out(_)) => true,
             None => false,
         }
@@ -76,10 +77,9 @@ impl Node {
                 return Ok(());
             };
             if i.unwritten >= self.cfg.max_unwritten {
-                i.paused = true;
+                // Paused: frames wait in `buf` until the client reads.
                 return Ok(());
             }
-            i.paused = false;
             let frame = match i.dec.decode(&mut i.buf) {
                 Ok(Some(f)) => f,
                 Ok(None) => {
@@ -141,9 +141,7 @@ impl Node {
                     // Unreachable, or it let a request or a connect time out:
                     // back it off and fail what waits for it too, so that no
                     // get waits on it again until a probe brings it back.
-                    pool.health = Health::Down {
-                        until: now + self.cfg.peer_backoff,
-                    };
+                    pool.back_off(now + self.cfg.peer_backoff);
                     failed.extend(pool.backlog.drain(..));
                 }
                 for s in failed {

@@ -149,13 +149,10 @@ impl Node {
         let Some(LoadRec { group, key, .. }) = self.finish_load(id) else {
             return;
         };
+        let ours = self.is_flights_load(&group, &key, id);
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
-        let ours = g
-            .flights
-            .get(&key)
-            .is_some_and(|f| f.state.local == Some(id));
         let outcome = match result {
             Ok(value) if value.len() > g.max_value => {
                 // Never cached, never sent: a frame that large would be
@@ -210,20 +207,26 @@ impl Node {
         if started {
             self.out.push_back(Output::CancelLoad { id });
         }
+        let ours = self.is_flights_load(&group, &key, id);
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
         g.stats.load_timeouts += 1;
         g.stats.local_load_errs += 1;
         let timeout = g.load_timeout;
-        let ours = g
-            .flights
-            .get(&key)
-            .is_some_and(|f| f.state.local == Some(id));
         if ours {
             let e = Error::Load(format!("{group}/{key}: load timed out after {timeout:?}").into());
             self.land(now, &group, &key, Err(e));
         }
+    }
+
+    /// Whether load `id` is the one the flight of `key` waits on (a flight
+    /// may have moved on to another load when rings disagreed).
+    fn is_flights_load(&self, group: &str, key: &str, id: LoadId) -> bool {
+        self.groups
+            .get(group)
+            .and_then(|g| g.flights.get(key))
+            .is_some_and(|f| f.state.local == Some(id))
     }
 
     /// Delivers one outcome to every waiter of a flight.

@@ -121,8 +121,6 @@ struct Inbound {
     /// Bytes of answers (queued or sent) that the driver has not reported
     /// written yet.
     unwritten: usize,
-    /// Frames wait in `buf` until the client reads its answers.
-    paused: bool,
     /// The client asked for keepalives while its answers are pending.
     progress: bool,
     /// The client's address, canonical, and whether it is a peer's.
@@ -150,6 +148,13 @@ struct Pool {
     conns: Vec<ConnId>,
     backlog: VecDeque<Sent>,
     health: Health,
+}
+
+impl Pool {
+    /// No request goes to the peer until `until`, and then only a probe.
+    fn back_off(&mut self, until: Instant) {
+        self.health = Health::Down { until };
+    }
 }
 
 /// What a node believes of a peer. Requests go to a peer only while it is

@@ -52,16 +52,17 @@ impl Node {
                 }
                 Health::Probing => false,
             };
-        let Some(g) = self.groups.get_mut(&group) else {
-            return;
-        };
         if !usable {
-            g.stats.peer_errors += 1;
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.stats.peer_errors += 1;
+            }
             self.load_locally(now, group, key);
             return;
         }
-        self.next_id += 1;
-        let token = self.next_id;
+        let token = self.id();
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
         let max_deadline = now + g.load_timeout + self.cfg.request_timeout;
         if let Some(f) = g.flights.get_mut(&key) {
             f.state.remote = Some(token);
@@ -248,9 +249,7 @@ impl Node {
     pub(super) fn peer_failed(&mut self, now: Instant, peer: &str, sent: Sent) {
         if sent.probe {
             if let Some(p) = self.pools.get_mut(peer) {
-                p.health = Health::Down {
-                    until: now + self.cfg.peer_backoff,
-                };
+                p.back_off(now + self.cfg.peer_backoff);
             }
             return;
         }

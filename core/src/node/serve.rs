@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::frame::FrameDecoder;
 use crate::wire::{
-    encode_response, frame_bytes, Request, Response, CODE_ERROR, CODE_NO_GROUP, CODE_OK,
+    encode_response, Request, Response, CODE_ERROR, CODE_NO_GROUP, CODE_OK, KEEPALIVE_FRAME,
     NO_GROUP_MESSAGE,
 };
 
@@ -63,7 +63,6 @@ impl Node {
                 last_sent: now,
                 pending: BytesMut::new(),
                 unwritten: 0,
-                paused: false,
                 progress: false,
                 from,
                 peer,
@@ -214,11 +213,7 @@ impl Node {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
-        let frame = frame_bytes(&Response {
-            keepalive: true,
-            pipelining: true,
-            ..Default::default()
-        });
+        let frame = Bytes::from_static(&KEEPALIVE_FRAME);
         i.last_sent = now;
         i.unwritten += frame.len();
         self.out.push_back(Output::Send { conn, data: frame });
