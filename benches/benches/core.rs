@@ -156,7 +156,7 @@ fn node(c: &mut Criterion) {
         let Some(Output::Load { id, .. }) = node.poll_output() else {
             unreachable!()
         };
-        node.handle_load(now, id, Ok(v.clone()));
+        node.handle_load(now, id, Ok(v.clone().into()));
         node.poll_output();
     }
     let mut cache = Cache::new(1 << 24);
@@ -194,7 +194,7 @@ fn node(c: &mut Criterion) {
             let Some(Output::Load { id, .. }) = small.poll_output() else {
                 unreachable!()
             };
-            small.handle_load(now, id, Ok(v.clone()));
+            small.handle_load(now, id, Ok(v.clone().into()));
             match small.poll_output() {
                 Some(Output::Done { get: done, result }) => {
                     assert_eq!(done, get);

@@ -247,6 +247,23 @@ impl Cache {
         Some(self.remove_slot(idx))
     }
 
+    /// Removes every entry at once (a purge); the counters stay.
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.expiry.clear();
+        self.bytes = 0;
+    }
+
+    /// The value held for `key`, fresh or not, without touching recency or
+    /// counters; for tests and debugging.
+    pub fn peek(&self, key: &str) -> Option<&Bytes> {
+        self.find(key).map(|i| &self.slots[i as usize].value)
+    }
+
     /// Changes the budget, evicting entries if it shrank.
     pub fn set_max_bytes(&mut self, max_bytes: usize) {
         self.max_bytes = max_bytes;

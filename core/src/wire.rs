@@ -20,6 +20,15 @@ pub const CODE_ERROR: i32 = 500;
 /// Message the original sends with [`CODE_NO_GROUP`].
 pub const NO_GROUP_MESSAGE: &str = "no group";
 
+/// [`Request::op`] of a get: the original's only request.
+pub const OP_GET: i32 = 0;
+/// [`Request::op`] of a set.
+pub const OP_SET: i32 = 1;
+/// [`Request::op`] of a remove.
+pub const OP_REMOVE: i32 = 2;
+/// [`Request::op`] of a purge.
+pub const OP_PURGE: i32 = 3;
+
 /// A request for one key of one group.
 #[derive(Clone, PartialEq, Eq, Message)]
 pub struct Request {
@@ -41,6 +50,20 @@ pub struct Request {
     /// tell a slow load from a dead node. Only sent with `ext`.
     #[prost(bool, tag = "5")]
     pub progress: bool,
+    /// Extension: what to do; [`OP_GET`] (0, the original's meaning) or a
+    /// write. Only ever sent to a node that announced
+    /// [`Response::writes`]: any other node would read a write as a get.
+    /// With `from_peer` a write applies on that node alone; without, that
+    /// node carries it out across the cluster.
+    #[prost(int32, tag = "6")]
+    pub op: i32,
+    /// Extension: the value of a set.
+    #[prost(bytes = "bytes", tag = "7")]
+    pub value: Bytes,
+    /// Extension: milliseconds a set value is served; 0 means the group's
+    /// time to live.
+    #[prost(uint64, tag = "8")]
+    pub ttl_ms: u64,
 }
 
 /// The answer to a [`Request`].
@@ -71,6 +94,12 @@ pub struct Response {
     /// [`Request::progress`].
     #[prost(bool, tag = "7")]
     pub keepalive: bool,
+    /// Extension: this server understands writes ([`Request::op`]).
+    #[prost(bool, tag = "8")]
+    pub writes: bool,
+    /// Extension: in the answer to a write, the peers it could not reach.
+    #[prost(string, repeated, tag = "9")]
+    pub not_reached: Vec<String>,
 }
 
 /// A payload that is not a valid message.

@@ -14,7 +14,7 @@ fn value_of(key: &str) -> Bytes {
 }
 
 fn ok_loader(_: usize) -> SimLoader {
-    Box::new(|_, key| Ok(value_of(key)))
+    Box::new(|_, key| Ok(value_of(key).into()))
 }
 
 fn cluster(n: usize, ttl: Option<Duration>) -> Sim {
@@ -183,7 +183,7 @@ fn loader_error_reaches_every_waiter_and_is_not_cached() {
                 if calls == 1 {
                     Err(LoadError::Failed("origin down".into()))
                 } else {
-                    Ok(value_of(key))
+                    Ok(value_of(key).into())
                 }
             })
         },
@@ -288,7 +288,7 @@ fn hot_cache_serves_peer_keys_without_traffic_and_keeps_its_share() {
         2,
         |a: &str| Config::new(a),
         |n: &mut Node| n.add_group(GroupConfig::new(GROUP, 8 * 1024)).unwrap(),
-        |_| Box::new(|_, _| Ok(Bytes::from(vec![b'x'; 100]))),
+        |_| Box::new(|_, _| Ok(Bytes::from(vec![b'x'; 100]).into())),
     );
     let key = sim.key_owned_by(1, 0);
     let r = sim.get(0, GROUP, &key);

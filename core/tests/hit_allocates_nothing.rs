@@ -21,7 +21,7 @@ fn cache_and_node_hits_allocate_nothing() {
     let Some(Output::Load { id, .. }) = node.poll_output() else {
         panic!("no load")
     };
-    node.handle_load(now, id, Ok(Bytes::from(vec![2u8; 64])));
+    node.handle_load(now, id, Ok(Bytes::from(vec![2u8; 64]).into()));
     assert!(node.poll_output().is_some());
     // First hits may promote a Vec-backed Bytes to a shared one: warm up.
     drop(cache.get("k", now));

@@ -28,7 +28,7 @@ fn cluster(n: usize, group: impl Fn() -> GroupConfig + 'static) -> Sim {
         n,
         |a: &str| Config::new(a),
         move |node: &mut Node| node.add_group(group()).unwrap(),
-        |_| -> SimLoader { Box::new(|_, key| Ok(value_of(key))) },
+        |_| -> SimLoader { Box::new(|_, key| Ok(value_of(key).into())) },
     )
 }
 
@@ -184,7 +184,7 @@ fn a_value_over_the_limit_is_refused_and_never_cached() {
             g.max_value = 100;
             node.add_group(g).unwrap();
         },
-        |_| -> SimLoader { Box::new(|_, _| Ok(Bytes::from(vec![b'x'; 101]))) },
+        |_| -> SimLoader { Box::new(|_, _| Ok(Bytes::from(vec![b'x'; 101]).into())) },
     );
     let key = sim.key_owned_by(2, 0);
     let (r, _) = timed_get(&mut sim, 0, &key, Duration::from_secs(5));
@@ -219,7 +219,7 @@ fn the_default_value_limit_fits_in_a_frame() {
             panic!()
         };
         let id = load_id(&mut node);
-        node.handle_load(now, id, Ok(Bytes::from(vec![1; size])));
+        node.handle_load(now, id, Ok(Bytes::from(vec![1; size]).into()));
         match node.poll_output() {
             Some(Output::Done {
                 get: g,
@@ -265,7 +265,7 @@ fn concurrent_loads_are_capped_and_the_rest_wait() {
     let mut done = 0;
     while let Some((id, key)) = started.first().cloned() {
         started.remove(0);
-        node.handle_load(now, id, Ok(value_of(&key)));
+        node.handle_load(now, id, Ok(value_of(&key).into()));
         while let Some(o) = node.poll_output() {
             match o {
                 Output::Done { result, .. } => {
@@ -300,7 +300,7 @@ fn unread_answers_are_bounded_and_share_the_cached_value() {
         panic!()
     };
     let id = load_id(&mut node);
-    node.handle_load(now, id, Ok(value.clone()));
+    node.handle_load(now, id, Ok(value.clone().into()));
     while node.poll_output().is_some() {}
     let conn = node.accept(now, CLIENT).unwrap();
     let mut pipelined = BytesMut::new();
@@ -357,7 +357,7 @@ fn empty_frames_do_not_keep_a_connection_open() {
         panic!()
     };
     let id = load_id(&mut node);
-    node.handle_load(now, id, Ok(value_of("k")));
+    node.handle_load(now, id, Ok(value_of("k").into()));
     while node.poll_output().is_some() {}
     let idle = node.accept(now, CLIENT).unwrap();
     let busy = node.accept(now, CLIENT).unwrap();
@@ -448,7 +448,7 @@ fn abort_answers_open_requests_before_closing() {
     assert!(send_at < close_at, "answer before close");
     assert!(outputs.contains(&Output::CancelLoad { id }));
     assert!(node.is_idle());
-    node.handle_load(now, id, Ok(value_of("slow")));
+    node.handle_load(now, id, Ok(value_of("slow").into()));
     assert_eq!(node.poll_output(), None, "a late report is ignored");
 }
 
@@ -496,7 +496,7 @@ fn keepalives_only_for_requesters_that_ask() {
         .map(|(_, t)| t.as_millis() as u64)
         .collect();
     assert_eq!(at, vec![1000, 2000, 3000, 4000, 5000]);
-    node.handle_load(now, id, Ok(value_of("slow")));
+    node.handle_load(now, id, Ok(value_of("slow").into()));
     let answered = std::iter::from_fn(|| node.poll_output()).count();
     assert_eq!(answered, 2);
 }

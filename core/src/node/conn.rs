@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use super::peer::Failure;
 use super::{CloseReason, Conn, ConnId, Node, Output, Sent};
 
 impl Node {
@@ -144,8 +145,13 @@ impl Node {
                     pool.back_off(now + self.cfg.peer_backoff);
                     failed.extend(pool.backlog.drain(..));
                 }
+                let why = if timed_out {
+                    Failure::Timeout
+                } else {
+                    Failure::Closed
+                };
                 for s in failed {
-                    self.peer_failed(now, &o.peer, s);
+                    self.peer_failed(now, &o.peer, s, why);
                 }
                 self.pump(now, &o.peer);
             }

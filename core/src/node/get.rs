@@ -9,7 +9,7 @@ use crate::flight::Joined;
 
 use super::serve::{error_response, ok_response};
 use super::{
-    Error, FlightState, Get, GetId, LoadError, LoadId, LoadRec, Node, Output, Timer, Waiter,
+    Error, FlightState, Get, GetId, LoadError, LoadId, LoadRec, Loaded, Node, Output, Timer, Waiter,
 };
 
 impl Node {
@@ -129,7 +129,7 @@ impl Node {
     }
 
     /// Forgets load `id`, freeing its slot; returns its record.
-    fn finish_load(&mut self, id: LoadId) -> Option<LoadRec> {
+    pub(super) fn finish_load(&mut self, id: LoadId) -> Option<LoadRec> {
         let l = self.loads.remove(&id)?;
         self.trim_timers();
         if l.started {
@@ -145,16 +145,24 @@ impl Node {
     /// exactly once, also when the loader panicked or was cancelled
     /// (as [`LoadError::Failed`]), or its waiters wait forever. A report for
     /// a load the node already gave up on is ignored.
-    pub fn handle_load(&mut self, now: Instant, id: LoadId, result: Result<Bytes, LoadError>) {
+    ///
+    /// A value's own time to live ([`Loaded::ttl`]) is capped by the
+    /// group's; a key another node owns (loaded here because the owner was
+    /// down) is kept at most the group's hot TTL.
+    pub fn handle_load(&mut self, now: Instant, id: LoadId, result: Result<Loaded, LoadError>) {
         let Some(LoadRec { group, key, .. }) = self.finish_load(id) else {
             return;
         };
         let ours = self.is_flights_load(&group, &key, id);
+        let owned = self
+            .ring
+            .owner(&key)
+            .is_none_or(|o| o == self.cfg.self_addr);
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
         let outcome = match result {
-            Ok(value) if value.len() > g.max_value => {
+            Ok(Loaded { value, .. }) if value.len() > g.max_value => {
                 // Never cached, never sent: a frame that large would be
                 // refused by every receiver.
                 g.stats.local_load_errs += 1;
@@ -168,10 +176,18 @@ impl Node {
                     .into(),
                 ))
             }
-            Ok(value) => {
+            Ok(Loaded { value, ttl }) => {
                 g.stats.local_loads += 1;
-                let expires = g.ttl.map(|t| now + t);
-                g.main.insert(&key, value.clone(), expires, now);
+                let hot = (!owned).then_some(g.hot_ttl);
+                let expires = [ttl, g.ttl, hot]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|t| now + t);
+                // A load the flight no longer waits on may predate a write.
+                if ours {
+                    g.main.insert(&key, value.clone(), expires, now);
+                }
                 Ok((value, expires))
             }
             Err(e) => {

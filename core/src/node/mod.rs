@@ -24,6 +24,7 @@ mod peer;
 mod serve;
 mod timer;
 mod types;
+mod write;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -47,7 +48,7 @@ pub const RESPONSE_OVERHEAD: usize = 64;
 
 pub use types::{
     CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, GroupExists, GroupStats,
-    LoadError, LoadId, Output, Refused,
+    LoadError, LoadId, Loaded, Output, Refused, WriteId, WriteOp, WriteReport, Written,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +74,7 @@ struct Group {
     max_value: usize,
     load_timeout: Duration,
     max_loads: usize,
+    hot_ttl: Duration,
     /// Loads handed to the driver and not yet reported.
     running: usize,
     /// Loads waiting for a free slot, oldest first.
@@ -88,19 +90,39 @@ struct LoadRec {
     started: bool,
 }
 
+/// Why a request to a peer was sent: whom its answer goes to.
+#[derive(Debug, Clone)]
+enum Ask {
+    /// A get for this node's flight of the key; `token` tells whether the
+    /// flight still waits on this request.
+    Flight { token: u64 },
+    /// A health probe or a capability hello: an empty request. Any answer
+    /// proves the peer alive and says whether it understands writes.
+    Probe,
+    /// A get on a caller's behalf ([`Node::get_via`]): the answer is the
+    /// caller's, as is.
+    Get(GetId),
+    /// A write: `relay` asks that node to carry it out across the cluster
+    /// ([`Node::write_via`]); otherwise it applies there alone, as part of
+    /// a write this node carries out.
+    Write {
+        id: WriteId,
+        op: WriteOp,
+        relay: bool,
+    },
+}
+
 /// A request to a peer, from the moment it is queued until answered.
 #[derive(Debug)]
 struct Sent {
     group: Arc<str>,
     key: Arc<str>,
-    token: u64,
+    ask: Ask,
     asked_at: Instant,
     deadline: Instant,
     /// Latest the deadline may be pushed by keepalives: the owner's load
     /// timeout plus one request timeout after asking.
     max_deadline: Instant,
-    /// A health probe (an empty request), not a real get.
-    probe: bool,
 }
 
 struct Inbound {
@@ -148,6 +170,13 @@ struct Pool {
     conns: Vec<ConnId>,
     backlog: VecDeque<Sent>,
     health: Health,
+    /// Whether the peer understands writes, as its last answer said; `None`
+    /// until it answered anything.
+    writes: Option<bool>,
+    /// Writes waiting to learn whether the peer understands them.
+    held: Vec<Sent>,
+    /// A probe is under way whose answer will say so.
+    hello: bool,
 }
 
 impl Pool {
@@ -191,7 +220,7 @@ enum Timer {
 /// let Get::Pending(get) = node.get(now, "score", "Tom") else { unreachable!() };
 /// // No peers: this node owns every key and asks the driver to load it.
 /// let Some(Output::Load { id, .. }) = node.poll_output() else { unreachable!() };
-/// node.handle_load(now, id, Ok(Bytes::from_static(b"630")));
+/// node.handle_load(now, id, Ok(Bytes::from_static(b"630").into()));
 /// assert_eq!(node.poll_output(), Some(Output::Done { get, result: Ok(Bytes::from_static(b"630")) }));
 /// // The next get is a hit.
 /// assert_eq!(node.get(now, "score", "Tom"), Get::Ready(Ok(Bytes::from_static(b"630"))));
@@ -215,6 +244,8 @@ pub struct Node {
     peer_inbound: usize,
     /// Inbound connections per client address (peers' are not counted).
     per_addr: HashMap<IpAddr, usize>,
+    /// Writes this node carries out across the cluster.
+    writes: HashMap<WriteId, write::WriteRec>,
     /// The IP addresses of the peer list's entries that are IP literals.
     peer_ips: HashSet<IpAddr>,
     shutting_down: bool,
@@ -249,6 +280,7 @@ impl Node {
             client_inbound: 0,
             peer_inbound: 0,
             per_addr: HashMap::new(),
+            writes: HashMap::new(),
             peer_ips: HashSet::new(),
             shutting_down: false,
         }
@@ -281,6 +313,7 @@ impl Node {
                 max_value,
                 load_timeout: g.load_timeout,
                 max_loads: g.max_loads.max(1),
+                hot_ttl: g.hot_ttl,
                 running: 0,
                 queued: VecDeque::new(),
             },
@@ -322,6 +355,7 @@ impl Node {
         self.pools.retain(|p, pool| {
             !pool.conns.is_empty()
                 || !pool.backlog.is_empty()
+                || !pool.held.is_empty()
                 || ring.peers().iter().any(|r| r == p)
         });
         self.trim_timers();
@@ -385,6 +419,7 @@ impl Node {
         for (group, key) in open {
             self.land(now, &group, &key, Err(Error::Shutdown));
         }
+        self.abort_writes(now);
         let mut loads: Vec<LoadId> = self.loads.keys().copied().collect();
         loads.sort();
         for id in loads {
@@ -408,6 +443,8 @@ impl Node {
     /// answer owed. After [`Node::shutdown`] the driver may stop then.
     pub fn is_idle(&self) -> bool {
         self.loads.is_empty()
+            && self.writes.is_empty()
+            && self.pools.values().all(|p| p.held.is_empty())
             && self.groups.values().all(|g| g.flights.is_empty())
             && self.conns.values().all(|c| match c {
                 Conn::In(i) => i.slots.is_empty(),
@@ -491,6 +528,7 @@ impl Node {
                 ));
             }
         }
+        self.validate_writes()?;
         for (peer, p) in &self.pools {
             for c in &p.conns {
                 match self.conns.get(c) {

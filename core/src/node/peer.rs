@@ -7,9 +7,55 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::frame::FrameDecoder;
-use crate::wire::{encode_frame, Request, Response, CODE_ERROR, CODE_OK};
+use crate::wire::{encode_frame, Request, Response, CODE_ERROR, CODE_OK, OP_GET};
 
-use super::{CloseReason, Conn, ConnId, Error, Health, Node, Outbound, Output, Sent, Timer};
+use super::write::op_fields;
+use super::{
+    Ask, CloseReason, Conn, ConnId, Error, GetId, Health, Node, Outbound, Output, Sent, Timer,
+    WriteReport,
+};
+
+/// Why a request to a peer got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The connection was refused or dropped.
+    Closed,
+    /// No answer (or no connection) in time.
+    Timeout,
+    /// The peer is backed off after failing.
+    Down,
+    /// The peer did not announce that it understands writes.
+    NoWrites,
+    /// The peer answered with an error of its own (it is shutting down).
+    Refused,
+    /// This node is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Failure::Closed => "closed or refused the connection",
+            Failure::Timeout => "did not answer in time",
+            Failure::Down => "is backed off after failing",
+            Failure::NoWrites => "does not understand writes",
+            Failure::Refused => "refused the request",
+            Failure::Shutdown => "was not asked: this node is shutting down",
+        })
+    }
+}
+
+impl Failure {
+    /// The error a caller of `get_via` or `write_via` sees.
+    fn error(self, peer: &str) -> Error {
+        let msg = format!("{peer} {self}").into();
+        match self {
+            Failure::NoWrites => Error::Write(msg),
+            Failure::Shutdown => Error::Shutdown,
+            _ => Error::Unreachable(msg),
+        }
+    }
+}
 
 /// Bytes a request frame needs beyond its group and key: the header, tags,
 /// lengths and flags.
@@ -36,18 +82,7 @@ impl Node {
                     // Backed off long enough: probe it, but do not make a real
                     // get wait on a peer that may still be dead.
                     pool.health = Health::Probing;
-                    let deadline = now + self.cfg.request_timeout;
-                    pool.backlog.push_front(Sent {
-                        group: "".into(),
-                        key: "".into(),
-                        token: 0,
-                        asked_at: now,
-                        deadline,
-                        max_deadline: deadline,
-                        probe: true,
-                    });
-                    self.arm(deadline, Timer::Peer(peer.clone()));
-                    self.pump(now, &peer);
+                    self.send_probe(now, &peer);
                     false
                 }
                 Health::Probing => false,
@@ -67,19 +102,95 @@ impl Node {
         if let Some(f) = g.flights.get_mut(&key) {
             f.state.remote = Some(token);
         }
+        let s = self.sent(now, group, key, Ask::Flight { token }, max_deadline);
+        self.enqueue(now, &peer, s);
+    }
+
+    /// A request record asked now, due in one request timeout; keepalives
+    /// may push that back to `max_deadline`.
+    pub(super) fn sent(
+        &self,
+        now: Instant,
+        group: Arc<str>,
+        key: Arc<str>,
+        ask: Ask,
+        max_deadline: Instant,
+    ) -> Sent {
         let deadline = now + self.cfg.request_timeout;
-        let pool = self.pools.get_mut(&peer).expect("pool");
-        pool.backlog.push_back(Sent {
+        Sent {
             group,
             key,
-            token,
+            ask,
             asked_at: now,
             deadline,
-            max_deadline,
-            probe: false,
-        });
+            max_deadline: max_deadline.max(deadline),
+        }
+    }
+
+    /// Queues a request for `peer` and sends it as soon as a connection
+    /// can take it.
+    pub(super) fn enqueue(&mut self, now: Instant, peer: &Arc<str>, s: Sent) {
+        let deadline = s.deadline;
+        self.pools
+            .entry(peer.clone())
+            .or_default()
+            .backlog
+            .push_back(s);
         self.arm(deadline, Timer::Peer(peer.clone()));
-        self.pump(now, &peer);
+        self.pump(now, peer);
+    }
+
+    /// Sends an empty request to `peer` ahead of everything queued: any
+    /// answer says it is alive and whether it understands writes.
+    pub(super) fn send_probe(&mut self, now: Instant, peer: &Arc<str>) {
+        let s = self.sent(now, "".into(), "".into(), Ask::Probe, now);
+        let deadline = s.deadline;
+        let pool = self.pools.entry(peer.clone()).or_default();
+        pool.hello = true;
+        pool.backlog.push_front(s);
+        self.arm(deadline, Timer::Peer(peer.clone()));
+        self.pump(now, peer);
+    }
+
+    /// Gets `key` of `group` from the node at `peer` on a caller's behalf,
+    /// as a client that is not a member would: that node routes the get.
+    /// The outcome comes as [`Output::Done`]; a node that cannot be
+    /// reached is [`Error::Unreachable`]. Used by the non-member client.
+    pub fn get_via(&mut self, now: Instant, peer: &str, group: &str, key: &str) -> GetId {
+        let get = GetId(self.id());
+        let peer: Arc<str> = peer.into();
+        let s = self.sent(
+            now,
+            group.into(),
+            key.into(),
+            Ask::Get(get),
+            now + self.cfg.max_wait,
+        );
+        if let Err(why) = self.reachable(now, &peer) {
+            self.out.push_back(Output::Done {
+                get,
+                result: Err(why.error(&peer)),
+            });
+        } else {
+            self.enqueue(now, &peer, s);
+        }
+        get
+    }
+
+    /// Whether a request for a caller may go to `peer` now: not while it is
+    /// backed off. Once the back-off has passed, the request itself is the
+    /// probe.
+    pub(super) fn reachable(&mut self, now: Instant, peer: &Arc<str>) -> Result<(), Failure> {
+        let pool = self.pools.entry(peer.clone()).or_default();
+        match pool.health {
+            Health::Down { until } if until > now => Err(Failure::Down),
+            Health::Probing => Err(Failure::Down),
+            Health::Down { .. } => {
+                pool.health = Health::Up;
+                Ok(())
+            }
+            Health::Up => Ok(()),
+        }
     }
 
     /// Moves queued requests of `peer` onto connections that can take them,
@@ -109,14 +220,7 @@ impl Node {
                 let Some(s) = pool.backlog.pop_front() else {
                     break;
                 };
-                let req = Request {
-                    group: s.group.to_string(),
-                    key: s.key.to_string(),
-                    from_peer: true,
-                    ext: true,
-                    progress: !s.probe,
-                };
-                encode_frame(&req, &mut data);
+                encode_frame(&request_of(&s), &mut data);
                 o.inflight.push_back(s);
             }
             if !data.is_empty() {
@@ -203,33 +307,62 @@ impl Node {
         o.pipelining = resp.pipelining;
         o.last_active = now;
         let peer = o.peer.clone();
-        if sent.probe {
-            // Any answer at all (a Go node says "no group") proves it alive.
-            if let Some(p) = self.pools.get_mut(&peer) {
-                p.health = Health::Up;
+        self.learned(now, &peer, resp.writes);
+        let token = match sent.ask.clone() {
+            Ask::Flight { token } => token,
+            Ask::Probe => {
+                // Any answer at all (a Go node says "no group") proves it
+                // alive.
+                if let Some(p) = self.pools.get_mut(&peer) {
+                    p.health = Health::Up;
+                    p.hello = false;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
+            Ask::Get(get) => {
+                let result = Error::from_response(&sent.group, resp);
+                self.out.push_back(Output::Done { get, result });
+                return Ok(());
+            }
+            Ask::Write {
+                id, relay: true, ..
+            } => {
+                let result = Error::from_answer(&sent.group, resp, true).map(|r| WriteReport {
+                    not_reached: r.not_reached.into_iter().map(Arc::from).collect(),
+                });
+                self.out.push_back(Output::Written { write: id, result });
+                return Ok(());
+            }
+            Ask::Write { id, .. } => {
+                let result = match resp.code {
+                    CODE_OK => Ok(()),
+                    _ => Err(String::from_utf8_lossy(&resp.value).into()),
+                };
+                self.write_answered(now, id, &peer, result);
+                return Ok(());
+            }
+        };
         let Some(g) = self.groups.get_mut(&sent.group) else {
             return Ok(());
         };
         let current = g
             .flights
             .get(&sent.key)
-            .is_some_and(|f| f.state.remote == Some(sent.token));
+            .is_some_and(|f| f.state.remote == Some(token));
         if resp.code == CODE_OK {
             g.stats.peer_loads += 1;
             // Count the remaining TTL from when we asked, so a copy never
-            // outlives the owner's.
+            // outlives the owner's; and never keep it past the hot TTL, so a
+            // write that could not reach this node is undone in bounded time.
             let remote =
                 (resp.ttl_ms > 0).then(|| sent.asked_at + Duration::from_millis(resp.ttl_ms));
             let local = g.ttl.map(|t| now + t);
-            let expires = match (remote, local) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            g.hot.insert(&sent.key, resp.value.clone(), expires, now);
+            let hot = Some(now + g.hot_ttl);
+            let expires = [remote, local, hot].into_iter().flatten().min();
+            // An answer the flight no longer waits on may predate a write:
+            // never cached.
             if current {
+                g.hot.insert(&sent.key, resp.value.clone(), expires, now);
                 self.land(now, &sent.group, &sent.key, Ok((resp.value, expires)));
             }
         } else if resp.code == CODE_ERROR && (resp.not_found || resp.load_failed) {
@@ -239,20 +372,67 @@ impl Node {
                 self.land(now, &sent.group, &sent.key, Err(e));
             }
         } else {
-            self.peer_failed(now, &peer, sent);
+            self.peer_failed(now, &peer, sent, Failure::Refused);
         }
         Ok(())
     }
 
-    /// A peer request failed: count it and load the key here instead. A
-    /// failed probe backs the peer off again.
-    pub(super) fn peer_failed(&mut self, now: Instant, peer: &str, sent: Sent) {
-        if sent.probe {
-            if let Some(p) = self.pools.get_mut(peer) {
-                p.back_off(now + self.cfg.peer_backoff);
-            }
+    /// The peer answered: remember whether it understands writes, and send
+    /// or refuse the writes that waited to know.
+    fn learned(&mut self, now: Instant, peer: &Arc<str>, writes: bool) {
+        let Some(pool) = self.pools.get_mut(peer) else {
+            return;
+        };
+        pool.writes = Some(writes);
+        if pool.held.is_empty() {
             return;
         }
+        let held = std::mem::take(&mut pool.held);
+        if writes {
+            for s in held {
+                self.enqueue(now, peer, s);
+            }
+        } else {
+            for s in held {
+                self.peer_failed(now, peer, s, Failure::NoWrites);
+            }
+        }
+    }
+
+    /// A peer request failed. A flight's key is loaded here instead; a
+    /// caller's request reports the failure; a failed probe backs the peer
+    /// off again, and the writes that waited on it fail too.
+    pub(super) fn peer_failed(&mut self, now: Instant, peer: &Arc<str>, sent: Sent, why: Failure) {
+        let token = match sent.ask.clone() {
+            Ask::Flight { token } => token,
+            Ask::Probe => {
+                let Some(p) = self.pools.get_mut(peer) else {
+                    return;
+                };
+                p.back_off(now + self.cfg.peer_backoff);
+                p.hello = false;
+                for s in std::mem::take(&mut p.held) {
+                    self.peer_failed(now, peer, s, why);
+                }
+                return;
+            }
+            Ask::Get(get) => {
+                let result = Err(why.error(peer));
+                self.out.push_back(Output::Done { get, result });
+                return;
+            }
+            Ask::Write {
+                id, relay: true, ..
+            } => {
+                let result = Err(why.error(peer));
+                self.out.push_back(Output::Written { write: id, result });
+                return;
+            }
+            Ask::Write { id, .. } => {
+                self.write_answered(now, id, peer, Err(why.to_string().into()));
+                return;
+            }
+        };
         let Some(g) = self.groups.get_mut(&sent.group) else {
             return;
         };
@@ -260,12 +440,50 @@ impl Node {
         let Some(f) = g.flights.get_mut(&sent.key) else {
             return;
         };
-        if f.state.remote != Some(sent.token) {
+        if f.state.remote != Some(token) {
             return;
         }
         f.state.remote = None;
         if f.state.local.is_none() {
             self.load_locally(now, sent.group, sent.key);
+        }
+    }
+}
+
+/// The request a record stands for.
+fn request_of(s: &Sent) -> Request {
+    let (group, key) = (s.group.to_string(), s.key.to_string());
+    let get = |from_peer| Request {
+        group: group.clone(),
+        key: key.clone(),
+        from_peer,
+        ext: true,
+        progress: true,
+        op: OP_GET,
+        ..Default::default()
+    };
+    match &s.ask {
+        Ask::Flight { .. } => get(true),
+        Ask::Get(_) => get(false),
+        Ask::Probe => Request {
+            from_peer: true,
+            ext: true,
+            ..Default::default()
+        },
+        Ask::Write { op, relay, .. } => {
+            let (op, value, ttl_ms) = op_fields(op);
+            Request {
+                group,
+                key,
+                // A relayed write is carried out by that node across the
+                // cluster, which can take a while: keepalives tell it lives.
+                from_peer: !relay,
+                ext: true,
+                progress: *relay,
+                op,
+                value,
+                ttl_ms,
+            }
         }
     }
 }

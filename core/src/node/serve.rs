@@ -12,7 +12,11 @@ use crate::wire::{
     NO_GROUP_MESSAGE,
 };
 
-use super::{CloseReason, Conn, ConnId, Error, Inbound, Node, Output, Refused, Waiter};
+use super::write::{op_of, write_response, WriteWaiter};
+use super::{
+    CloseReason, Conn, ConnId, Error, Inbound, Node, Output, Refused, Waiter, WriteId, WriteOp,
+    WriteReport,
+};
 
 impl Node {
     /// A peer or client connected to this node's port from `addr`.
@@ -111,12 +115,17 @@ impl Node {
                 value: Bytes::from_static(NO_GROUP_MESSAGE.as_bytes()),
                 code: CODE_NO_GROUP,
                 pipelining: req.ext,
+                writes: req.ext,
                 ..Default::default()
             };
             self.answer(now, conn, seq, resp, false);
             return Ok(());
         };
         i.last_active = now;
+        if let Some(op) = op_of(&req) {
+            self.serve_write(now, conn, seq, &req, op);
+            return Ok(());
+        }
         g.stats.server_requests += 1;
         let hit = g
             .main
@@ -140,6 +149,47 @@ impl Node {
         };
         self.join(now, &req.group, &req.key, w, req.from_peer);
         Ok(())
+    }
+
+    /// A write request: from a peer it applies here alone; from a client
+    /// this node carries it out across the cluster and answers when done.
+    fn serve_write(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        seq: u64,
+        req: &Request,
+        op: Result<WriteOp, Error>,
+    ) {
+        let (group, ext) = (req.group.as_str(), req.ext);
+        let op = match op {
+            Ok(op) if req.from_peer => op,
+            Ok(op) => {
+                let id = WriteId(self.id());
+                let waiter = WriteWaiter::Serve { conn, seq, ext };
+                if let Err(e) = self.start_write(now, id, group, op, waiter) {
+                    self.answer(now, conn, seq, write_response(&Err(e), ext), false);
+                }
+                return;
+            }
+            Err(e) => {
+                self.answer(now, conn, seq, write_response(&Err(e), ext), false);
+                return;
+            }
+        };
+        let g = self.groups.get_mut(group).expect("caller checked group");
+        g.stats.writes_applied += 1;
+        let too_large = match &op {
+            WriteOp::Set { value, .. } => value.len() > g.max_value,
+            _ => false,
+        };
+        let result = if too_large {
+            Err(Error::Write("value exceeds the group's limit".into()))
+        } else {
+            self.apply_write(now, group, &op);
+            Ok(WriteReport::default())
+        };
+        self.answer(now, conn, seq, write_response(&result, ext), false);
     }
 
     /// Fills answer `seq` of an inbound connection and queues every answer
@@ -251,12 +301,18 @@ pub(super) fn ok_response(
         pipelining: ext,
         load_failed: false,
         keepalive: false,
+        writes: ext,
+        not_reached: Vec::new(),
     }
 }
 
 pub(super) fn error_response(e: &Error, ext: bool) -> Response {
     let msg = match e {
-        Error::NotFound(m) | Error::Load(m) | Error::NoGroup(m) => m.to_string(),
+        Error::NotFound(m)
+        | Error::Load(m)
+        | Error::NoGroup(m)
+        | Error::Unreachable(m)
+        | Error::Write(m) => m.to_string(),
         Error::Shutdown => e.to_string(),
     };
     Response {
@@ -267,5 +323,7 @@ pub(super) fn error_response(e: &Error, ext: bool) -> Response {
         pipelining: ext,
         load_failed: ext && matches!(e, Error::Load(_)),
         keepalive: false,
+        writes: ext,
+        not_reached: Vec::new(),
     }
 }

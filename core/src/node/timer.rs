@@ -5,6 +5,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::peer::Failure;
 use super::{CloseReason, Conn, ConnId, Node, Timer};
 
 impl Node {
@@ -172,7 +173,7 @@ impl Node {
             self.arm(next, Timer::Peer(peer.clone()));
         }
         for s in expired {
-            self.peer_failed(now, peer, s);
+            self.peer_failed(now, peer, s, Failure::Timeout);
         }
     }
 }

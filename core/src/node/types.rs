@@ -40,6 +40,10 @@ id_type!(
     /// A load the driver runs with the group's loader.
     LoadId
 );
+id_type!(
+    /// A pending write ([`Node::write`] or [`Node::write_via`]).
+    WriteId
+);
 
 /// Settings of a node.
 #[derive(Debug, Clone)]
@@ -82,6 +86,11 @@ pub struct Config {
     pub max_unwritten: usize,
     /// When set, only these networks may connect to the peer port.
     pub allow: Option<Vec<IpNet>>,
+    /// Longest a request sent on a caller's behalf ([`Node::get_via`],
+    /// [`Node::write_via`]) may wait in all while the node it asked keeps
+    /// sending keepalives. Silence longer than the request timeout still
+    /// ends it at once.
+    pub max_wait: Duration,
 }
 
 impl Config {
@@ -103,6 +112,8 @@ impl Config {
             max_peer_inbound: 1024,
             max_unwritten: 8 << 20,
             allow: None,
+            // A group's default load timeout plus one request timeout.
+            max_wait: Duration::from_secs(33),
         }
     }
 }
@@ -128,6 +139,11 @@ pub struct GroupConfig {
     pub load_timeout: Duration,
     /// Loads of this group running at once at most; further ones wait.
     pub max_loads: usize,
+    /// Longest this node keeps a copy of a key another node owns (a hot
+    /// copy, or a value it loaded itself while the owner was down). A write
+    /// that could not reach this node is undone here at most this long
+    /// after it.
+    pub hot_ttl: Duration,
 }
 
 impl GroupConfig {
@@ -141,6 +157,7 @@ impl GroupConfig {
             max_value: usize::MAX,
             load_timeout: Duration::from_secs(30),
             max_loads: 64,
+            hot_ttl: Duration::from_secs(60),
         }
     }
 
@@ -167,6 +184,14 @@ pub enum Error {
     /// The node is shutting down.
     #[error("node is shutting down")]
     Shutdown,
+    /// A node this one had to ask could not be reached: it refused or
+    /// dropped the connection, did not answer in time, or is backed off.
+    #[error("not reached: {0}")]
+    Unreachable(Arc<str>),
+    /// A write was refused or did not take effect: the value is too large,
+    /// or the key's owner could not be told (the message says which).
+    #[error("write failed: {0}")]
+    Write(Arc<str>),
 }
 
 impl Error {
@@ -182,12 +207,19 @@ impl Error {
     /// assert_eq!(Error::from_response("x", r), Err(Error::NoGroup("x".into())));
     /// ```
     pub fn from_response(group: &str, resp: Response) -> Result<Bytes, Error> {
+        Self::from_answer(group, resp, false).map(|r| r.value)
+    }
+
+    /// The outcome of any answer: a get's (`write` false) or a write's.
+    pub(crate) fn from_answer(group: &str, resp: Response, write: bool) -> Result<Response, Error> {
         match resp.code {
-            CODE_OK => Ok(resp.value),
+            CODE_OK => Ok(resp),
             CODE_NO_GROUP => Err(Error::NoGroup(group.into())),
             _ => {
                 let msg: Arc<str> = String::from_utf8_lossy(&resp.value).into();
-                Err(if resp.not_found {
+                Err(if write {
+                    Error::Write(msg)
+                } else if resp.not_found {
                     Error::NotFound(msg)
                 } else {
                     Error::Load(msg)
@@ -195,6 +227,133 @@ impl Error {
             }
         }
     }
+
+    /// True when the loader says the key does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound(_))
+    }
+}
+
+/// A loaded value and, optionally, how long it may be served: a loader's
+/// time to live is capped by the group's.
+///
+/// ```
+/// use std::time::Duration;
+/// use groupcache_core::node::Loaded;
+///
+/// let v: Loaded = "630".into(); // the group's TTL
+/// let short = Loaded::from("630").ttl(Duration::from_secs(5));
+/// assert_eq!(short.ttl, Some(Duration::from_secs(5)));
+/// assert_eq!(v.value, "630");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Loaded {
+    /// The value.
+    pub value: Bytes,
+    /// Its own time to live, if shorter than the group's.
+    pub ttl: Option<Duration>,
+}
+
+impl Loaded {
+    /// A value with the group's time to live.
+    pub fn new(value: impl Into<Bytes>) -> Self {
+        Self {
+            value: value.into(),
+            ttl: None,
+        }
+    }
+
+    /// Serves the value at most `ttl` (never longer than the group's TTL).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+impl From<Bytes> for Loaded {
+    fn from(v: Bytes) -> Self {
+        Self::new(v)
+    }
+}
+
+impl From<Vec<u8>> for Loaded {
+    fn from(v: Vec<u8>) -> Self {
+        Self::new(v)
+    }
+}
+
+impl From<String> for Loaded {
+    fn from(v: String) -> Self {
+        Self::new(v)
+    }
+}
+
+impl From<&'static str> for Loaded {
+    fn from(v: &'static str) -> Self {
+        Self::new(v)
+    }
+}
+
+impl From<&'static [u8]> for Loaded {
+    fn from(v: &'static [u8]) -> Self {
+        Self::new(v)
+    }
+}
+
+/// A write to one group: through [`Node::write`] this node carries it out
+/// across the cluster; through [`Node::write_via`] it asks another node to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteOp {
+    /// The key's owner stores `value`; every other node drops its copy.
+    Set {
+        /// The key.
+        key: Arc<str>,
+        /// The value.
+        value: Bytes,
+        /// How long to serve it, capped by the group's TTL; `None` means
+        /// the group's TTL.
+        ttl: Option<Duration>,
+    },
+    /// Every node forgets the key, and a load of it under way when the
+    /// remove arrives is not cached.
+    Remove {
+        /// The key.
+        key: Arc<str>,
+    },
+    /// Every node forgets the whole group.
+    Purge,
+}
+
+impl WriteOp {
+    /// The key written, if the op has one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            WriteOp::Set { key, .. } | WriteOp::Remove { key } => Some(key),
+            WriteOp::Purge => None,
+        }
+    }
+}
+
+/// What a write that took effect reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteReport {
+    /// Peers that could not be told, sorted: down, too slow, or not
+    /// understanding writes (Go nodes). Their copies of the key live at
+    /// most the group's [`GroupConfig::hot_ttl`] (Go nodes: as their own
+    /// caches decide).
+    pub not_reached: Vec<Arc<str>>,
+}
+
+/// What [`Node::write`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Done at once (no other node to tell, or refused).
+    Ready(Result<WriteReport, Error>),
+    /// The outcome comes later as [`Output::Written`] with this id.
+    Pending(WriteId),
 }
 
 /// What a loader reports for a key.
@@ -291,6 +450,13 @@ pub enum Output {
         /// Why, for logs.
         reason: CloseReason,
     },
+    /// A pending write finished.
+    Written {
+        /// The handle [`Node::write`] or [`Node::write_via`] returned.
+        write: WriteId,
+        /// What it reached, or why it failed.
+        result: Result<WriteReport, Error>,
+    },
     /// A pending get finished.
     Done {
         /// The handle [`Node::get`] returned.
@@ -334,6 +500,16 @@ pub struct GroupStats {
     pub load_timeouts: u64,
     /// Loader results refused for being larger than the group's maximum.
     pub values_too_large: u64,
+    /// Sets this node carried out across the cluster.
+    pub sets: u64,
+    /// Removes this node carried out across the cluster.
+    pub removes: u64,
+    /// Purges this node carried out across the cluster.
+    pub purges: u64,
+    /// Writes applied here at another node's request.
+    pub writes_applied: u64,
+    /// Peers a write this node carried out could not reach, summed.
+    pub write_peers_not_reached: u64,
     /// The main cache.
     pub main: CacheStats,
     /// The hot cache.

@@ -167,6 +167,7 @@ impl Harness {
                 Output::Done { get, .. } => {
                     assert!(self.gets.remove(&get), "{get} answered twice or unknown");
                 }
+                Output::Written { .. } => {}
             }
         }
         if let Err(e) = self.node.validate() {
@@ -246,7 +247,8 @@ pub fn node(data: &[u8]) {
         }
         for id in std::mem::take(&mut h.loads) {
             let now = h.now;
-            h.node.handle_load(now, id, Ok(Bytes::from_static(b"v")));
+            h.node
+                .handle_load(now, id, Ok(Bytes::from_static(b"v").into()));
             h.drain();
         }
         h.now += Duration::from_secs(120);
@@ -272,6 +274,7 @@ fn request_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
         from_peer: u.arbitrary()?,
         ext: u.arbitrary()?,
         progress: u.arbitrary()?,
+        ..Default::default()
     };
     encode_frame(&req, &mut b);
     Ok(b)
@@ -288,6 +291,7 @@ fn response_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
         pipelining: u.arbitrary()?,
         load_failed: u.arbitrary()?,
         keepalive: u.ratio(1, 4)?,
+        ..Default::default()
     };
     encode_frame(&resp, &mut b);
     Ok(b)
@@ -370,7 +374,7 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
                 let r = match u.int_in_range(0..=3u8)? {
                     0 => Err(LoadError::NotFound("nf".into())),
                     1 => Err(LoadError::Failed("boom".into())),
-                    _ => Ok(Bytes::from(vec![b'v'; u.int_in_range(0..=300)?])),
+                    _ => Ok(Bytes::from(vec![b'v'; u.int_in_range(0..=300)?]).into()),
                 };
                 h.node.handle_load(now, id, r);
             }

@@ -8,17 +8,20 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::node::{Config, ConnId, Error, Get, GetId, LoadError, LoadId, Node, Output};
+use crate::node::{
+    Config, ConnId, Error, Get, GetId, LoadError, LoadId, Loaded, Node, Output, WriteId, WriteOp,
+    WriteReport, Written,
+};
 
 /// A loader of the simulator: `(group, key) -> value`.
-pub type SimLoader = Box<dyn FnMut(&str, &str) -> Result<Bytes, LoadError>>;
+pub type SimLoader = Box<dyn FnMut(&str, &str) -> Result<Loaded, LoadError>>;
 
 #[derive(Debug)]
 enum Event {
     Connected(usize, ConnId),
     Data(usize, ConnId, Bytes),
     Closed(usize, ConnId),
-    LoadDone(usize, LoadId, Result<Bytes, LoadError>),
+    LoadDone(usize, LoadId, Result<Loaded, LoadError>),
 }
 
 /// How a stopped or partitioned node looks from the others.
@@ -61,6 +64,8 @@ pub struct Sim {
     pub load_calls: Vec<(usize, String, String)>,
     /// Finished gets: (node, get) → result.
     pub results: HashMap<(usize, GetId), Result<Bytes, Error>>,
+    /// Finished writes: (node, write) → outcome.
+    pub writes: HashMap<(usize, WriteId), Result<WriteReport, Error>>,
     /// Nodes that are down, and how.
     pub faults: HashMap<usize, Fault>,
     /// Bytes sent per node (to count traffic).
@@ -108,6 +113,7 @@ impl Sim {
             cancelled: Vec::new(),
             load_calls: Vec::new(),
             results: HashMap::new(),
+            writes: HashMap::new(),
             faults: HashMap::new(),
             sent_bytes: vec![0; n],
             events: BinaryHeap::new(),
@@ -146,6 +152,55 @@ impl Sim {
         match r {
             Get::Ready(r) => Ok(r),
             Get::Pending(id) => Err(id),
+        }
+    }
+
+    /// Starts a write through node `i`: `Ok` if done at once, else its id.
+    pub fn write(
+        &mut self,
+        i: usize,
+        group: &str,
+        op: WriteOp,
+    ) -> Result<Result<WriteReport, Error>, WriteId> {
+        let r = self.nodes[i].node.write(self.now, group, op);
+        self.drain(i);
+        match r {
+            Written::Ready(r) => Ok(r),
+            Written::Pending(id) => Err(id),
+        }
+    }
+
+    /// Runs a write through node `i` to its end (at most a minute of
+    /// simulated time) and returns its outcome.
+    pub fn write_and_wait(
+        &mut self,
+        i: usize,
+        group: &str,
+        op: WriteOp,
+    ) -> Result<WriteReport, Error> {
+        match self.write(i, group, op) {
+            Ok(r) => r,
+            Err(id) => {
+                let done =
+                    self.run_until(Duration::from_secs(60), |s| s.writes.contains_key(&(i, id)));
+                assert!(done, "write {id} through node {i} never finished");
+                self.writes.remove(&(i, id)).expect("finished")
+            }
+        }
+    }
+
+    /// Runs a get through node `i` to its end (at most a minute of
+    /// simulated time) and returns its outcome.
+    pub fn get_and_wait(&mut self, i: usize, group: &str, key: &str) -> Result<Bytes, Error> {
+        match self.get(i, group, key) {
+            Ok(r) => r,
+            Err(id) => {
+                let done = self.run_until(Duration::from_secs(60), |s| {
+                    s.results.contains_key(&(i, id))
+                });
+                assert!(done, "get {id} through node {i} never finished");
+                self.results.remove(&(i, id)).expect("finished")
+            }
         }
     }
 
@@ -240,6 +295,9 @@ impl Sim {
                 }
                 Output::Done { get, result } => {
                     self.results.insert((i, get), result);
+                }
+                Output::Written { write, result } => {
+                    self.writes.insert((i, write), result);
                 }
             }
         }

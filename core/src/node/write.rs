@@ -1,0 +1,524 @@
+//! Writes: set, remove and purge, carried out across the cluster.
+//!
+//! The node a write enters through carries it out. A set or remove goes to
+//! the key's owner first; only once the owner has applied it are the other
+//! nodes told to drop their copies, so none of them can fetch the old value
+//! from the owner again afterwards. A purge goes to every node at once, one
+//! message per node. Peers that have not announced they understand writes
+//! (Go nodes, older Rust nodes) are never sent one, since they would read it
+//! as a get: they are reported as not reached.
+//!
+//! Applying a write also settles a load of the key under way: a set lands
+//! it with the new value; a remove or purge starts it again, so a value
+//! loaded before the write is never cached after it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::wire::{Request, Response, CODE_OK, OP_GET, OP_PURGE, OP_REMOVE, OP_SET};
+
+use super::serve::error_response;
+use super::{
+    Ask, ConnId, Error, Node, Output, WriteId, WriteOp, WriteReport, Written, RESPONSE_OVERHEAD,
+};
+
+/// Bytes a write request frame needs beyond its group, key and value.
+const WRITE_OVERHEAD: usize = 48;
+
+/// Who waits for a write this node carries out.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum WriteWaiter {
+    /// A caller of [`Node::write`]: answered with [`Output::Written`].
+    Local,
+    /// A client that sent the write to this node.
+    Serve { conn: ConnId, seq: u64, ext: bool },
+}
+
+/// A write this node carries out, until every node it tells has answered.
+#[derive(Debug)]
+pub(super) struct WriteRec {
+    group: Arc<str>,
+    op: WriteOp,
+    waiter: WriteWaiter,
+    /// The key's owner when it is another node.
+    owner: Option<Arc<str>>,
+    /// The owner has not answered yet; the others are told after it.
+    awaiting_owner: bool,
+    /// Why the owner did not apply the write, if it did not.
+    owner_error: Option<Arc<str>>,
+    /// Answers still awaited from the other nodes.
+    pending: usize,
+    not_reached: Vec<Arc<str>>,
+}
+
+/// The request fields of a write: op, value, time to live in ms.
+pub(super) fn op_fields(op: &WriteOp) -> (i32, Bytes, u64) {
+    match op {
+        WriteOp::Set { value, ttl, .. } => {
+            // 0 means "the group's TTL": a set TTL rounds up to at least 1.
+            let ms = ttl.map_or(0, |t| (t.as_nanos().div_ceil(1_000_000) as u64).max(1));
+            (OP_SET, value.clone(), ms)
+        }
+        WriteOp::Remove { .. } => (OP_REMOVE, Bytes::new(), 0),
+        WriteOp::Purge => (OP_PURGE, Bytes::new(), 0),
+    }
+}
+
+/// The write a request asks for; `None` for a get.
+pub(super) fn op_of(req: &Request) -> Option<Result<WriteOp, Error>> {
+    let key = || Arc::<str>::from(req.key.as_str());
+    Some(Ok(match req.op {
+        OP_GET => return None,
+        OP_SET => WriteOp::Set {
+            key: key(),
+            value: req.value.clone(),
+            ttl: (req.ttl_ms > 0).then(|| Duration::from_millis(req.ttl_ms)),
+        },
+        OP_REMOVE => WriteOp::Remove { key: key() },
+        OP_PURGE => WriteOp::Purge,
+        other => {
+            return Some(Err(Error::Write(
+                format!("unknown operation {other}").into(),
+            )))
+        }
+    }))
+}
+
+/// The answer to a write request.
+pub(super) fn write_response(result: &Result<WriteReport, Error>, ext: bool) -> Response {
+    match result {
+        Ok(r) => Response {
+            code: CODE_OK,
+            pipelining: ext,
+            writes: ext,
+            not_reached: r.not_reached.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        },
+        Err(e) => error_response(e, ext),
+    }
+}
+
+impl Node {
+    /// Carries out a write across the cluster (see [`WriteOp`]). The
+    /// outcome is [`Written::Ready`] when no other node has to be told, else
+    /// [`Output::Written`] later.
+    ///
+    /// A set or remove fails with [`Error::Write`] when the key's owner
+    /// could not apply it (down, too slow, or a Go node); the other nodes
+    /// still drop their copies. Nodes that could not be told are listed in
+    /// [`WriteReport::not_reached`].
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use groupcache_core::node::{Config, Get, GroupConfig, Node, WriteOp, Written};
+    ///
+    /// # #[allow(clippy::disallowed_methods)]
+    /// let now = Instant::now();
+    /// let mut node = Node::new(Config::new("127.0.0.1:8001"));
+    /// node.add_group(GroupConfig::new("score", 1 << 20)).unwrap();
+    /// let set = WriteOp::Set { key: "Tom".into(), value: "630".into(), ttl: None };
+    /// // No peers: nobody else to tell.
+    /// assert!(matches!(node.write(now, "score", set), Written::Ready(Ok(_))));
+    /// assert_eq!(node.get(now, "score", "Tom"), Get::Ready(Ok("630".into())));
+    /// ```
+    pub fn write(&mut self, now: Instant, group: &str, op: WriteOp) -> Written {
+        let id = WriteId(self.id());
+        if let Err(e) = self.start_write(now, id, group, op, WriteWaiter::Local) {
+            return Written::Ready(Err(e));
+        }
+        if self.writes.contains_key(&id) {
+            return Written::Pending(id);
+        }
+        // Finished at once: hand the outcome back instead of as an output.
+        let at = self
+            .out
+            .iter()
+            .rposition(|o| matches!(o, Output::Written { write, .. } if *write == id))
+            .expect("a finished write left its outcome");
+        match self.out.remove(at) {
+            Some(Output::Written { result, .. }) => Written::Ready(result),
+            _ => unreachable!("found above"),
+        }
+    }
+
+    /// Asks the node at `peer` to carry out a write across the cluster, as
+    /// a client that is not a member would. The outcome comes as
+    /// [`Output::Written`]. Used by the non-member client.
+    pub fn write_via(&mut self, now: Instant, peer: &str, group: &str, op: WriteOp) -> WriteId {
+        let id = WriteId(self.id());
+        let peer: Arc<str> = peer.into();
+        let key: Arc<str> = op.key().unwrap_or("").into();
+        let ask = Ask::Write {
+            id,
+            op,
+            relay: true,
+        };
+        let s = self.sent(now, group.into(), key, ask, now + self.cfg.max_wait);
+        self.send_write(now, &peer, s);
+        id
+    }
+
+    /// Checks a write before anything is done.
+    fn check_write(&self, group: &str, op: &WriteOp) -> Result<(), Error> {
+        if self.shutting_down {
+            return Err(Error::Shutdown);
+        }
+        let Some(g) = self.groups.get(group) else {
+            return Err(Error::NoGroup(group.into()));
+        };
+        let key = op.key().unwrap_or("");
+        let value = match op {
+            WriteOp::Set { value, .. } => value.len(),
+            _ => 0,
+        };
+        let frame = group.len() + key.len() + value + WRITE_OVERHEAD;
+        if value > g.max_value || frame > self.cfg.max_frame {
+            let limit = g.max_value.min(
+                self.cfg
+                    .max_frame
+                    .saturating_sub(WRITE_OVERHEAD + group.len() + key.len())
+                    .min(self.cfg.max_frame.saturating_sub(RESPONSE_OVERHEAD)),
+            );
+            return Err(Error::Write(
+                format!("{group}/{key}: value of {value} bytes exceeds the limit of {limit}")
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts carrying out a write: the owner first, or, when this node is
+    /// the owner (or the op is a purge), this node and then everyone else.
+    pub(super) fn start_write(
+        &mut self,
+        now: Instant,
+        id: WriteId,
+        group: &str,
+        op: WriteOp,
+        waiter: WriteWaiter,
+    ) -> Result<(), Error> {
+        self.check_write(group, &op)?;
+        let g = self.groups.get_mut(group).expect("checked");
+        match op {
+            WriteOp::Set { .. } => g.stats.sets += 1,
+            WriteOp::Remove { .. } => g.stats.removes += 1,
+            WriteOp::Purge => g.stats.purges += 1,
+        }
+        let group = g.name.clone();
+        let owner: Option<Arc<str>> = op
+            .key()
+            .and_then(|k| self.ring.owner(k))
+            .filter(|o| *o != self.cfg.self_addr)
+            .map(Arc::from);
+        self.writes.insert(
+            id,
+            WriteRec {
+                group: group.clone(),
+                op: op.clone(),
+                waiter,
+                owner: owner.clone(),
+                awaiting_owner: owner.is_some(),
+                owner_error: None,
+                pending: 0,
+                not_reached: Vec::new(),
+            },
+        );
+        match owner {
+            Some(owner) => {
+                let key: Arc<str> = op.key().unwrap_or("").into();
+                let ask = Ask::Write {
+                    id,
+                    op,
+                    relay: false,
+                };
+                let deadline = now + self.cfg.request_timeout;
+                let s = self.sent(now, group, key, ask, deadline);
+                self.send_write(now, &owner, s);
+            }
+            None => {
+                self.apply_write(now, &group, &op);
+                self.fan_out(now, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a write to `peer` once it is known to understand writes; fails
+    /// it at once when the peer is backed off or known not to.
+    fn send_write(&mut self, now: Instant, peer: &Arc<str>, s: super::Sent) {
+        if let Err(why) = self.reachable(now, peer) {
+            self.peer_failed(now, peer, s, why);
+            return;
+        }
+        let pool = self.pools.get_mut(peer).expect("reachable made it");
+        match pool.writes {
+            Some(true) => self.enqueue(now, peer, s),
+            Some(false) => self.peer_failed(now, peer, s, super::peer::Failure::NoWrites),
+            None => {
+                pool.held.push(s);
+                if !pool.hello {
+                    self.send_probe(now, peer);
+                }
+            }
+        }
+    }
+
+    /// The owner applied the write (or could not): tell every other node to
+    /// drop its copy, or to purge.
+    fn fan_out(&mut self, now: Instant, id: WriteId) {
+        let Some(w) = self.writes.get_mut(&id) else {
+            return;
+        };
+        w.awaiting_owner = false;
+        let (group, op, owner) = (w.group.clone(), w.op.clone(), w.owner.clone());
+        let drop = match &op {
+            WriteOp::Set { key, .. } | WriteOp::Remove { key } => {
+                WriteOp::Remove { key: key.clone() }
+            }
+            WriteOp::Purge => WriteOp::Purge,
+        };
+        if owner.is_some() {
+            // This node's own copy goes now that the owner has the write.
+            self.apply_write(now, &group, &drop);
+        }
+        let mut peers: Vec<Arc<str>> = self
+            .ring
+            .peers()
+            .iter()
+            .filter(|p| ***p != *self.cfg.self_addr && Some(&***p) != owner.as_deref())
+            .cloned()
+            .collect();
+        peers.sort();
+        peers.dedup();
+        let key: Arc<str> = drop.key().unwrap_or("").into();
+        if let Some(w) = self.writes.get_mut(&id) {
+            w.pending = peers.len();
+        }
+        for peer in peers {
+            let ask = Ask::Write {
+                id,
+                op: drop.clone(),
+                relay: false,
+            };
+            let deadline = now + self.cfg.request_timeout;
+            let s = self.sent(now, group.clone(), key.clone(), ask, deadline);
+            self.send_write(now, &peer, s);
+        }
+        if self.writes.get(&id).is_some_and(|w| w.pending == 0) {
+            self.finish_write(now, id);
+        }
+    }
+
+    /// A node told of write `id` answered, or could not be reached.
+    pub(super) fn write_answered(
+        &mut self,
+        now: Instant,
+        id: WriteId,
+        peer: &Arc<str>,
+        result: Result<(), Arc<str>>,
+    ) {
+        let Some(w) = self.writes.get_mut(&id) else {
+            return;
+        };
+        if w.awaiting_owner && w.owner.as_ref() == Some(peer) {
+            if let Err(why) = result {
+                w.owner_error = Some(why);
+                w.not_reached.push(peer.clone());
+            }
+            self.fan_out(now, id);
+            return;
+        }
+        if result.is_err() {
+            w.not_reached.push(peer.clone());
+        }
+        w.pending = w.pending.saturating_sub(1);
+        if w.pending == 0 {
+            self.finish_write(now, id);
+        }
+    }
+
+    /// Every node has answered: report to whoever waits.
+    fn finish_write(&mut self, now: Instant, id: WriteId) {
+        let Some(mut w) = self.writes.remove(&id) else {
+            return;
+        };
+        w.not_reached.sort();
+        w.not_reached.dedup();
+        if let Some(g) = self.groups.get_mut(&w.group) {
+            g.stats.write_peers_not_reached += w.not_reached.len() as u64;
+        }
+        let result = match (&w.owner_error, &w.owner) {
+            (Some(why), Some(owner)) => {
+                let key = w.op.key().unwrap_or("");
+                let others: Vec<&str> = w
+                    .not_reached
+                    .iter()
+                    .filter(|p| *p != owner)
+                    .map(|p| &**p)
+                    .collect();
+                let mut msg = format!("{}/{key}: owner {owner} not reached: {why}", w.group);
+                if !others.is_empty() {
+                    msg += &format!("; also not reached: {}", others.join(", "));
+                }
+                Err(Error::Write(msg.into()))
+            }
+            _ => Ok(WriteReport {
+                not_reached: w.not_reached,
+            }),
+        };
+        self.deliver_write(now, id, w.waiter, result);
+    }
+
+    fn deliver_write(
+        &mut self,
+        now: Instant,
+        id: WriteId,
+        waiter: WriteWaiter,
+        result: Result<WriteReport, Error>,
+    ) {
+        match waiter {
+            WriteWaiter::Local => self.out.push_back(Output::Written { write: id, result }),
+            WriteWaiter::Serve { conn, seq, ext } => {
+                let resp = write_response(&result, ext);
+                self.answer(now, conn, seq, resp, true);
+            }
+        }
+    }
+
+    /// Applies a write to this node's caches: a set stores the value (this
+    /// node is its owner), a remove drops the key, a purge the whole group.
+    /// A load of the key under way is settled so that nothing loaded before
+    /// the write is cached after it.
+    pub(super) fn apply_write(&mut self, now: Instant, group: &str, op: &WriteOp) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let group = g.name.clone();
+        match op {
+            WriteOp::Set { key, value, ttl } => {
+                let ttl = match (*ttl, g.ttl) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let expires = ttl.map(|t| now + t);
+                g.hot.remove(key);
+                g.main.insert(key, value.clone(), expires, now);
+                self.settle_flight(now, &group, key, Some((value.clone(), expires)));
+            }
+            WriteOp::Remove { key } => {
+                g.main.remove(key);
+                g.hot.remove(key);
+                self.settle_flight(now, &group, key, None);
+            }
+            WriteOp::Purge => {
+                g.main.clear();
+                g.hot.clear();
+                let mut keys: Vec<Arc<str>> = g.flights.keys().map(Arc::from).collect();
+                // Sorted, so the loads start in an order no hash seed sets.
+                keys.sort();
+                for key in keys {
+                    self.settle_flight(now, &group, &key, None);
+                }
+            }
+        }
+    }
+
+    /// A write reached a key with a load under way, which may return what
+    /// the origin held before the write. A set answers its waiters with the
+    /// new value; otherwise the load starts again, the old one cancelled and
+    /// its answer ignored.
+    fn settle_flight(
+        &mut self,
+        now: Instant,
+        group: &Arc<str>,
+        key: &str,
+        set: Option<(Bytes, Option<Instant>)>,
+    ) {
+        let Some(f) = self
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.flights.get_mut(key))
+        else {
+            return;
+        };
+        let (local, remote) = (f.state.local.take(), f.state.remote.take());
+        if let Some(id) = local {
+            if self.finish_load(id).is_some_and(|l| l.started) {
+                self.out.push_back(Output::CancelLoad { id });
+            }
+        }
+        if let Some(v) = set {
+            self.land(now, group, key, Ok(v));
+            return;
+        }
+        let key: Arc<str> = key.into();
+        let owner = self
+            .ring
+            .owner(&key)
+            .filter(|o| *o != self.cfg.self_addr)
+            .map(Arc::<str>::from);
+        match owner {
+            // A flight that was asking the owner asks it again; one that
+            // loaded here (for a peer, or as owner) loads here again.
+            Some(owner) if remote.is_some() && local.is_none() => {
+                self.ask_peer(now, owner, group.clone(), key)
+            }
+            _ => self.load_locally(now, group.clone(), key),
+        }
+    }
+
+    /// Shutdown: every write still open fails, and so does every request
+    /// still queued for a peer.
+    pub(super) fn abort_writes(&mut self, now: Instant) {
+        let mut ids: Vec<WriteId> = self.writes.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            if let Some(w) = self.writes.remove(&id) {
+                self.deliver_write(now, id, w.waiter, Err(Error::Shutdown));
+            }
+        }
+        let mut peers: Vec<Arc<str>> = self.pools.keys().cloned().collect();
+        peers.sort();
+        for peer in peers {
+            let Some(p) = self.pools.get_mut(&peer) else {
+                continue;
+            };
+            let mut queued: Vec<super::Sent> = p.backlog.drain(..).collect();
+            queued.append(&mut p.held);
+            for s in queued {
+                self.peer_failed(now, &peer, s, super::peer::Failure::Shutdown);
+            }
+        }
+    }
+
+    /// Every open write waits on exactly the requests its state says.
+    pub(super) fn validate_writes(&self) -> Result<(), String> {
+        let mut asked: hashbrown::HashMap<WriteId, usize> = hashbrown::HashMap::new();
+        let outbound = self.conns.values().filter_map(|c| match c {
+            super::Conn::Out(o) => Some(o.inflight.iter()),
+            super::Conn::In(_) => None,
+        });
+        let queued = self
+            .pools
+            .values()
+            .map(|p| p.backlog.iter().chain(p.held.iter()));
+        for s in outbound.flatten().chain(queued.flatten()) {
+            if let Ask::Write {
+                id, relay: false, ..
+            } = s.ask
+            {
+                *asked.entry(id).or_default() += 1;
+            }
+        }
+        for (id, w) in &self.writes {
+            let want = if w.awaiting_owner { 1 } else { w.pending };
+            let got = asked.get(id).copied().unwrap_or(0);
+            if got != want {
+                return Err(format!("{id} waits on {want} answers, {got} asked"));
+            }
+        }
+        Ok(())
+    }
+}
