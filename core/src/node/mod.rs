@@ -33,7 +33,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use hashbrown::{HashMap, HashSet};
 
 use crate::cache::Cache;
@@ -333,6 +333,14 @@ impl Node {
             hot: g.hot.stats(),
             ..g.stats
         })
+    }
+
+    /// The value this node holds for `key` of `group` in its main or hot
+    /// cache, expired or not, without touching recency or counters; for
+    /// tests and debugging.
+    pub fn peek(&self, group: &str, key: &str) -> Option<Bytes> {
+        let g = self.groups.get(group)?;
+        g.main.peek(key).or_else(|| g.hot.peek(key)).cloned()
     }
 
     /// Replaces the peer list (this node's own address included, if it owns

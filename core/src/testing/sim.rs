@@ -125,6 +125,21 @@ impl Sim {
         }
     }
 
+    /// Adds a process that is not a member (no group, no peer list), as
+    /// the non-member client runs one; returns its index. It reaches the
+    /// members with [`Node::get_via`] and [`Node::write_via`].
+    pub fn add_client(&mut self) -> usize {
+        let i = self.nodes.len();
+        let addr = format!("client-{i}:0");
+        self.nodes.push(SimNode {
+            node: Node::new(Config::new(addr.clone())),
+            addr,
+            loader: Box::new(|_, _| Err(LoadError::Failed("a client loads nothing".into()))),
+        });
+        self.sent_bytes.push(0);
+        i
+    }
+
     /// Cuts the link between two nodes both ways: bytes are lost.
     pub fn cut(&mut self, a: usize, b: usize) {
         self.cut.insert((a, b));
