@@ -119,6 +119,9 @@ pub struct ServeConfig {
     pub http_max_connections_per_addr: Option<usize>,
     /// HTTP front: largest request body in bytes (default 1 MiB).
     pub http_max_body: Option<usize>,
+    /// HTTP front: refuse writes (PUT, DELETE, POST /api/purge).
+    #[serde(default)]
+    pub http_read_only: bool,
     /// The groups.
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupSpec>,
@@ -272,6 +275,7 @@ impl ServeConfig {
                 .http_max_connections_per_addr
                 .unwrap_or(d.max_connections_per_addr),
             max_body: self.http_max_body.unwrap_or(d.max_body),
+            read_only: self.http_read_only,
         }
     }
 }

@@ -1,4 +1,14 @@
-//! The HTTP front: `GET /api?group=G&key=K`, `GET /metrics`, `GET /healthz`.
+//! The HTTP front:
+//!
+//! - `GET /api?group=G&key=K`: the value.
+//! - `PUT /api?group=G&key=K[&ttl=SECS]` with the value as the body: a set.
+//! - `DELETE /api?group=G&key=K`: a remove.
+//! - `POST /api/purge?group=G`: a purge.
+//! - `GET /metrics`, `GET /healthz`.
+//!
+//! A write answers 200 with `{"not_reached":[...]}`: the peers that could
+//! not be told. Writes can be turned off ([`HttpLimits::read_only`]): they
+//! are answered 405.
 //!
 //! Served with hyper directly rather than `axum::serve`, so that every
 //! connection is bounded: a time limit to send request headers (which also
@@ -14,9 +24,10 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::routing::{get, post};
 use axum::Router;
-use groupcache_tokio::{Error, Node};
+use groupcache_tokio::{Error, Node, WriteOp, WriteReport};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -28,34 +39,106 @@ struct Front {
     api: Node,
     /// Every node whose stats `/metrics` exports.
     all: Vec<Node>,
+    /// Writes are refused.
+    read_only: bool,
 }
 
 #[derive(Deserialize)]
 struct ApiQuery {
     group: Option<String>,
     key: Option<String>,
+    ttl: Option<u64>,
+}
+
+impl ApiQuery {
+    fn group_key(self) -> Result<(String, String, Option<u64>), Response> {
+        match (self.group, self.key) {
+            (Some(g), Some(k)) => Ok((g, k, self.ttl)),
+            _ => Err((
+                StatusCode::BAD_REQUEST,
+                "missing query parameter: use /api?group=G&key=K\n",
+            )
+                .into_response()),
+        }
+    }
+}
+
+fn error_response(e: Error) -> Response {
+    let status = match e {
+        Error::NoGroup(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Load(_) | Error::Unreachable(_) | Error::Write(_) => StatusCode::BAD_GATEWAY,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, format!("{e}\n")).into_response()
 }
 
 async fn api(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {
-    let (Some(group), Some(key)) = (q.group, q.key) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "missing query parameter: use /api?group=G&key=K\n",
-        )
-            .into_response();
+    let (group, key, _) = match q.group_key() {
+        Ok(gk) => gk,
+        Err(r) => return r,
     };
     match f.api.get(&group, &key).await {
         Ok(v) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
-        Err(e) => {
-            let status = match e {
-                Error::NoGroup(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
-                Error::Load(_) => StatusCode::BAD_GATEWAY,
-                Error::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (status, format!("{e}\n")).into_response()
-        }
+        Err(e) => error_response(e),
     }
+}
+
+/// Carries out a write unless the front is read-only.
+async fn write(f: &Front, group: &str, op: WriteOp) -> Response {
+    if f.read_only {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "writes are turned off on this front\n",
+        )
+            .into_response();
+    }
+    match f.api.write(group, op).await {
+        Ok(r) => report(&r),
+        Err(e) => error_response(e),
+    }
+}
+
+fn report(r: &WriteReport) -> Response {
+    let body = serde_json::json!({ "not_reached": r.not_reached.iter().map(|p| &**p).collect::<Vec<_>>() });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+async fn put(State(f): State<Front>, Query(q): Query<ApiQuery>, body: Bytes) -> Response {
+    let (group, key, ttl) = match q.group_key() {
+        Ok(gk) => gk,
+        Err(r) => return r,
+    };
+    let op = WriteOp::Set {
+        key: key.into(),
+        value: body,
+        ttl: ttl.map(Duration::from_secs),
+    };
+    write(&f, &group, op).await
+}
+
+async fn delete(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {
+    let (group, key, _) = match q.group_key() {
+        Ok(gk) => gk,
+        Err(r) => return r,
+    };
+    write(&f, &group, WriteOp::Remove { key: key.into() }).await
+}
+
+async fn purge(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {
+    let Some(group) = q.group else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing query parameter: use /api/purge?group=G\n",
+        )
+            .into_response();
+    };
+    write(&f, &group, WriteOp::Purge).await
 }
 
 async fn metrics(State(f): State<Front>) -> Response {
@@ -136,6 +219,8 @@ pub struct HttpLimits {
     pub max_connections_per_addr: usize,
     /// Largest request body in bytes.
     pub max_body: usize,
+    /// Refuse writes (PUT, DELETE, POST /api/purge) with 405.
+    pub read_only: bool,
 }
 
 impl Default for HttpLimits {
@@ -145,6 +230,7 @@ impl Default for HttpLimits {
             max_connections: 512,
             max_connections_per_addr: 64,
             max_body: 1 << 20,
+            read_only: false,
         }
     }
 }
@@ -160,11 +246,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/api", get(api))
+        .route("/api", get(api).put(put).delete(delete))
+        .route("/api/purge", post(purge))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(limits.max_body))
-        .with_state(Front { api: api_node, all });
+        .with_state(Front {
+            api: api_node,
+            all,
+            read_only: limits.read_only,
+        });
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let per_addr = PerAddr::new(limits.max_connections_per_addr);
     let graceful = GracefulShutdown::new();

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use groupcache_cli::config::{GroupSpec, ServeConfig};
 use groupcache_cli::http::{self, HttpLimits};
 use groupcache_driver::core::ring::Ring;
-use groupcache_tokio::{sample, Client, Node, Tokio};
+use groupcache_tokio::{sample, Bytes, Client, Node, Tokio, WriteOp};
 
 /// A distributed read-through cache, wire-compatible with go-needle/groupcache.
 #[derive(Parser)]
@@ -37,6 +38,43 @@ enum Cmd {
         group: String,
         /// Key.
         key: String,
+    },
+    /// Store a value at its key's owner; every other node drops its copy.
+    /// Exits 0 when every node was told, 3 when the owner stored it but some
+    /// peers were not reached (printed; their copies expire within the hot
+    /// TTL), 1 on failure.
+    Set {
+        /// Peer address of any node, e.g. 127.0.0.1:8001.
+        #[arg(long)]
+        node: String,
+        /// Group name.
+        group: String,
+        /// Key.
+        key: String,
+        /// The value; `-` reads it from standard input.
+        value: String,
+        /// Seconds to serve it (capped by the group's TTL; default: the
+        /// group's TTL).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Remove a key from every node. Exit codes as for `set`.
+    Remove {
+        /// Peer address of any node.
+        #[arg(long)]
+        node: String,
+        /// Group name.
+        group: String,
+        /// Key.
+        key: String,
+    },
+    /// Forget every key of a group on every node. Exit codes as for `set`.
+    Purge {
+        /// Peer address of any node.
+        #[arg(long)]
+        node: String,
+        /// Group name.
+        group: String,
     },
     /// Print which peer owns each key (same placement as the Go original).
     Ring {
@@ -136,6 +174,9 @@ struct ServeArgs {
     /// HTTP front: largest request body in bytes (default 1 MiB).
     #[arg(long)]
     http_max_body: Option<usize>,
+    /// HTTP front: refuse writes (PUT, DELETE, POST /api/purge) with 405.
+    #[arg(long)]
+    http_read_only: bool,
 }
 
 impl ServeArgs {
@@ -164,6 +205,7 @@ impl ServeArgs {
             .http_max_connections_per_addr
             .or(c.http_max_connections_per_addr);
         c.http_max_body = self.http_max_body.or(c.http_max_body);
+        c.http_read_only = self.http_read_only || c.http_read_only;
         if !self.peers.is_empty() {
             c.peers = self.peers;
         }
@@ -221,6 +263,27 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Serve(args) => serve((*args).config()?).await,
             Cmd::Get { node, group, key } => get(&node, &group, &key).await,
+            Cmd::Set {
+                node,
+                group,
+                key,
+                value,
+                ttl,
+            } => {
+                let value = read_value(value)?;
+                let ttl = ttl.map(Duration::from_secs);
+                let op = WriteOp::Set {
+                    key: key.into(),
+                    value,
+                    ttl,
+                };
+                return Ok(write(&node, &group, op).await);
+            }
+            Cmd::Remove { node, group, key } => {
+                let op = WriteOp::Remove { key: key.into() };
+                return Ok(write(&node, &group, op).await);
+            }
+            Cmd::Purge { node, group } => return Ok(write(&node, &group, WriteOp::Purge).await),
             Cmd::Demo {
                 http,
                 any_port,
@@ -228,9 +291,10 @@ fn main() -> ExitCode {
             } => demo(http, any_port, exit).await,
             Cmd::Ring { .. } => unreachable!("handled above"),
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("groupcache: {e}");
             ExitCode::FAILURE
@@ -311,6 +375,37 @@ async fn get(node: &str, group: &str, key: &str) -> Result<(), String> {
     out.write_all(&value)
         .and_then(|()| out.write_all(b"\n"))
         .map_err(|e| e.to_string())
+}
+
+/// The value argument of `set`: itself, or standard input for `-`.
+fn read_value(arg: String) -> Result<Bytes, String> {
+    if arg != "-" {
+        return Ok(arg.into());
+    }
+    let mut v = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut v)
+        .map_err(|e| format!("reading the value from standard input: {e}"))?;
+    Ok(v.into())
+}
+
+/// Carries out a write through `node`: 0 when every node was told, 3 when
+/// it took effect but some peers were not reached, 1 on failure.
+async fn write(node: &str, group: &str, op: WriteOp) -> ExitCode {
+    match Client::new(node).write(group, op).await {
+        Ok(r) if r.not_reached.is_empty() => ExitCode::SUCCESS,
+        Ok(r) => {
+            let peers: Vec<&str> = r.not_reached.iter().map(|p| &**p).collect();
+            eprintln!(
+                "groupcache: not reached: {} (their copies expire within the hot TTL)",
+                peers.join(", ")
+            );
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("groupcache: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn demo(http: SocketAddr, any_port: bool, exit: bool) -> Result<(), String> {

@@ -22,8 +22,10 @@ pub mod sample;
 pub mod conformance;
 
 pub use bytes::Bytes;
-pub use client::{Client, ClientError};
-pub use groupcache_core::node::{Error, GroupConfig, GroupExists, GroupStats, LoadError};
+pub use client::Client;
+pub use groupcache_core::node::{
+    Error, GroupConfig, GroupExists, GroupStats, LoadError, Loaded, WriteOp, WriteReport,
+};
 pub use groupcache_core::{self as core, ring::HashFn};
 pub use ipnet::IpNet;
 pub use loader::{LoadFuture, Loader};
@@ -37,8 +39,8 @@ pub use runtime::{timeout, Runtime};
 macro_rules! adapter_api {
     ($rt:ty) => {
         pub use $crate::{
-            core, sample, Bytes, ClientError, Error, GroupConfig, GroupExists, GroupStats, HashFn,
-            IpNet, LoadError, LoadFuture, Loader, StartError,
+            core, sample, Bytes, Error, GroupConfig, GroupExists, GroupStats, HashFn, IpNet,
+            LoadError, LoadFuture, Loaded, Loader, StartError, WriteOp, WriteReport,
         };
         /// Configures a node; `Builder::new()` uses the runtime's default
         /// handle. See [`groupcache_driver::Builder`].

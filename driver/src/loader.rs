@@ -3,19 +3,19 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use bytes::Bytes;
-pub use groupcache_core::node::LoadError;
+pub use groupcache_core::node::{LoadError, Loaded};
 
 /// A boxed loader future.
-pub type LoadFuture = Pin<Box<dyn Future<Output = Result<Bytes, LoadError>> + Send + 'static>>;
+pub type LoadFuture = Pin<Box<dyn Future<Output = Result<Loaded, LoadError>> + Send + 'static>>;
 
 /// Fetches the value of a key from the origin (a database, files, a
 /// service). It runs at most once at a time per key in the whole cluster;
 /// if it panics, that key's waiters get an error and the next get retries.
 ///
 /// Any `Fn(String) -> impl Future<Output = Result<V, LoadError>>` is a
-/// loader, where `V` converts into `Bytes` (`Vec<u8>`, `String`,
-/// `&'static str`, `Bytes`):
+/// loader, where `V` converts into [`Loaded`] (`Vec<u8>`, `String`,
+/// `&'static str`, `Bytes`, or a `Loaded` with a time to live of its own,
+/// capped by the group's):
 ///
 /// ```
 /// use groupcache_driver::{Loader, LoadError};
@@ -27,6 +27,12 @@ pub type LoadFuture = Pin<Box<dyn Future<Output = Result<Bytes, LoadError>> + Se
 ///         _ => Err(LoadError::NotFound(format!("{key} not exist"))),
 ///     }
 /// });
+/// // A value with its own expiry: a session token good for five minutes.
+/// use std::time::Duration;
+/// use groupcache_driver::core::node::Loaded;
+/// assert_loader(|key: String| async move {
+///     Ok::<_, LoadError>(Loaded::new(format!("token for {key}")).ttl(Duration::from_secs(300)))
+/// });
 /// ```
 pub trait Loader: Send + Sync + 'static {
     /// Loads `key`.
@@ -37,7 +43,7 @@ impl<F, Fut, V> Loader for F
 where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<V, LoadError>> + Send + 'static,
-    V: Into<Bytes>,
+    V: Into<Loaded>,
 {
     fn load(&self, key: String) -> LoadFuture {
         let fut = self(key);

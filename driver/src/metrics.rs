@@ -66,6 +66,31 @@ const GROUP_COUNTERS: &[(&str, &str, GroupField)] = &[
         "Loaded values refused for exceeding the group's maximum value size.",
         |s| s.values_too_large,
     ),
+    (
+        "groupcache_sets",
+        "Sets this node carried out across the cluster.",
+        |s| s.sets,
+    ),
+    (
+        "groupcache_removes",
+        "Removes this node carried out across the cluster.",
+        |s| s.removes,
+    ),
+    (
+        "groupcache_purges",
+        "Purges this node carried out across the cluster.",
+        |s| s.purges,
+    ),
+    (
+        "groupcache_writes_applied",
+        "Writes applied on this node at another node's request.",
+        |s| s.writes_applied,
+    ),
+    (
+        "groupcache_write_peers_not_reached",
+        "Peers a write carried out by this node could not reach, summed.",
+        |s| s.write_peers_not_reached,
+    ),
 ];
 
 const CACHE_COUNTERS: &[(&str, &str, CacheField)] = &[

@@ -184,7 +184,7 @@ impl Node {
             _ => false,
         };
         let result = if too_large {
-            Err(Error::Write("value exceeds the group's limit".into()))
+            Err(Error::TooLarge("value exceeds the group's limit".into()))
         } else {
             self.apply_write(now, group, &op);
             Ok(WriteReport::default())
@@ -312,7 +312,8 @@ pub(super) fn error_response(e: &Error, ext: bool) -> Response {
         | Error::Load(m)
         | Error::NoGroup(m)
         | Error::Unreachable(m)
-        | Error::Write(m) => m.to_string(),
+        | Error::Write(m)
+        | Error::TooLarge(m) => m.to_string(),
         Error::Shutdown => e.to_string(),
     };
     Response {

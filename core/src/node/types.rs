@@ -188,10 +188,13 @@ pub enum Error {
     /// dropped the connection, did not answer in time, or is backed off.
     #[error("not reached: {0}")]
     Unreachable(Arc<str>),
-    /// A write was refused or did not take effect: the value is too large,
-    /// or the key's owner could not be told (the message says which).
+    /// A write did not take effect: the key's owner could not be told, or
+    /// does not understand writes (the message says which).
     #[error("write failed: {0}")]
     Write(Arc<str>),
+    /// A value to write is larger than the group accepts.
+    #[error("too large: {0}")]
+    TooLarge(Arc<str>),
 }
 
 impl Error {

@@ -181,7 +181,7 @@ impl Node {
                     .saturating_sub(WRITE_OVERHEAD + group.len() + key.len())
                     .min(self.cfg.max_frame.saturating_sub(RESPONSE_OVERHEAD)),
             );
-            return Err(Error::Write(
+            return Err(Error::TooLarge(
                 format!("{group}/{key}: value of {value} bytes exceeds the limit of {limit}")
                     .into(),
             ));

@@ -5,7 +5,7 @@
 //! Every body panics on a broken property; a clean return means the input
 //! passed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,12 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 
 use crate::frame::{decode_all, FrameDecoder};
-use crate::node::{Config, ConnId, Get, GetId, GroupConfig, LoadError, LoadId, Node, Output};
+use crate::node::{
+    Config, ConnId, Get, GetId, GroupConfig, LoadError, LoadId, Node, Output, WriteId, WriteOp,
+    Written,
+};
 use crate::testing::model::{CacheCheck, CacheOp};
-use crate::wire::{encode_frame, Request, Response};
+use crate::wire::{encode_frame, Request, Response, OP_GET, OP_PURGE, OP_REMOVE, OP_SET};
 
 fn epoch() -> Instant {
     #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
@@ -130,7 +133,16 @@ const FROM: [Ipv4Addr; 3] = [
 const GROUPS: [&str; 3] = ["g", "h", "unknown"];
 const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
+/// A key of a group.
+type Slot = (String, String);
+
 /// The node fuzzer's bookkeeping of what the node asked for.
+///
+/// The origin is versioned: every write bumps the versions it touches, as
+/// an application changes its database before the cache, and every value
+/// (loaded, set, or answered by the fake owner) starts with the version it
+/// was read at. After a write is acknowledged, the node must never hold a
+/// value of those keys older than the write.
 struct Harness {
     /// Print every step and output (set `GROUPCACHE_FUZZ_TRACE` to debug a
     /// crash).
@@ -142,16 +154,82 @@ struct Harness {
     inbound: Vec<ConnId>,
     outbound: Vec<ConnId>,
     gets: HashSet<GetId>,
+    /// Versions at the origin.
+    origin: HashMap<Slot, u32>,
+    /// The version each load reads: the origin's when it started.
+    load_version: HashMap<LoadId, u32>,
+    /// Requests sent on each outbound connection, answered in order by the
+    /// fake peer: the key and the version its answer holds.
+    asked: HashMap<ConnId, VecDeque<(Request, u32)>>,
+    /// Writes under way: the versions they make the floor once
+    /// acknowledged.
+    writes: HashMap<WriteId, Vec<(Slot, u32)>>,
+    /// The oldest version of each key the node may still hold.
+    floor: HashMap<Slot, u32>,
+}
+
+fn slot(group: &str, key: &str) -> Slot {
+    (group.to_string(), key.to_string())
+}
+
+/// A value of `len` bytes (at least 4) that holds `version`.
+fn versioned(version: u32, len: usize) -> Bytes {
+    let mut v = version.to_le_bytes().to_vec();
+    v.resize(len.max(4), b'v');
+    Bytes::from(v)
 }
 
 impl Harness {
+    fn version(&self, group: &str, key: &str) -> u32 {
+        self.origin.get(&slot(group, key)).copied().unwrap_or(0)
+    }
+
+    /// The application changes keys at the origin before writing the
+    /// cache; returns the new versions.
+    fn bump(&mut self, group: &str, key: Option<&str>) -> Vec<(Slot, u32)> {
+        let keys: Vec<&str> = key.map_or(KEYS.to_vec(), |k| vec![k]);
+        keys.into_iter()
+            .map(|k| {
+                let v = self.origin.entry(slot(group, k)).or_default();
+                *v += 1;
+                (slot(group, k), *v)
+            })
+            .collect()
+    }
+
+    fn acknowledged(&mut self, fence: Vec<(Slot, u32)>) {
+        for (s, v) in fence {
+            let f = self.floor.entry(s).or_default();
+            *f = (*f).max(v);
+        }
+    }
+
+    /// No value older than an acknowledged write is held.
+    fn check_floor(&self) {
+        for ((g, k), &floor) in &self.floor {
+            let Some(v) = self.node.peek(g, k) else {
+                continue;
+            };
+            assert!(v.len() >= 4, "{g}/{k}: unversioned value {v:?} cached");
+            let version = u32::from_le_bytes(v[..4].try_into().expect("4 bytes"));
+            assert!(
+                version >= floor,
+                "{g}/{k}: holds version {version} after a write of version {floor} was acknowledged"
+            );
+        }
+    }
+
     fn drain(&mut self) {
         while let Some(o) = self.node.poll_output() {
             if self.trace {
                 eprintln!("  -> {o:?}");
             }
             match o {
-                Output::Load { id, .. } => self.loads.push(id),
+                Output::Load { id, group, key } => {
+                    self.loads.push(id);
+                    let v = self.version(&group, &key);
+                    self.load_version.insert(id, v);
+                }
                 // Kept in `loads`: reporting a cancelled load later must be
                 // harmless.
                 Output::CancelLoad { id } => assert!(self.loads.contains(&id), "cancel {id}"),
@@ -162,17 +240,34 @@ impl Harness {
                         self.inbound.contains(&conn) || self.outbound.contains(&conn),
                         "send on unknown {conn}"
                     );
+                    if self.outbound.contains(&conn) {
+                        // The node sends whole request frames to peers.
+                        let (frames, rest) = decode_all(&data, usize::MAX).expect("frames");
+                        assert_eq!(rest, 0, "a partial request frame");
+                        for f in frames {
+                            let req = Request::decode_payload(&f).expect("a request");
+                            let v = self.version(&req.group, &req.key);
+                            self.asked.entry(conn).or_default().push_back((req, v));
+                        }
+                    }
                 }
                 Output::Close { conn, .. } => self.forget(conn),
                 Output::Done { get, .. } => {
                     assert!(self.gets.remove(&get), "{get} answered twice or unknown");
                 }
-                Output::Written { .. } => {}
+                Output::Written { write, result } => {
+                    let fence = self.writes.remove(&write);
+                    assert!(fence.is_some(), "{write} answered twice or unknown");
+                    if result.is_ok() {
+                        self.acknowledged(fence.unwrap_or_default());
+                    }
+                }
             }
         }
         if let Err(e) = self.node.validate() {
             panic!("invariant broken: {e}");
         }
+        self.check_floor();
         assert!(
             self.node.connections()
                 <= self.inbound.len() + self.outbound.len() + self.connecting.len()
@@ -180,6 +275,7 @@ impl Harness {
     }
 
     fn forget(&mut self, conn: ConnId) {
+        self.asked.remove(&conn);
         self.inbound.retain(|&c| c != conn);
         self.outbound.retain(|&c| c != conn);
         self.connecting.retain(|&c| c != conn);
@@ -226,6 +322,11 @@ pub fn node(data: &[u8]) {
         inbound: Vec::new(),
         outbound: Vec::new(),
         gets: HashSet::new(),
+        origin: HashMap::new(),
+        load_version: HashMap::new(),
+        asked: HashMap::new(),
+        writes: HashMap::new(),
+        floor: HashMap::new(),
     };
     let mut steps = 0;
     while !u.is_empty() && steps < 400 {
@@ -247,8 +348,8 @@ pub fn node(data: &[u8]) {
         }
         for id in std::mem::take(&mut h.loads) {
             let now = h.now;
-            h.node
-                .handle_load(now, id, Ok(Bytes::from_static(b"v").into()));
+            let v = versioned(h.load_version[&id], 4);
+            h.node.handle_load(now, id, Ok(v.into()));
             h.drain();
         }
         h.now += Duration::from_secs(120);
@@ -260,41 +361,127 @@ pub fn node(data: &[u8]) {
         }
     }
     assert!(h.gets.is_empty(), "gets never answered: {:?}", h.gets);
+    assert!(h.writes.is_empty(), "writes never answered: {:?}", h.writes);
     assert!(
         h.node.is_idle(),
         "node not idle after every load and timeout"
     );
 }
 
-fn request_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
+/// A request from a client or peer; a write in it changes the origin first,
+/// as an application would.
+fn request_bytes(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<BytesMut> {
     let mut b = BytesMut::new();
+    let (group, key) = (*u.choose(&GROUPS)?, *u.choose(&KEYS)?);
+    let op = *u.choose(&[OP_GET, OP_GET, OP_SET, OP_REMOVE, OP_PURGE, 9])?;
+    let value = match op {
+        OP_SET => {
+            let v = h.bump(group, Some(key))[0].1;
+            versioned(v, u.int_in_range(4..=40)?)
+        }
+        OP_REMOVE => {
+            h.bump(group, Some(key));
+            Bytes::new()
+        }
+        OP_PURGE => {
+            h.bump(group, None);
+            Bytes::new()
+        }
+        _ => Bytes::new(),
+    };
     let req = Request {
-        group: u.choose(&GROUPS)?.to_string(),
-        key: u.choose(&KEYS)?.to_string(),
+        group: group.to_string(),
+        key: key.to_string(),
         from_peer: u.arbitrary()?,
         ext: u.arbitrary()?,
         progress: u.arbitrary()?,
-        ..Default::default()
+        op,
+        value,
+        ttl_ms: u.int_in_range(0..=3)? * 1000,
     };
     encode_frame(&req, &mut b);
     Ok(b)
 }
 
-fn response_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<BytesMut> {
+/// The fake peer's answer to the oldest request it has not answered on
+/// `conn`: a get's value is the version the origin had when it was asked.
+fn response_bytes(
+    u: &mut Unstructured<'_>,
+    h: &mut Harness,
+    conn: ConnId,
+) -> arbitrary::Result<BytesMut> {
     let mut b = BytesMut::new();
-    let len = u.int_in_range(0..=8)?;
+    let keepalive = u.ratio(1, 4)?;
+    let code = *u.choose(&[200, 404, 500, 0, -1, 302])?;
+    let asked = if keepalive {
+        None
+    } else {
+        h.asked.get_mut(&conn).and_then(|q| q.pop_front())
+    };
+    let value = match asked {
+        Some((req, v)) if code == 200 && req.op == OP_GET && !req.group.is_empty() => {
+            versioned(v, u.int_in_range(4..=8)?)
+        }
+        _ => {
+            let len = u.int_in_range(0..=8)?;
+            Bytes::copy_from_slice(u.bytes(len)?)
+        }
+    };
     let resp = Response {
-        value: Bytes::copy_from_slice(u.bytes(len)?),
-        code: *u.choose(&[200, 404, 500, 0, -1, 302])?,
+        value,
+        code,
         ttl_ms: u.int_in_range(0..=10_000)?,
         not_found: u.arbitrary()?,
         pipelining: u.arbitrary()?,
         load_failed: u.arbitrary()?,
-        keepalive: u.ratio(1, 4)?,
-        ..Default::default()
+        keepalive,
+        writes: u.ratio(3, 4)?,
+        not_reached: Vec::new(),
     };
     encode_frame(&resp, &mut b);
     Ok(b)
+}
+
+/// A write through the node (or, now and then, through the peer as a
+/// client would), with the origin changed first.
+fn write_step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
+    let now = h.now;
+    let (group, key) = (*u.choose(&GROUPS)?, *u.choose(&KEYS)?);
+    let (op, fence) = match u.int_in_range(0..=2u8)? {
+        0 => {
+            let fence = h.bump(group, Some(key));
+            let value = versioned(fence[0].1, u.int_in_range(4..=300)?);
+            let ttl = u.ratio(1, 3)?.then_some(Duration::from_secs(2));
+            let op = WriteOp::Set {
+                key: key.into(),
+                value,
+                ttl,
+            };
+            (op, fence)
+        }
+        1 => (WriteOp::Remove { key: key.into() }, h.bump(group, Some(key))),
+        _ => (WriteOp::Purge, h.bump(group, None)),
+    };
+    if u.ratio(1, 8)? {
+        // Carried out by another node: nothing to check here.
+        let id = h.node.write_via(now, PEER, group, op);
+        h.writes.insert(id, Vec::new());
+        return Ok(());
+    }
+    match h.node.write(now, group, op) {
+        Written::Ready(r) => {
+            if h.trace {
+                eprintln!("  write {group}/{key}: {r:?}");
+            }
+            if r.is_ok() {
+                h.acknowledged(fence);
+            }
+        }
+        Written::Pending(id) => {
+            h.writes.insert(id, fence);
+        }
+    }
+    Ok(())
 }
 
 /// Feeds `data` to `conn` in pieces the input chooses.
@@ -317,7 +504,7 @@ fn feed(
 
 fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
     let now = h.now;
-    let op = u.int_in_range(0..=15u8)?;
+    let op = u.int_in_range(0..=17u8)?;
     if h.trace {
         eprintln!(
             "step op {op}: loads {:?} connecting {:?} in {:?} out {:?}",
@@ -341,6 +528,7 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
                 h.inbound.push(c);
             }
         }
+        16 | 17 => write_step(u, h)?,
         13 | 14 => {
             if let Some(c) = pick(u, &h.inbound)? {
                 let n = u.int_in_range(0..=200)?;
@@ -349,13 +537,13 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
         }
         3 => {
             if let Some(c) = pick(u, &h.inbound)? {
-                let frame = request_bytes(u)?;
+                let frame = request_bytes(u, h)?;
                 feed(u, h, c, &frame)?;
             }
         }
         4 => {
             if let Some(c) = pick(u, &h.outbound)? {
-                let frame = response_bytes(u)?;
+                let frame = response_bytes(u, h, c)?;
                 feed(u, h, c, &frame)?;
             }
         }
@@ -363,7 +551,15 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
             let all: Vec<ConnId> = h.inbound.iter().chain(&h.outbound).copied().collect();
             if let Some(c) = pick(u, &all)? {
                 let n = u.int_in_range(0..=24)?;
-                let junk = u.bytes(n)?.to_vec();
+                let mut junk = u.bytes(n)?.to_vec();
+                if h.outbound.contains(&c) {
+                    // Never a valid answer by chance: the fake peer's
+                    // answers must hold honest versions. A length over the
+                    // maximum frame breaks the connection.
+                    let mut bad = (u32::MAX as i64).to_le_bytes().to_vec();
+                    bad.append(&mut junk);
+                    junk = bad;
+                }
                 feed(u, h, c, &junk)?;
             }
         }
@@ -371,10 +567,11 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
             if !h.loads.is_empty() {
                 let i = u.choose_index(h.loads.len())?;
                 let id = h.loads.swap_remove(i);
+                let version = h.load_version[&id];
                 let r = match u.int_in_range(0..=3u8)? {
                     0 => Err(LoadError::NotFound("nf".into())),
                     1 => Err(LoadError::Failed("boom".into())),
-                    _ => Ok(Bytes::from(vec![b'v'; u.int_in_range(0..=300)?]).into()),
+                    _ => Ok(versioned(version, u.int_in_range(0..=300)?).into()),
                 };
                 h.node.handle_load(now, id, r);
             }

@@ -263,10 +263,10 @@ pub async fn client_decodes_vector_responses<R: Runtime>(rt: R) {
             200 => assert_eq!(got.unwrap(), Bytes::from(f.value.clone())),
             404 => assert!(matches!(
                 got,
-                Err(crate::ClientError::Remote(Error::NoGroup(_)))
+                Err(Error::NoGroup(_))
             )),
             _ => match got {
-                Err(crate::ClientError::Remote(Error::Load(m))) => {
+                Err(Error::Load(m)) => {
                     assert_eq!(m.as_bytes(), &f.value[..]);
                 }
                 other => panic!("code {}: {other:?}", f.code),

@@ -188,7 +188,7 @@ pub async fn hung_origin_is_cancelled_at_the_load_timeout<R: Runtime>(rt: R) {
         .unwrap();
     let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
     match bounded(&rt, "hung get", client.get("h", "k")).await {
-        Err(crate::ClientError::Remote(Error::Load(m))) => {
+        Err(Error::Load(m)) => {
             assert!(m.contains("h/k") && m.contains("timed out"), "{m}")
         }
         other => panic!("{other:?}"),
@@ -276,7 +276,7 @@ pub async fn shutdown_answers_requests_still_open<R: Runtime>(rt: R) {
     bounded(&rt, "load start", started_rx.recv()).await.unwrap();
     bounded(&rt, "shutdown", node.shutdown()).await;
     match bounded(&rt, "answer", rx.recv()).await.unwrap() {
-        Err(crate::ClientError::Remote(Error::Load(m))) => {
+        Err(Error::Load(m)) => {
             assert!(m.contains("shutting down"), "{m}")
         }
         other => panic!("{other:?}"),
@@ -300,7 +300,7 @@ pub async fn value_over_the_limit_is_refused<R: Runtime>(rt: R) {
     let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
     for _ in 0..2 {
         match bounded(&rt, "get", client.get("v", "k")).await {
-            Err(crate::ClientError::Remote(Error::Load(m))) => assert!(
+            Err(Error::Load(m)) => assert!(
                 m.contains("v/k: value of 2000 bytes exceeds the limit of 1000"),
                 "{m}"
             ),

@@ -215,7 +215,7 @@ pub(super) fn get_in_background<R: Runtime>(
     node: &Node<R>,
     group: &'static str,
     key: &'static str,
-) -> async_channel::Receiver<Result<Bytes, crate::ClientError>> {
+) -> async_channel::Receiver<Result<Bytes, crate::Error>> {
     let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
     let (tx, rx) = async_channel::bounded(1);
     rt.spawn(async move {

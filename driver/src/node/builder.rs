@@ -2,15 +2,15 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use groupcache_core::node::{self as core, Config, GroupConfig};
 use groupcache_core::ring::HashFn;
 use ipnet::IpNet;
 
-use super::shared::{Shared, State};
-use super::tasks::{accept_loop, timer_loop, Live};
+use super::shared::Shared;
+use super::tasks::accept_loop;
 use super::{Node, StartError};
 use crate::loader::Loader;
 use crate::runtime::Runtime;
@@ -221,7 +221,6 @@ impl<R: Runtime> Builder<R> {
         let mut cfg = self.cfg;
         cfg.self_addr = self.self_addr.unwrap_or_else(|| local.to_string());
         let peers = self.peers.unwrap_or_else(|| vec![cfg.self_addr.clone()]);
-        let write_timeout = cfg.request_timeout;
         let self_addr = cfg.self_addr.clone();
         let mut node = core::Node::new(cfg);
         node.set_peers(&peers);
@@ -230,26 +229,8 @@ impl<R: Runtime> Builder<R> {
             loaders.insert(g.name.clone(), loader);
             node.add_group(g)?;
         }
-        let (wake_tx, wake_rx) = async_channel::bounded(1);
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-        let (idle_tx, idle_rx) = async_channel::bounded(1);
-        let shared = Arc::new(Shared {
-            rt: self.rt.clone(),
-            state: Mutex::new(State {
-                node,
-                conns: HashMap::new(),
-                gets: HashMap::new(),
-                loads: HashMap::new(),
-                timer_at: None,
-                shutting_down: false,
-            }),
-            loaders,
-            wake: wake_tx,
-            idle: idle_tx,
-            write_timeout,
-            live: Live::default(),
-        });
-        self.rt.spawn(timer_loop(shared.clone(), wake_rx));
+        let (shared, idle_rx) = Shared::start(self.rt.clone(), node, loaders);
         self.rt
             .spawn(accept_loop(shared.clone(), listener, stop_rx));
         tracing::debug!(%local, self_addr, "groupcache node started");

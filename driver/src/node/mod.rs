@@ -19,13 +19,13 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
-use groupcache_core::node::{Get, GroupExists, GroupStats};
+use groupcache_core::node::{GroupExists, GroupStats, WriteOp, WriteReport};
 
 use crate::runtime::{timeout, Runtime};
 use crate::Error;
 
 pub use builder::Builder;
-use shared::Shared;
+pub(crate) use shared::Shared;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,20 +75,16 @@ impl<R: Runtime> Node<R> {
     /// Gets `key` of `group`: from this node's caches, from its owner, or by
     /// loading it. A hit takes one lock and one hash lookup.
     pub async fn get(&self, group: &str, key: &str) -> Result<Bytes, Error> {
-        let rx = {
-            let mut st = self.shared.lock();
-            let now = self.shared.rt.now();
-            match st.node.get(now, group, key) {
-                Get::Ready(r) => return r,
-                Get::Pending(id) => {
-                    let (tx, rx) = async_channel::bounded(1);
-                    st.gets.insert(id, tx);
-                    self.shared.drain(st);
-                    rx
-                }
-            }
-        };
-        rx.recv().await.unwrap_or(Err(Error::Shutdown))
+        self.shared.get(|n, now| n.get(now, group, key)).await
+    }
+
+    /// Carries out a write across the cluster (see [`WriteOp`]): the key's
+    /// owner applies it first, then every other node drops its copy. Nodes
+    /// that could not be told are in [`WriteReport::not_reached`]; their
+    /// copies live at most the group's hot TTL. Fails with
+    /// [`Error::Write`] when the owner could not apply it.
+    pub async fn write(&self, group: &str, op: WriteOp) -> Result<WriteReport, Error> {
+        self.shared.write(|n, now| n.write(now, group, op)).await
     }
 
     /// A handle on one group, for repeated gets.
@@ -152,19 +148,12 @@ impl<R: Runtime> Node<R> {
                 "shutdown timed out with requests in flight: answering them with errors"
             );
         }
-        self.shared.input(|n, now| n.abort(now));
-        {
-            let mut st = self.shared.lock();
-            st.conns.clear();
-            for (_, tx) in st.gets.drain() {
-                let _ = tx.try_send(Err(Error::Shutdown));
-            }
-        }
+        self.shared.stop();
         let flushed = timeout(&rt, self.shared.write_timeout, self.shared.live.all_ended()).await;
         if flushed.is_none() {
             tracing::warn!("shutdown: some connections did not take their last answers in time");
         }
-        self.shared.wake.close();
+        self.shared.end();
     }
 }
 
@@ -184,6 +173,49 @@ impl<R: Runtime> Group<R> {
     /// Gets `key` (see [`Node::get`]).
     pub async fn get(&self, key: &str) -> Result<Bytes, Error> {
         self.node.get(&self.name, key).await
+    }
+
+    /// Stores `value` under `key` at its owner, served for `ttl` (capped
+    /// by the group's TTL; `None`: the group's); every other node drops
+    /// its copy and fetches the new value on its next get. Concurrent sets
+    /// of one key are applied in the order the owner receives them; none is
+    /// dropped. See [`Node::write`].
+    ///
+    /// ```no_run
+    /// # async fn demo<R: groupcache_driver::Runtime>(g: groupcache_driver::Group<R>) {
+    /// let report = g.set("Tom", "631", None).await.expect("the owner stored it");
+    /// if !report.not_reached.is_empty() {
+    ///     eprintln!("copies may live on until the hot TTL on {:?}", report.not_reached);
+    /// }
+    /// # }
+    /// ```
+    pub async fn set(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<WriteReport, Error> {
+        let op = WriteOp::Set {
+            key: key.into(),
+            value: value.into(),
+            ttl,
+        };
+        self.node.write(&self.name, op).await
+    }
+
+    /// Removes `key` from every node. A load of it under way is not cached
+    /// afterwards, so once this returns `Ok` with nobody
+    /// [`not_reached`](WriteReport::not_reached), no get returns the old
+    /// value. See [`Node::write`].
+    pub async fn remove(&self, key: &str) -> Result<WriteReport, Error> {
+        let op = WriteOp::Remove { key: key.into() };
+        self.node.write(&self.name, op).await
+    }
+
+    /// Forgets every key of the group on every node: one message per node,
+    /// whatever the number of keys. See [`Node::write`].
+    pub async fn purge(&self) -> Result<WriteReport, Error> {
+        self.node.write(&self.name, WriteOp::Purge).await
     }
 
     /// The group's counters.

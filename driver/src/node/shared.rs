@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use futures_lite::FutureExt;
-use groupcache_core::node::{self as core, ConnId, GetId, LoadError, LoadId, Output};
+use groupcache_core::node::{
+    self as core, ConnId, GetId, LoadError, LoadId, Loaded, Output, WriteId, WriteReport,
+};
 
 use super::outbox::{ConnHandle, Outbox};
-use super::tasks::{conn_loop, connect, Live};
+use super::tasks::{conn_loop, connect, timer_loop, Live};
 use crate::loader::Loader;
 use crate::runtime::Runtime;
 use crate::Error;
@@ -21,6 +23,7 @@ pub(super) struct State {
     pub(super) node: core::Node,
     pub(super) conns: HashMap<ConnId, ConnHandle>,
     pub(super) gets: HashMap<GetId, Sender<Result<Bytes, Error>>>,
+    pub(super) writes: HashMap<WriteId, Sender<Result<WriteReport, Error>>>,
     /// Loads running; dropping a sender cancels its load.
     pub(super) loads: HashMap<LoadId, Sender<()>>,
     pub(super) timer_at: Option<Instant>,
@@ -44,7 +47,7 @@ pub(super) enum Action {
     Connect(ConnId, Arc<str>, Arc<Outbox>),
 }
 
-pub(super) struct Shared<R: Runtime> {
+pub(crate) struct Shared<R: Runtime> {
     pub(super) rt: R,
     pub(super) state: Mutex<State>,
     pub(super) loaders: HashMap<String, Arc<dyn Loader>>,
@@ -55,6 +58,102 @@ pub(super) struct Shared<R: Runtime> {
 }
 
 impl<R: Runtime> Shared<R> {
+    /// The core behind its lock, with the timer task running. The caller
+    /// starts accepting if it serves a port; `idle` tells when a node that
+    /// is shutting down has nothing left in flight.
+    pub(crate) fn start(
+        rt: R,
+        node: core::Node,
+        loaders: HashMap<String, Arc<dyn Loader>>,
+    ) -> (Arc<Self>, Receiver<()>) {
+        let (wake_tx, wake_rx) = async_channel::bounded(1);
+        let (idle_tx, idle_rx) = async_channel::bounded(1);
+        let write_timeout = node.config().request_timeout;
+        let shared = Arc::new(Shared {
+            rt: rt.clone(),
+            state: Mutex::new(State {
+                node,
+                conns: HashMap::new(),
+                gets: HashMap::new(),
+                writes: HashMap::new(),
+                loads: HashMap::new(),
+                timer_at: None,
+                shutting_down: false,
+            }),
+            loaders,
+            wake: wake_tx,
+            idle: idle_tx,
+            write_timeout,
+            live: Live::default(),
+        });
+        rt.spawn(timer_loop(shared.clone(), wake_rx));
+        (shared, idle_rx)
+    }
+
+    /// Starts a get through `start` and waits for its outcome.
+    pub(crate) async fn get(
+        self: &Arc<Self>,
+        start: impl FnOnce(&mut core::Node, Instant) -> core::Get,
+    ) -> Result<Bytes, Error> {
+        let rx = {
+            let mut st = self.lock();
+            let now = self.rt.now();
+            match start(&mut st.node, now) {
+                core::Get::Ready(r) => return r,
+                core::Get::Pending(id) => {
+                    let (tx, rx) = async_channel::bounded(1);
+                    st.gets.insert(id, tx);
+                    self.drain(st);
+                    rx
+                }
+            }
+        };
+        rx.recv().await.unwrap_or(Err(Error::Shutdown))
+    }
+
+    /// Starts a write through `start` and waits for its outcome.
+    pub(crate) async fn write(
+        self: &Arc<Self>,
+        start: impl FnOnce(&mut core::Node, Instant) -> core::Written,
+    ) -> Result<WriteReport, Error> {
+        let rx = {
+            let mut st = self.lock();
+            let now = self.rt.now();
+            match start(&mut st.node, now) {
+                core::Written::Ready(r) => {
+                    self.drain(st);
+                    return r;
+                }
+                core::Written::Pending(id) => {
+                    let (tx, rx) = async_channel::bounded(1);
+                    st.writes.insert(id, tx);
+                    self.drain(st);
+                    rx
+                }
+            }
+        };
+        rx.recv().await.unwrap_or(Err(Error::Shutdown))
+    }
+
+    /// Ends everything: open gets and writes fail, connections close after
+    /// their last bytes, and the timer task stops.
+    pub(crate) fn stop(self: &Arc<Self>) {
+        self.input(|n, now| n.abort(now));
+        let mut st = self.lock();
+        st.conns.clear();
+        for (_, tx) in st.gets.drain() {
+            let _ = tx.try_send(Err(Error::Shutdown));
+        }
+        for (_, tx) in st.writes.drain() {
+            let _ = tx.try_send(Err(Error::Shutdown));
+        }
+    }
+
+    /// Stops the timer task, after [`Shared::stop`].
+    pub(crate) fn end(&self) {
+        self.wake.close();
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // The core never panics while the lock is held; if it ever did, its
         // state is still the best there is.
@@ -86,6 +185,11 @@ impl<R: Runtime> Shared<R> {
                 }
                 Output::Done { get, result } => {
                     if let Some(tx) = st.gets.remove(&get) {
+                        let _ = tx.try_send(result);
+                    }
+                }
+                Output::Written { write, result } => {
+                    if let Some(tx) = st.writes.remove(&write) {
                         let _ = tx.try_send(result);
                     }
                 }
@@ -172,7 +276,7 @@ impl<R: Runtime> Shared<R> {
     }
 
     /// Reports a load's outcome to the core.
-    pub(super) fn finish_load(self: &Arc<Self>, id: LoadId, result: Result<Bytes, LoadError>) {
+    pub(super) fn finish_load(self: &Arc<Self>, id: LoadId, result: Result<Loaded, LoadError>) {
         let mut st = self.lock();
         st.loads.remove(&id);
         let now = self.rt.now();
@@ -210,7 +314,7 @@ pub(super) struct LoadGuard<R: Runtime> {
 }
 
 impl<R: Runtime> LoadGuard<R> {
-    pub(super) fn finish(&mut self, result: Result<Bytes, LoadError>) {
+    pub(super) fn finish(&mut self, result: Result<Loaded, LoadError>) {
         if let Some(s) = self.shared.take() {
             s.finish_load(self.id, result);
         }
