@@ -21,10 +21,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use axum::routing::{get, post};
 use axum::Router;
 use groupcache_tokio::{Error, Node, WriteOp, WriteReport};

@@ -126,7 +126,8 @@ impl<R: Runtime> Client<R> {
     /// [`crate::Node::write`]).
     pub async fn write(&self, group: &str, op: WriteOp) -> Result<WriteReport, Error> {
         let addr = &self.addr;
-        let start = |n: &mut core::Node, now| core::Written::Pending(n.write_via(now, addr, group, op));
+        let start =
+            |n: &mut core::Node, now| core::Written::Pending(n.write_via(now, addr, group, op));
         self.shared().write(start).await
     }
 

@@ -459,7 +459,10 @@ fn write_step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()
             };
             (op, fence)
         }
-        1 => (WriteOp::Remove { key: key.into() }, h.bump(group, Some(key))),
+        1 => (
+            WriteOp::Remove { key: key.into() },
+            h.bump(group, Some(key)),
+        ),
         _ => (WriteOp::Purge, h.bump(group, None)),
     };
     if u.ratio(1, 8)? {

@@ -261,10 +261,7 @@ pub async fn client_decodes_vector_responses<R: Runtime>(rt: R) {
         let got = bounded(&rt, "client get", client.get("g", "k")).await;
         match f.code {
             200 => assert_eq!(got.unwrap(), Bytes::from(f.value.clone())),
-            404 => assert!(matches!(
-                got,
-                Err(Error::NoGroup(_))
-            )),
+            404 => assert!(matches!(got, Err(Error::NoGroup(_)))),
             _ => match got {
                 Err(Error::Load(m)) => {
                     assert_eq!(m.as_bytes(), &f.value[..]);

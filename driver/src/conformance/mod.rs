@@ -1,11 +1,12 @@
 //! The adapter conformance suite, written once: every runtime adapter runs
 //! it with [`conformance_tests!`](crate::conformance_tests). Real TCP on
 //! 127.0.0.1, ports chosen by the OS. The cases live in `cluster` (gets,
-//! routing, wire, membership, shutdown) and `limits` (hostile clients, slow
-//! origins, stopped peers).
+//! routing, wire, membership, shutdown), `limits` (hostile clients, slow
+//! origins, stopped peers) and `writes` (set, remove, purge).
 
 mod cluster;
 mod limits;
+mod writes;
 
 pub use cluster::{
     allowlist_refuses_other_addresses, bad_input_closes_only_that_connection,
@@ -20,6 +21,10 @@ pub use limits::{
     one_address_cannot_lock_out_others, shutdown_answers_requests_still_open,
     slow_origin_is_asked_once, stopped_peer_is_backed_off,
     unread_answers_pause_only_that_connection, value_over_the_limit_is_refused,
+};
+pub use writes::{
+    client_writes_through_a_node, writes_name_the_peers_they_could_not_reach,
+    writes_through_any_node_reach_every_node,
 };
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,7 +65,10 @@ macro_rules! conformance_tests {
             hung_origin_is_cancelled_at_the_load_timeout,
             stopped_peer_is_backed_off,
             shutdown_answers_requests_still_open,
-            value_over_the_limit_is_refused
+            value_over_the_limit_is_refused,
+            writes_through_any_node_reach_every_node,
+            client_writes_through_a_node,
+            writes_name_the_peers_they_could_not_reach
         );
     };
     (@each $run:path, $rt:expr; $($name:ident),* $(,)?) => {
