@@ -39,7 +39,7 @@ fn ring_matches_the_go_vectors() {
 fn help_is_there_for_every_command() {
     let (ok, out, _) = run(&["--help"]);
     assert!(ok);
-    for cmd in ["serve", "get", "ring", "demo"] {
+    for cmd in ["serve", "get", "set", "remove", "purge", "ring", "demo"] {
         assert!(out.contains(cmd), "{out}");
         let (ok, out, _) = run(&[cmd, "--help"]);
         assert!(ok && out.contains("Usage: groupcache"), "{cmd}: {out}");
@@ -75,7 +75,149 @@ fn get_fails_with_a_clear_error_when_no_node_answers() {
     let node = format!("127.0.0.1:{port}");
     let (ok, _, err) = run(&["get", "--node", &node, "score", "Tom"]);
     assert!(!ok);
-    assert!(err.contains("connection to"), "{err}");
+    assert!(err.contains("not reached") && err.contains(&node), "{err}");
+    for write in [
+        &["set", "--node", &node, "score", "Tom", "1"][..],
+        &["remove", "--node", &node, "score", "Tom"],
+        &["purge", "--node", &node, "score"],
+    ] {
+        let out = Command::new(BIN).args(write).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{write:?}: {err}");
+        assert!(err.contains("not reached") && err.contains(&node), "{err}");
+    }
+}
+
+/// Runs the binary with `stdin` as its standard input; returns its exit
+/// code, stdout and stderr.
+fn run_with_input(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_from_the_command_line_and_the_http_front() {
+    let (_child, peer, http) = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--group",
+        "score:4096:0:sample",
+    ])
+    .await;
+    let c = reqwest::Client::new();
+    let get = |key: &'static str| {
+        let (c, url) = (c.clone(), format!("{http}/api?group=score&key={key}"));
+        async move { c.get(&url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert_eq!(get("Tom").await, "630");
+    // The command line: set, set from stdin, remove.
+    let (code, _, err) = run_with_input(&["set", "--node", &peer, "score", "Tom", "999"], b"");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(get("Tom").await, "999");
+    let args = ["set", "--node", &peer, "score", "Tom", "-", "--ttl", "60"];
+    let (code, _, err) = run_with_input(&args, b"from stdin");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(get("Tom").await, "from stdin");
+    let (code, _, err) = run_with_input(&["remove", "--node", &peer, "score", "Tom"], b"");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(get("Tom").await, "630", "loaded again from the origin");
+    let (code, _, err) = run_with_input(&["purge", "--node", &peer, "nope"], b"");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no group"), "{err}");
+    // The HTTP front: PUT, DELETE, POST /api/purge.
+    let url = format!("{http}/api?group=score&key=Jack");
+    let r = c.put(&url).body("1").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.unwrap().trim(), r#"{"not_reached":[]}"#);
+    assert_eq!(get("Jack").await, "1");
+    let r = c.delete(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(get("Jack").await, "589");
+    let r = c.put(&url).body("2").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let purge = format!("{http}/api/purge?group=score");
+    assert_eq!(c.post(&purge).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(get("Jack").await, "589");
+    let r = c
+        .put(format!("{http}/api?group=nope&key=k"))
+        .body("x")
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status().as_u16(), 404);
+    // Counted, labelled by node and group.
+    let metrics = c.get(format!("{http}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for (name, n) in [("sets", 4), ("removes", 2), ("purges", 1)] {
+        let line = format!("groupcache_{name}_total{{node=\"{peer}\",group=\"score\"}} {n}");
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_front_and_peers_not_reached() {
+    // Nothing listens on a port just freed: a member that cannot be told.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let me = "me.invalid:1";
+    let peers = format!("{me},{dead}");
+    let (_child, peer, http) = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--self-addr",
+        me,
+        "--peers",
+        &peers,
+        "--http",
+        "127.0.0.1:0",
+        "--http-read-only",
+        "--group",
+        "score:4096:0:sample",
+    ])
+    .await;
+    let c = reqwest::Client::new();
+    let url = format!("{http}/api?group=score&key=Tom");
+    for r in [
+        c.put(&url).body("x").send().await.unwrap(),
+        c.delete(&url).send().await.unwrap(),
+        c.post(format!("{http}/api/purge?group=score"))
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(r.status().as_u16(), 405);
+    }
+    // A key this node owns: stored here, the other member named, exit 3.
+    let ring = groupcache_driver::core::ring::Ring::with_peers(50, [me, dead.as_str()]);
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| ring.owner(k) == Some(me))
+        .unwrap();
+    let (code, _, err) = run_with_input(&["set", "--node", &peer, "score", &key, "v"], b"");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains(&format!("not reached: {dead}")), "{err}");
+    let r = c
+        .get(format!("{http}/api?group=score&key={key}"))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().text().await.unwrap(), "v");
 }
 
 /// A tiny HTTP origin: `/data/{key}` answers "web-{key}", 404 for "missing".
