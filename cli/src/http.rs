@@ -51,16 +51,18 @@ struct ApiQuery {
 }
 
 impl ApiQuery {
-    fn group_key(self) -> Result<(String, String, Option<u64>), Response> {
-        match (self.group, self.key) {
-            (Some(g), Some(k)) => Ok((g, k, self.ttl)),
-            _ => Err((
-                StatusCode::BAD_REQUEST,
-                "missing query parameter: use /api?group=G&key=K\n",
-            )
-                .into_response()),
-        }
+    /// The group, key and TTL; `None` if the group or key is missing.
+    fn group_key(self) -> Option<(String, String, Option<u64>)> {
+        Some((self.group?, self.key?, self.ttl))
     }
+}
+
+fn missing() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        "missing query parameter: use /api?group=G&key=K\n",
+    )
+        .into_response()
 }
 
 fn error_response(e: Error) -> Response {
@@ -75,9 +77,8 @@ fn error_response(e: Error) -> Response {
 }
 
 async fn api(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {
-    let (group, key, _) = match q.group_key() {
-        Ok(gk) => gk,
-        Err(r) => return r,
+    let Some((group, key, _)) = q.group_key() else {
+        return missing();
     };
     match f.api.get(&group, &key).await {
         Ok(v) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
@@ -110,9 +111,8 @@ fn report(r: &WriteReport) -> Response {
 }
 
 async fn put(State(f): State<Front>, Query(q): Query<ApiQuery>, body: Bytes) -> Response {
-    let (group, key, ttl) = match q.group_key() {
-        Ok(gk) => gk,
-        Err(r) => return r,
+    let Some((group, key, ttl)) = q.group_key() else {
+        return missing();
     };
     let op = WriteOp::Set {
         key: key.into(),
@@ -123,9 +123,8 @@ async fn put(State(f): State<Front>, Query(q): Query<ApiQuery>, body: Bytes) -> 
 }
 
 async fn delete(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {
-    let (group, key, _) = match q.group_key() {
-        Ok(gk) => gk,
-        Err(r) => return r,
+    let Some((group, key, _)) = q.group_key() else {
+        return missing();
     };
     write(&f, &group, WriteOp::Remove { key: key.into() }).await
 }

@@ -32,7 +32,8 @@
 //!     it before. Report inbound bytes written with `handle_written`.
 //!   - `Close`: close that connection once its bytes are written; the node
 //!     has already forgotten it.
-//!   - `Done`: hand the result to whoever called `get`.
+//!   - `Done`: hand the result to whoever called `get` or `get_via`.
+//!   - `Written`: hand the outcome to whoever called `write` or `write_via`.
 //! - **Read only when asked.** After `handle_data` or `handle_written`, read
 //!   more from a connection only while
 //!   [`Node::wants_read`](node::Node::wants_read) says so: a client that does
@@ -42,6 +43,10 @@
 //!   [`Node::is_idle`](node::Node::is_idle) or a deadline,
 //!   [`Node::abort`](node::Node::abort), which answers whatever is still
 //!   open with an error.
+//!
+//! **Writes** ([`Node::write`](node::Node::write)) need nothing more of the
+//! driver: they travel as requests and answers on the same connections, and
+//! settle loads under way with `CancelLoad` and `Load` outputs.
 //!
 //! Every resource has a bound: frames ([`node::Config::max_frame`]), values
 //! ([`node::GroupConfig::max_value`]), queued answers per connection

@@ -1,9 +1,11 @@
 //! The node state machine: groups, routing, peer connections and the server
 //! side of the peer protocol, with no IO and no clock.
 //!
-//! Inputs are method calls that take `now`: [`Node::get`], [`Node::accept`],
-//! [`Node::handle_connected`], [`Node::handle_data`], [`Node::handle_closed`],
-//! [`Node::handle_load`], [`Node::handle_timeout`], [`Node::set_peers`].
+//! Inputs are method calls that take `now`: [`Node::get`], [`Node::write`],
+//! [`Node::get_via`] and [`Node::write_via`] (for non-members),
+//! [`Node::accept`], [`Node::handle_connected`], [`Node::handle_data`],
+//! [`Node::handle_written`], [`Node::handle_closed`], [`Node::handle_load`],
+//! [`Node::handle_timeout`], [`Node::set_peers`].
 //! After each input the driver drains [`Node::poll_output`] and sleeps until
 //! [`Node::poll_timeout`]. Outputs ask the driver to run a loader, open a
 //! connection, write bytes, close a connection, or hand a result to a caller.
@@ -16,7 +18,8 @@
 //!
 //! The node's parts live in their own files: `types` (the public types),
 //! `get` (gets, flights and loads), `peer` (requests to peers), `serve`
-//! (answering requests), `conn` (connection input) and `timer` (deadlines).
+//! (answering requests), `write` (writes across the cluster), `conn`
+//! (connection input) and `timer` (deadlines).
 
 mod conn;
 mod get;
