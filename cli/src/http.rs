@@ -114,11 +114,7 @@ async fn put(State(f): State<Front>, Query(q): Query<ApiQuery>, body: Bytes) -> 
     let Some((group, key, ttl)) = q.group_key() else {
         return missing();
     };
-    let op = WriteOp::Set {
-        key: key.into(),
-        value: body,
-        ttl: ttl.map(Duration::from_secs),
-    };
+    let op = WriteOp::set(&key, body, ttl.map(Duration::from_secs));
     write(&f, &group, op).await
 }
 
@@ -126,7 +122,7 @@ async fn delete(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {
     let Some((group, key, _)) = q.group_key() else {
         return missing();
     };
-    write(&f, &group, WriteOp::Remove { key: key.into() }).await
+    write(&f, &group, WriteOp::remove(&key)).await
 }
 
 async fn purge(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {

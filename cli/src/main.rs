@@ -272,15 +272,11 @@ fn main() -> ExitCode {
             } => {
                 let value = read_value(value)?;
                 let ttl = ttl.map(Duration::from_secs);
-                let op = WriteOp::Set {
-                    key: key.into(),
-                    value,
-                    ttl,
-                };
+                let op = WriteOp::set(&key, value, ttl);
                 return Ok(write(&node, &group, op).await);
             }
             Cmd::Remove { node, group, key } => {
-                let op = WriteOp::Remove { key: key.into() };
+                let op = WriteOp::remove(&key);
                 return Ok(write(&node, &group, op).await);
             }
             Cmd::Purge { node, group } => return Ok(write(&node, &group, WriteOp::Purge).await),

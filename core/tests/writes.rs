@@ -58,15 +58,11 @@ fn cluster(n: usize) -> (Sim, Origin) {
 }
 
 fn remove(key: &str) -> WriteOp {
-    WriteOp::Remove { key: key.into() }
+    WriteOp::remove(key)
 }
 
 fn set(key: &str, value: &Bytes) -> WriteOp {
-    WriteOp::Set {
-        key: key.into(),
-        value: value.clone(),
-        ttl: None,
-    }
+    WriteOp::set(key, value.clone(), None)
 }
 
 /// Every node gets `key` once, so the owner holds it and the others hold

@@ -139,18 +139,14 @@ impl<R: Runtime> Client<R> {
         value: impl Into<Bytes>,
         ttl: Option<Duration>,
     ) -> Result<WriteReport, Error> {
-        let op = WriteOp::Set {
-            key: key.into(),
-            value: value.into(),
-            ttl,
-        };
+        let op = WriteOp::set(key, value, ttl);
         self.write(group, op).await
     }
 
     /// Removes `key` of `group` from every node (see
     /// [`crate::Group::remove`]).
     pub async fn remove(&self, group: &str, key: &str) -> Result<WriteReport, Error> {
-        self.write(group, WriteOp::Remove { key: key.into() }).await
+        self.write(group, WriteOp::remove(key)).await
     }
 
     /// Forgets every key of `group` on every node.

@@ -330,6 +330,20 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
+    /// A set of `key` to `value`, served for `ttl` (`None`: the group's).
+    pub fn set(key: &str, value: impl Into<Bytes>, ttl: Option<Duration>) -> Self {
+        WriteOp::Set {
+            key: key.into(),
+            value: value.into(),
+            ttl,
+        }
+    }
+
+    /// A remove of `key`.
+    pub fn remove(key: &str) -> Self {
+        WriteOp::Remove { key: key.into() }
+    }
+
     /// The key written, if the op has one.
     pub fn key(&self) -> Option<&str> {
         match self {

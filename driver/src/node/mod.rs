@@ -195,11 +195,7 @@ impl<R: Runtime> Group<R> {
         value: impl Into<Bytes>,
         ttl: Option<Duration>,
     ) -> Result<WriteReport, Error> {
-        let op = WriteOp::Set {
-            key: key.into(),
-            value: value.into(),
-            ttl,
-        };
+        let op = WriteOp::set(key, value, ttl);
         self.node.write(&self.name, op).await
     }
 
@@ -208,7 +204,7 @@ impl<R: Runtime> Group<R> {
     /// [`not_reached`](WriteReport::not_reached), no get returns the old
     /// value. See [`Node::write`].
     pub async fn remove(&self, key: &str) -> Result<WriteReport, Error> {
-        let op = WriteOp::Remove { key: key.into() };
+        let op = WriteOp::remove(key);
         self.node.write(&self.name, op).await
     }
 
