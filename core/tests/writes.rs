@@ -183,8 +183,9 @@ fn two_sets_of_one_key_are_both_applied_in_order_at_the_owner() {
     let key = sim.key_owned_by(0, 0);
     warm(&mut sim, &key);
     let (a, b) = (Bytes::from("A"), Bytes::from("B"));
-    // Same node, same instant: the owner applies them in the order sent,
-    // and neither is dropped (the second does not join the first).
+    // Same node, same instant: neither is dropped (the second does not join
+    // the first, as in groupcache-go v3); the owner applies both, here B
+    // last, and every node then answers what it applied last.
     let wa = sim.write(1, GROUP, set(&key, &a)).unwrap_err();
     let wb = sim.write(1, GROUP, set(&key, &b)).unwrap_err();
     assert!(sim.run_until(Duration::from_secs(10), |s| {

@@ -7,7 +7,10 @@
 //! here once; every decision lives in the core.
 //!
 //! - [`Builder`] / [`Node`]: a member of the cluster, serving its peer port.
-//! - [`Client`]: asks a node for values without being a member.
+//! - [`Client`]: asks a node for values, and to write, without being a
+//!   member.
+//! - [`Group::set`], [`Group::remove`], [`Group::purge`]: writes across the
+//!   cluster.
 //! - [`Loader`]: how a group fetches a missing key.
 
 mod client;

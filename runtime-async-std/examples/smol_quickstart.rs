@@ -1,5 +1,6 @@
 //! The original README's quick start on smol: three nodes, the sample
-//! groups, gets through different nodes, and which node loaded each value.
+//! groups, gets through different nodes, which node loaded each value, and
+//! a remove through one node seen through another.
 //!
 //! Run: `cargo run -p groupcache-async-std --example smol_quickstart`
 
@@ -16,6 +17,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for line in sample::run_script(&nodes).await {
             println!("{line}");
         }
+        let report = nodes[1]
+            .group("score")
+            .expect("sample group")
+            .remove("Tom")
+            .await?;
+        println!(
+            "removed score/Tom everywhere (not reached: {:?})",
+            report.not_reached
+        );
+        let v = nodes[0].get("score", "Tom").await?;
+        println!(
+            "node 0 reads Tom = {} (loaded again)",
+            String::from_utf8_lossy(&v)
+        );
         for n in &nodes {
             n.shutdown().await;
         }
