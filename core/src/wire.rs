@@ -94,7 +94,9 @@ pub struct Response {
     /// [`Request::progress`].
     #[prost(bool, tag = "7")]
     pub keepalive: bool,
-    /// Extension: this server understands writes ([`Request::op`]).
+    /// Extension: this server understands writes ([`Request::op`]). Set in
+    /// answers to an empty request (a probe) and to writes, when the
+    /// requester set `ext`.
     #[prost(bool, tag = "8")]
     pub writes: bool,
     /// Extension: in the answer to a write, the peers it could not reach.

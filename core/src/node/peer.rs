@@ -307,7 +307,12 @@ impl Node {
         o.pipelining = resp.pipelining;
         o.last_active = now;
         let peer = o.peer.clone();
-        self.learned(now, &peer, resp.writes);
+        // Answers to probes and writes say whether the peer understands
+        // writes; answers to gets do not carry it, to stay as small as the
+        // original's.
+        if matches!(sent.ask, Ask::Probe | Ask::Write { .. }) {
+            self.learned(now, &peer, resp.writes);
+        }
         let token = match sent.ask.clone() {
             Ask::Flight { token } => token,
             Ask::Probe => {

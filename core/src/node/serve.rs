@@ -301,7 +301,7 @@ pub(super) fn ok_response(
         pipelining: ext,
         load_failed: false,
         keepalive: false,
-        writes: ext,
+        writes: false,
         not_reached: Vec::new(),
     }
 }
@@ -324,7 +324,7 @@ pub(super) fn error_response(e: &Error, ext: bool) -> Response {
         pipelining: ext,
         load_failed: ext && matches!(e, Error::Load(_)),
         keepalive: false,
-        writes: ext,
+        writes: false,
         not_reached: Vec::new(),
     }
 }

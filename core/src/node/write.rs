@@ -86,7 +86,8 @@ pub(super) fn op_of(req: &Request) -> Option<Result<WriteOp, Error>> {
     }))
 }
 
-/// The answer to a write request.
+/// The answer to a write request; it announces that this node understands
+/// writes, as the answer to an empty request (a probe) does.
 pub(super) fn write_response(result: &Result<WriteReport, Error>, ext: bool) -> Response {
     match result {
         Ok(r) => Response {
@@ -96,7 +97,10 @@ pub(super) fn write_response(result: &Result<WriteReport, Error>, ext: bool) -> 
             not_reached: r.not_reached.iter().map(|p| p.to_string()).collect(),
             ..Default::default()
         },
-        Err(e) => error_response(e, ext),
+        Err(e) => Response {
+            writes: ext,
+            ..error_response(e, ext)
+        },
     }
 }
 
