@@ -145,8 +145,9 @@ impl Response {
 /// ```
 pub fn encode_frame<M: Message>(msg: &M, dst: &mut BytesMut) {
     frame::put_header(msg.encoded_len(), dst);
-    // Cannot fail: put_header reserved room for the payload.
-    msg.encode(dst).expect("reserved capacity");
+    // put_header reserved room for the payload, so the length check that
+    // `encode` repeats (a second `encoded_len` on every answer) is skipped.
+    msg.encode_raw(dst);
 }
 
 /// Values at least this large are written from the cache's own buffer
@@ -183,7 +184,7 @@ pub fn encode_response(resp: &Response, dst: &mut BytesMut) -> Option<(Bytes, By
     prost::encoding::encode_varint(resp.value.len() as u64, dst);
     // Empty bytes are not encoded in proto3: `rest` is every other field.
     let mut tail = BytesMut::with_capacity(rest.encoded_len());
-    rest.encode(&mut tail).expect("reserved capacity");
+    rest.encode_raw(&mut tail);
     Some((resp.value.clone(), tail))
 }
 
