@@ -75,13 +75,11 @@ impl<R: Runtime> Client<R> {
     /// 3 s to answer, and at most 33 s for a slow load (see
     /// [`Client::max_wait`]).
     pub fn with_runtime(rt: R, addr: impl Into<String>) -> Self {
-        // Not a member: its name is in no peer list.
-        let mut cfg = Config::new("");
-        cfg.max_wait = Duration::from_secs(33);
         Self {
             rt,
             addr: addr.into().into(),
-            cfg,
+            // Not a member: its name is in no peer list.
+            cfg: Config::new(""),
             engine: Arc::default(),
         }
     }
