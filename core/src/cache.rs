@@ -6,8 +6,11 @@
 //! eviction, which removes as many entries as the budget requires.
 //!
 //! **Accounting.** An entry costs `key.len() + value.len()` bytes, like the
-//! original groupcache. [`Cache::bytes`] is exactly the sum over live entries
-//! and never exceeds [`Cache::max_bytes`] after an operation returns.
+//! original groupcache, plus a fixed per-entry overhead: 0 for
+//! [`Cache::new`], and for a node's caches [`ENTRY_OVERHEAD`], the memory
+//! the cache itself spends per entry, so that a byte budget bounds what the
+//! process really holds. [`Cache::bytes`] is exactly the sum over live
+//! entries and never exceeds [`Cache::max_bytes`] after an operation returns.
 //!
 //! **Expiry.** An expired entry is never returned: it is checked on access.
 //! Expired entries are also swept from a min-heap of deadlines, a few per
@@ -23,6 +26,28 @@ use bytes::Bytes;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 const NIL: u32 = u32::MAX;
+
+/// Memory spent per entry beyond its key and value bytes, as the node's
+/// caches count it: the entry's slot, its index entry (a `u32` and a control
+/// byte, at the table's lowest load), an expiry record, the allocator's
+/// header and rounding on the key's and the value's heap blocks, and the
+/// shared-ownership header a value gets once it is handed out. An estimate,
+/// kept honest by a test that counts the allocations of a filled cache
+/// (`core/tests/entry_overhead.rs`).
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Slot>()
+    + INDEX_PER_ENTRY
+    + std::mem::size_of::<Reverse<(Instant, u64, u32)>>()
+    + 2 * MALLOC_PER_BLOCK
+    + SHARED_HEADER;
+
+/// A `u32` index and a control byte per bucket, buckets at most twice the
+/// entries divided by the table's 7/8 load factor.
+const INDEX_PER_ENTRY: usize = (2 * 5 * 8_usize).div_ceil(7);
+/// glibc malloc: an 8-byte header and rounding to 16 bytes.
+const MALLOC_PER_BLOCK: usize = 16;
+/// The block `bytes` allocates to share a value (pointer, capacity, count)
+/// with its malloc header and rounding.
+const SHARED_HEADER: usize = 32;
 /// Expired entries removed on each insert, so memory held by stale values is
 /// reclaimed as the cache is written even if nobody calls [`Cache::sweep`].
 const SWEEP_ON_INSERT: usize = 4;
@@ -84,6 +109,8 @@ struct Slot {
 pub struct Cache {
     max_bytes: usize,
     bytes: usize,
+    /// Bytes charged per entry beyond its key and value.
+    overhead: usize,
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
     slots: Vec<Slot>,
@@ -100,11 +127,34 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// An empty cache holding at most `max_bytes` bytes.
+    /// An empty cache holding at most `max_bytes` bytes of keys and values.
     pub fn new(max_bytes: usize) -> Self {
+        Self::with_entry_overhead(max_bytes, 0)
+    }
+
+    /// An empty cache holding at most `max_bytes` bytes, charging each entry
+    /// `overhead` bytes beyond its key and value (see [`ENTRY_OVERHEAD`]).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use bytes::Bytes;
+    /// use groupcache_core::cache::Cache;
+    ///
+    /// # #[allow(clippy::disallowed_methods)]
+    /// let now = Instant::now();
+    /// let mut c = Cache::with_entry_overhead(100, 40);
+    /// c.insert("k", Bytes::from_static(b"v"), None, now);
+    /// assert_eq!(c.bytes(), 42);
+    /// c.insert("l", Bytes::from_static(b"w"), None, now);
+    /// assert_eq!(c.len(), 2);
+    /// c.insert("m", Bytes::from_static(b"x"), None, now); // 126 > 100: evicts "k"
+    /// assert!(!c.contains("k", now));
+    /// ```
+    pub fn with_entry_overhead(max_bytes: usize, overhead: usize) -> Self {
         Self {
             max_bytes,
             bytes: 0,
+            overhead,
             table: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             slots: Vec::new(),
@@ -147,8 +197,13 @@ impl Cache {
     }
 
     #[inline]
-    fn charge(key: &str, value: &[u8]) -> usize {
-        key.len() + value.len()
+    fn charge(&self, key: &str, value: &[u8]) -> usize {
+        key.len() + value.len() + self.overhead
+    }
+
+    /// Bytes charged per entry beyond its key and value.
+    pub fn entry_overhead(&self) -> usize {
+        self.overhead
     }
 
     #[inline]
@@ -198,7 +253,7 @@ impl Cache {
         expires: Option<Instant>,
         now: Instant,
     ) -> bool {
-        let charge = Self::charge(key, &value);
+        let charge = self.charge(key, &value);
         let existing = self.find(key);
         if charge > self.max_bytes || expires.is_some_and(|t| t <= now) {
             if let Some(idx) = existing {
@@ -208,8 +263,9 @@ impl Cache {
         }
         let (idx, new_deadline) = match existing {
             Some(idx) => {
+                let old = self.charge(key, &self.slots[idx as usize].value);
                 let slot = &mut self.slots[idx as usize];
-                self.bytes = self.bytes - Self::charge(&slot.key, &slot.value) + charge;
+                self.bytes = self.bytes - old + charge;
                 slot.value = value;
                 let changed = slot.expires != expires;
                 slot.expires = expires;
@@ -329,7 +385,7 @@ impl Cache {
             if count > self.slots.len() {
                 return Err("cycle in recency list".into());
             }
-            bytes += Self::charge(&s.key, &s.value);
+            bytes += self.charge(&s.key, &s.value);
             prev = i;
             i = s.next;
         }
@@ -396,8 +452,12 @@ impl Cache {
         if let Ok(e) = self.table.find_entry(hash, |&i| i == idx) {
             e.remove();
         }
+        let charge = self.charge(
+            &self.slots[idx as usize].key,
+            &self.slots[idx as usize].value,
+        );
+        self.bytes -= charge;
         let slot = &mut self.slots[idx as usize];
-        self.bytes -= Self::charge(&slot.key, &slot.value);
         slot.live = false;
         slot.seq = 0;
         slot.key = Box::default();

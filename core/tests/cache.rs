@@ -22,8 +22,11 @@ fn op() -> impl Strategy<Value = CacheOp> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
     #[test]
-    fn behaves_like_the_model(ops in prop::collection::vec(op(), 1..200)) {
-        let mut check = CacheCheck::new(100, t0());
+    fn behaves_like_the_model(
+        ops in prop::collection::vec(op(), 1..200),
+        overhead in prop_oneof![Just(0usize), 1usize..24],
+    ) {
+        let mut check = CacheCheck::with_entry_overhead(100, overhead, t0());
         for op in &ops {
             if let Err(e) = check.step(op) {
                 return Err(TestCaseError::fail(format!("{op:?}: {e}")));

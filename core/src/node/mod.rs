@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hashbrown::{HashMap, HashSet};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, ENTRY_OVERHEAD};
 use crate::flight::Flights;
 use crate::frame::FrameDecoder;
 use crate::ring::Ring;
@@ -309,8 +309,13 @@ impl Node {
             Group {
                 name,
                 ttl: g.ttl,
-                main: Cache::new(g.max_bytes),
-                hot: Cache::new(g.hot_bytes),
+                // One budget for both caches, as the original's cacheBytes,
+                // and every entry charged what it really costs.
+                main: Cache::with_entry_overhead(
+                    g.max_bytes.saturating_sub(g.hot_bytes),
+                    ENTRY_OVERHEAD,
+                ),
+                hot: Cache::with_entry_overhead(g.hot_bytes.min(g.max_bytes), ENTRY_OVERHEAD),
                 flights: Flights::default(),
                 stats: GroupStats::default(),
                 max_value,

@@ -123,12 +123,18 @@ impl Config {
 pub struct GroupConfig {
     /// The group's name, as sent on the wire.
     pub name: String,
-    /// Byte budget of the main cache (keys this node owns or loaded itself).
+    /// Byte budget of the group on this node: the main cache (keys this
+    /// node owns or loaded itself) and the hot cache together, as the
+    /// original's `cacheBytes`. Every entry counts its key, its value and
+    /// what the cache itself spends on it
+    /// ([`ENTRY_OVERHEAD`](crate::cache::ENTRY_OVERHEAD)), so the budget
+    /// bounds what the process really holds.
     pub max_bytes: usize,
     /// How long a loaded value is served; `None` keeps it until evicted.
     pub ttl: Option<Duration>,
-    /// Byte budget of the hot cache (values fetched from their owners).
-    /// Defaults to an eighth of `max_bytes`; 0 turns it off.
+    /// The share of `max_bytes` kept for the hot cache (values fetched
+    /// from their owners); the main cache has the rest. Defaults to an
+    /// eighth of `max_bytes`; 0 turns it off.
     pub hot_bytes: usize,
     /// Largest value the group caches or sends. A loader result above it is
     /// an error, never cached. The default, `usize::MAX`, and any larger

@@ -93,7 +93,8 @@ pub fn wire(data: &[u8]) {
 pub fn cache(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let max = usize::from(u.arbitrary::<u8>().unwrap_or(100));
-    let mut check = CacheCheck::new(max, epoch());
+    let overhead = usize::from(u.arbitrary::<u8>().unwrap_or(0) % 24);
+    let mut check = CacheCheck::with_entry_overhead(max, overhead, epoch());
     while !u.is_empty() {
         let Ok(op) = cache_op(&mut u) else { break };
         if let Err(e) = check.step(&op) {
@@ -306,11 +307,12 @@ pub fn node(data: &[u8]) {
     cfg.max_unwritten = 64;
     let mut node = Node::new(cfg);
     node.set_peers([SELF, PEER, PEER_IP]);
-    let mut g = GroupConfig::new("g", 256).ttl(Duration::from_secs(5));
+    // Room for a handful of entries, each charged its overhead too.
+    let mut g = GroupConfig::new("g", 1200).ttl(Duration::from_secs(5));
     g.max_loads = 2;
     g.load_timeout = Duration::from_secs(10);
     node.add_group(g).unwrap();
-    let mut h = GroupConfig::new("h", 1024);
+    let mut h = GroupConfig::new("h", 4096);
     h.max_value = 200;
     node.add_group(h).unwrap();
     let mut h = Harness {

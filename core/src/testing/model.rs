@@ -38,16 +38,20 @@ pub enum CacheOp {
 #[derive(Debug)]
 pub struct CacheModel {
     max: usize,
+    /// Bytes charged per entry beyond key and value.
+    overhead: usize,
     seq: u64,
     /// (key, value, expiry, expiry sequence)
     entries: Vec<(String, Bytes, Option<Instant>, u64)>,
 }
 
 impl CacheModel {
-    /// An empty model with a budget.
-    pub fn new(max: usize) -> Self {
+    /// An empty model with a budget, charging `overhead` bytes per entry
+    /// beyond its key and value.
+    pub fn new(max: usize, overhead: usize) -> Self {
         Self {
             max,
+            overhead,
             seq: 0,
             entries: Vec::new(),
         }
@@ -56,7 +60,7 @@ impl CacheModel {
     fn bytes(&self) -> usize {
         self.entries
             .iter()
-            .map(|(k, v, _, _)| k.len() + v.len())
+            .map(|(k, v, _, _)| k.len() + v.len() + self.overhead)
             .sum()
     }
 
@@ -93,7 +97,7 @@ impl CacheModel {
 
     fn insert(&mut self, key: &str, value: Bytes, exp: Option<Instant>, now: Instant) -> bool {
         let old = self.pos(key).map(|i| self.entries.remove(i));
-        if key.len() + value.len() > self.max || exp.is_some_and(|t| t <= now) {
+        if key.len() + value.len() + self.overhead > self.max || exp.is_some_and(|t| t <= now) {
             return false;
         }
         let seq = match old {
@@ -135,9 +139,15 @@ pub struct CacheCheck {
 impl CacheCheck {
     /// Both empty with budget `max`, the clock at `now`.
     pub fn new(max: usize, now: Instant) -> Self {
+        Self::with_entry_overhead(max, 0, now)
+    }
+
+    /// Both empty with budget `max`, charging `overhead` bytes per entry
+    /// beyond its key and value, the clock at `now`.
+    pub fn with_entry_overhead(max: usize, overhead: usize, now: Instant) -> Self {
         Self {
-            cache: Cache::new(max),
-            model: CacheModel::new(max),
+            cache: Cache::with_entry_overhead(max, overhead),
+            model: CacheModel::new(max, overhead),
             now,
             fill: 0,
         }

@@ -1,0 +1,62 @@
+//! `ENTRY_OVERHEAD`, what a node's caches charge per entry beyond its key and
+//! value, against what a filled cache really allocates: allocations counted
+//! while entries are inserted the way a node inserts them (a fresh value
+//! from the loader, with an expiry) and handed out once (a get).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use groupcache_core::cache::{Cache, ENTRY_OVERHEAD};
+
+/// glibc's header and rounding per heap block: the allocation counter sees
+/// requested sizes only. An entry has three blocks: its key, its value and
+/// the value's shared-ownership header.
+const ALLOCATOR_PER_ENTRY: usize = 3 * 16;
+
+fn epoch() -> Instant {
+    #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
+    Instant::now()
+}
+
+/// Bytes allocated per entry beyond key and value, for `n` entries.
+fn allocated_per_entry(n: usize, value_len: usize) -> f64 {
+    let keys: Vec<String> = (0..n).map(|i| format!("key-{i:08}")).collect();
+    let now = epoch();
+    let mut cache = Cache::with_entry_overhead(usize::MAX, ENTRY_OVERHEAD);
+    let mut handed = Vec::with_capacity(n);
+    let counted = allocation_counter::measure(|| {
+        for k in &keys {
+            let v = Bytes::from(vec![7u8; value_len]);
+            cache.insert(k, v, Some(now + Duration::from_secs(3600)), now);
+            handed.push(cache.get(k, now).expect("just inserted").value);
+        }
+        handed.clear();
+    });
+    assert_eq!(cache.len(), n);
+    let key_and_value = (12 + value_len) * n;
+    (counted.bytes_current as f64 - key_and_value as f64) / n as f64
+}
+
+#[test]
+fn entry_overhead_covers_what_a_filled_cache_allocates() {
+    // A power of two of entries fills the slab and the index exactly: what
+    // is allocated is what is used. (Just past it, both have doubled their
+    // capacity, but the untouched half of the slab never becomes resident.)
+    let n = 1 << 14;
+    for value_len in [10, 100, 1000] {
+        let per_entry = allocated_per_entry(n, value_len);
+        eprintln!(
+            "{n} x {value_len} B: {per_entry:.1} allocated per entry, {ENTRY_OVERHEAD} charged"
+        );
+        assert!(
+            per_entry <= ENTRY_OVERHEAD as f64,
+            "{value_len}-byte values: {per_entry:.1} bytes allocated per entry, \
+             more than the {ENTRY_OVERHEAD} charged"
+        );
+        assert!(
+            ENTRY_OVERHEAD as f64 <= per_entry + ALLOCATOR_PER_ENTRY as f64,
+            "{value_len}-byte values: {per_entry:.1} bytes allocated per entry: \
+             {ENTRY_OVERHEAD} charged is more than the allocator adds"
+        );
+    }
+}
