@@ -22,7 +22,10 @@ use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use compact_str::CompactString;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 const NIL: u32 = u32::MAX;
@@ -30,20 +33,22 @@ const NIL: u32 = u32::MAX;
 /// Memory spent per entry beyond its key and value bytes, as the node's
 /// caches count it: the entry's slot, its index entry (a `u32` and a control
 /// byte, at the table's lowest load), an expiry record, the allocator's
-/// header and rounding on the key's and the value's heap blocks, and the
-/// shared-ownership header a value gets once it is handed out. An estimate,
+/// header and rounding on the value's heap block, and the shared-ownership
+/// header a value gets once it is handed out. An estimate,
 /// kept honest by a test that counts the allocations of a filled cache
 /// (`core/tests/entry_overhead.rs`).
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Slot>()
     + INDEX_PER_ENTRY
-    + std::mem::size_of::<Reverse<(Instant, u64, u32)>>()
-    + 2 * MALLOC_PER_BLOCK
+    + std::mem::size_of::<Reverse<(u64, u64, u32)>>()
+    + MALLOC_PER_BLOCK
     + SHARED_HEADER;
 
 /// A `u32` index and a control byte per bucket, buckets at most twice the
 /// entries divided by the table's 7/8 load factor.
 const INDEX_PER_ENTRY: usize = (2 * 5 * 8_usize).div_ceil(7);
-/// glibc malloc: an 8-byte header and rounding to 16 bytes.
+/// glibc malloc: an 8-byte header and rounding to 16 bytes, on the value's
+/// block. Keys of up to 24 bytes live in the slot; a longer key has a block
+/// of its own, whose header this estimate leaves out.
 const MALLOC_PER_BLOCK: usize = 16;
 /// The block `bytes` allocates to share a value (pointer, capacity, count)
 /// with its malloc header and rounding.
@@ -78,18 +83,24 @@ pub struct Hit {
     pub expires: Option<Instant>,
 }
 
+/// One entry. Kept small: the key inline when it is short, the expiry as a
+/// tick, and no separate "live" flag.
 #[derive(Debug)]
 struct Slot {
-    key: Box<str>,
+    key: CompactString,
     value: Bytes,
-    expires: Option<Instant>,
+    /// When it expires, as a [`Cache::tick`]; 0: never.
+    expires: u64,
     prev: u32,
     next: u32,
     /// Sequence number of this entry's current expiry record (0: none), so
-    /// stale records in the expiry heap are recognised and skipped.
+    /// stale records in the expiry heap are recognised and skipped; [`FREE`]
+    /// marks a slot with no entry.
     seq: u64,
-    live: bool,
 }
+
+/// [`Slot::seq`] of a free slot: no expiry record ever has it.
+const FREE: u64 = u64::MAX;
 
 /// LRU-by-bytes cache with per-entry expiry.
 ///
@@ -119,9 +130,11 @@ pub struct Cache {
     head: u32,
     /// Least recently used: the next to evict.
     tail: u32,
-    /// Deadlines as (when, sequence, slot); ties break by sequence, so the
+    /// Deadlines as (tick, sequence, slot); ties break by sequence, so the
     /// sweep order depends only on the history of operations.
-    expiry: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    expiry: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    /// The instant ticks count from: the first insert's `now`.
+    epoch: Option<Instant>,
     next_seq: u64,
     stats: CacheStats,
 }
@@ -162,6 +175,7 @@ impl Cache {
             head: NIL,
             tail: NIL,
             expiry: BinaryHeap::new(),
+            epoch: None,
             next_seq: 0,
             stats: CacheStats::default(),
         }
@@ -196,6 +210,24 @@ impl Cache {
         }
     }
 
+    /// An instant as entries keep it: nanoseconds since the epoch, plus one,
+    /// so that 0 can mean "never". Monotonic in `t`; instants before the
+    /// epoch (which the driver contract rules out) count as the epoch.
+    #[inline]
+    fn tick(&self, t: Instant) -> u64 {
+        let Some(epoch) = self.epoch else {
+            return 1;
+        };
+        let nanos = t.saturating_duration_since(epoch).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// The instant a nonzero tick stands for.
+    fn instant(&self, tick: u64) -> Option<Instant> {
+        let epoch = self.epoch?;
+        (tick != 0).then(|| epoch + Duration::from_nanos(tick - 1))
+    }
+
     #[inline]
     fn charge(&self, key: &str, value: &[u8]) -> usize {
         key.len() + value.len() + self.overhead
@@ -220,25 +252,26 @@ impl Cache {
     pub fn get(&mut self, key: &str, now: Instant) -> Option<Hit> {
         self.stats.gets += 1;
         let idx = self.find(key)?;
-        let slot = &self.slots[idx as usize];
-        if slot.expires.is_some_and(|t| t <= now) {
+        let expires = self.slots[idx as usize].expires;
+        if expires != 0 && expires <= self.tick(now) {
             self.stats.expirations += 1;
             self.remove_slot(idx);
             return None;
         }
         self.stats.hits += 1;
         self.touch(idx);
-        let slot = &self.slots[idx as usize];
         Some(Hit {
-            value: slot.value.clone(),
-            expires: slot.expires,
+            value: self.slots[idx as usize].value.clone(),
+            expires: self.instant(expires),
         })
     }
 
     /// True if a fresh entry for `key` is held; changes no recency or counter.
     pub fn contains(&self, key: &str, now: Instant) -> bool {
-        self.find(key)
-            .is_some_and(|i| self.slots[i as usize].expires.is_none_or(|t| t > now))
+        self.find(key).is_some_and(|i| {
+            let expires = self.slots[i as usize].expires;
+            expires == 0 || expires > self.tick(now)
+        })
     }
 
     /// Inserts or replaces `key`, marking it most recently used, then evicts
@@ -261,6 +294,8 @@ impl Cache {
             }
             return false;
         }
+        self.epoch.get_or_insert(now);
+        let expires = expires.map_or(0, |t| self.tick(t));
         let (idx, new_deadline) = match existing {
             Some(idx) => {
                 let old = self.charge(key, &self.slots[idx as usize].value);
@@ -285,10 +320,10 @@ impl Cache {
         };
         if new_deadline {
             self.next_seq += 1;
-            let seq = expires.map_or(0, |_| self.next_seq);
+            let seq = if expires == 0 { 0 } else { self.next_seq };
             self.slots[idx as usize].seq = seq;
-            if let Some(t) = expires {
-                self.expiry.push(Reverse((t, seq, idx)));
+            if expires != 0 {
+                self.expiry.push(Reverse((expires, seq, idx)));
             }
         }
         self.sweep(now, SWEEP_ON_INSERT);
@@ -328,6 +363,7 @@ impl Cache {
 
     /// Removes up to `limit` expired entries; returns how many it removed.
     pub fn sweep(&mut self, now: Instant, limit: usize) -> usize {
+        let now = self.tick(now);
         let mut removed = 0;
         while removed < limit {
             let Some(&Reverse((t, seq, idx))) = self.expiry.peek() else {
@@ -337,8 +373,8 @@ impl Cache {
                 break;
             }
             self.expiry.pop();
-            let slot = &self.slots[idx as usize];
-            if slot.live && slot.seq == seq {
+            // A heap record's sequence is never 0 nor FREE.
+            if self.slots[idx as usize].seq == seq {
                 self.stats.expirations += 1;
                 self.remove_slot(idx);
                 removed += 1;
@@ -350,7 +386,8 @@ impl Cache {
     /// The earliest expiry still pending, if any (possibly of an entry that
     /// was since replaced; sweeping then finds nothing to do).
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.expiry.peek().map(|Reverse((t, _, _))| *t)
+        let &Reverse((t, _, _)) = self.expiry.peek()?;
+        self.instant(t)
     }
 
     /// Keys from most to least recently used.
@@ -372,8 +409,8 @@ impl Cache {
         let mut i = self.head;
         while i != NIL {
             let s = self.slots.get(i as usize).ok_or("link out of range")?;
-            if !s.live {
-                return Err(format!("dead slot {i} linked"));
+            if s.seq == FREE {
+                return Err(format!("free slot {i} linked"));
             }
             if s.prev != prev {
                 return Err(format!("slot {i} prev {} != {prev}", s.prev));
@@ -395,7 +432,7 @@ impl Cache {
         if count != self.table.len() {
             return Err(format!("list {count} != index {}", self.table.len()));
         }
-        let live = self.slots.iter().filter(|s| s.live).count();
+        let live = self.slots.iter().filter(|s| s.seq != FREE).count();
         if live != count || self.slots.len() != live + self.free.len() {
             return Err(format!(
                 "slots {} live {live} free {} listed {count}",
@@ -412,27 +449,28 @@ impl Cache {
                 self.bytes, self.max_bytes
             ));
         }
-        let records: std::collections::HashSet<(Instant, u64, u32)> =
+        let records: std::collections::HashSet<(u64, u64, u32)> =
             self.expiry.iter().map(|r| r.0).collect();
-        for (idx, s) in self.slots.iter().enumerate().filter(|(_, s)| s.live) {
-            if let Some(t) = s.expires {
-                if !records.contains(&(t, s.seq, idx as u32)) {
-                    return Err(format!("key {:?} has no expiry record", s.key));
-                }
+        for (idx, s) in self.slots.iter().enumerate() {
+            if s.seq != FREE && s.expires != 0 && !records.contains(&(s.expires, s.seq, idx as u32))
+            {
+                return Err(format!("key {:?} has no expiry record", s.key));
+            }
+            if s.seq == FREE && (s.expires != 0 || !s.key.is_empty()) {
+                return Err(format!("free slot {idx} holds an entry"));
             }
         }
         Ok(())
     }
 
-    fn alloc(&mut self, key: &str, value: Bytes, expires: Option<Instant>) -> u32 {
+    fn alloc(&mut self, key: &str, value: Bytes, expires: u64) -> u32 {
         let slot = Slot {
-            key: key.into(),
+            key: CompactString::new(key),
             value,
             expires,
             prev: NIL,
             next: NIL,
             seq: 0,
-            live: true,
         };
         match self.free.pop() {
             Some(idx) => {
@@ -458,10 +496,9 @@ impl Cache {
         );
         self.bytes -= charge;
         let slot = &mut self.slots[idx as usize];
-        slot.live = false;
-        slot.seq = 0;
-        slot.key = Box::default();
-        slot.expires = None;
+        slot.seq = FREE;
+        slot.key = CompactString::default();
+        slot.expires = 0;
         self.free.push(idx);
         std::mem::take(&mut slot.value)
     }
@@ -480,10 +517,8 @@ impl Cache {
             return;
         }
         let slots = &self.slots;
-        self.expiry.retain(|Reverse((_, seq, i))| {
-            let s = &slots[*i as usize];
-            s.live && s.seq == *seq
-        });
+        self.expiry
+            .retain(|Reverse((_, seq, i))| slots[*i as usize].seq == *seq);
     }
 
     #[inline]

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use groupcache_core::cache::{Cache, ENTRY_OVERHEAD};
 
-/// glibc's header and rounding per heap block: the allocation counter sees
-/// requested sizes only. An entry has three blocks: its key, its value and
-/// the value's shared-ownership header.
+/// glibc's header and rounding per heap block (the allocation counter sees
+/// requested sizes only), for the value's block and its shared-ownership
+/// header, and the index's slack at its lowest load.
 const ALLOCATOR_PER_ENTRY: usize = 3 * 16;
 
 fn epoch() -> Instant {
