@@ -313,8 +313,8 @@ impl Node {
         if matches!(sent.ask, Ask::Probe | Ask::Write { .. }) {
             self.learned(now, &peer, resp.writes);
         }
-        let token = match sent.ask.clone() {
-            Ask::Flight { token } => token,
+        let token = match &sent.ask {
+            Ask::Flight { token } => *token,
             Ask::Probe => {
                 // Any answer at all (a Go node says "no group") proves it
                 // alive.
@@ -324,12 +324,12 @@ impl Node {
                 }
                 return Ok(());
             }
-            Ask::Get(get) => {
+            &Ask::Get(get) => {
                 let result = Error::from_response(&sent.group, resp);
                 self.out.push_back(Output::Done { get, result });
                 return Ok(());
             }
-            Ask::Write {
+            &Ask::Write {
                 id, relay: true, ..
             } => {
                 let result = Error::from_answer(&sent.group, resp, true).map(|r| WriteReport {
@@ -338,7 +338,7 @@ impl Node {
                 self.out.push_back(Output::Written { write: id, result });
                 return Ok(());
             }
-            Ask::Write { id, .. } => {
+            &Ask::Write { id, .. } => {
                 let result = match resp.code {
                     CODE_OK => Ok(()),
                     _ => Err(String::from_utf8_lossy(&resp.value).into()),
@@ -408,7 +408,7 @@ impl Node {
     /// caller's request reports the failure; a failed probe backs the peer
     /// off again, and the writes that waited on it fail too.
     pub(super) fn peer_failed(&mut self, now: Instant, peer: &Arc<str>, sent: Sent, why: Failure) {
-        let token = match sent.ask.clone() {
+        let token = match sent.ask {
             Ask::Flight { token } => token,
             Ask::Probe => {
                 let Some(p) = self.pools.get_mut(peer) else {

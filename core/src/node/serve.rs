@@ -124,8 +124,7 @@ impl Node {
         i.last_active = now;
         // Checked here, not in `op_of`: a get pays one comparison.
         if req.op != OP_GET {
-            let op = op_of(&req).expect("not a get");
-            self.serve_write(now, conn, seq, &req, op);
+            self.serve_write(now, conn, seq, &req, op_of(&req));
             return Ok(());
         }
         g.stats.server_requests += 1;
@@ -179,18 +178,13 @@ impl Node {
                 return;
             }
         };
-        let g = self.groups.get_mut(group).expect("caller checked group");
-        g.stats.writes_applied += 1;
-        let too_large = match &op {
-            WriteOp::Set { value, .. } => value.len() > g.max_value,
-            _ => false,
-        };
-        let result = if too_large {
-            Err(Error::TooLarge("value exceeds the group's limit".into()))
-        } else {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.stats.writes_applied += 1;
+        }
+        let result = self.check_size(group, &op).map(|()| {
             self.apply_write(now, group, &op);
-            Ok(WriteReport::default())
-        };
+            WriteReport::default()
+        });
         self.answer(now, conn, seq, write_response(&result, ext), false);
     }
 

@@ -17,12 +17,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::wire::{Request, Response, CODE_OK, OP_GET, OP_PURGE, OP_REMOVE, OP_SET};
+use crate::wire::{Request, Response, CODE_OK, OP_PURGE, OP_REMOVE, OP_SET};
 
 use super::serve::error_response;
-use super::{
-    Ask, ConnId, Error, Node, Output, WriteId, WriteOp, WriteReport, Written, RESPONSE_OVERHEAD,
-};
+use super::{Ask, ConnId, Error, Node, Output, WriteId, WriteOp, WriteReport, Written};
 
 /// Bytes a write request frame needs beyond its group, key and value.
 const WRITE_OVERHEAD: usize = 48;
@@ -66,11 +64,10 @@ pub(super) fn op_fields(op: &WriteOp) -> (i32, Bytes, u64) {
     }
 }
 
-/// The write a request asks for; `None` for a get.
-pub(super) fn op_of(req: &Request) -> Option<Result<WriteOp, Error>> {
+/// The write a request that is not a get asks for.
+pub(super) fn op_of(req: &Request) -> Result<WriteOp, Error> {
     let key = || Arc::<str>::from(req.key.as_str());
-    Some(Ok(match req.op {
-        OP_GET => return None,
+    Ok(match req.op {
         OP_SET => WriteOp::Set {
             key: key(),
             value: req.value.clone(),
@@ -78,12 +75,8 @@ pub(super) fn op_of(req: &Request) -> Option<Result<WriteOp, Error>> {
         },
         OP_REMOVE => WriteOp::Remove { key: key() },
         OP_PURGE => WriteOp::Purge,
-        other => {
-            return Some(Err(Error::Write(
-                format!("unknown operation {other}").into(),
-            )))
-        }
-    }))
+        other => return Err(Error::Write(format!("unknown operation {other}").into())),
+    })
 }
 
 /// The answer to a write request; it announces that this node understands
@@ -169,25 +162,28 @@ impl Node {
         if self.shutting_down {
             return Err(Error::Shutdown);
         }
+        self.check_size(group, op)
+    }
+
+    /// A set's value must fit the group's limit and, with its group and key,
+    /// one request frame.
+    pub(super) fn check_size(&self, group: &str, op: &WriteOp) -> Result<(), Error> {
         let Some(g) = self.groups.get(group) else {
             return Err(Error::NoGroup(group.into()));
         };
-        let key = op.key().unwrap_or("");
-        let value = match op {
-            WriteOp::Set { value, .. } => value.len(),
-            _ => 0,
+        let WriteOp::Set { key, value, .. } = op else {
+            return Ok(());
         };
-        let frame = group.len() + key.len() + value + WRITE_OVERHEAD;
-        if value > g.max_value || frame > self.cfg.max_frame {
-            let limit = g.max_value.min(
-                self.cfg
-                    .max_frame
-                    .saturating_sub(WRITE_OVERHEAD + group.len() + key.len())
-                    .min(self.cfg.max_frame.saturating_sub(RESPONSE_OVERHEAD)),
-            );
+        let frame_room = self
+            .cfg
+            .max_frame
+            .saturating_sub(WRITE_OVERHEAD + group.len() + key.len());
+        // `max_value` is already clamped to what fits in an answer frame.
+        let limit = g.max_value.min(frame_room);
+        if value.len() > limit {
+            let len = value.len();
             return Err(Error::TooLarge(
-                format!("{group}/{key}: value of {value} bytes exceeds the limit of {limit}")
-                    .into(),
+                format!("{group}/{key}: value of {len} bytes exceeds the limit of {limit}").into(),
             ));
         }
         Ok(())
@@ -402,11 +398,7 @@ impl Node {
         let group = g.name.clone();
         match op {
             WriteOp::Set { key, value, ttl } => {
-                let ttl = match (*ttl, g.ttl) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let expires = ttl.map(|t| now + t);
+                let expires = [*ttl, g.ttl].into_iter().flatten().min().map(|t| now + t);
                 g.hot.remove(key);
                 g.main.insert(key, value.clone(), expires, now);
                 self.settle_flight(now, &group, key, Some((value.clone(), expires)));
