@@ -28,6 +28,10 @@ pub const OP_SET: i32 = 1;
 pub const OP_REMOVE: i32 = 2;
 /// [`Request::op`] of a purge.
 pub const OP_PURGE: i32 = 3;
+/// [`Request::op`] of a peek: answer from the cache alone, never load.
+/// A node that became a key's owner asks the previous owner this way
+/// (warm handoff) before it loads the key from the origin.
+pub const OP_PEEK: i32 = 4;
 
 /// A request for one key of one group.
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -50,8 +54,8 @@ pub struct Request {
     /// tell a slow load from a dead node. Only sent with `ext`.
     #[prost(bool, tag = "5")]
     pub progress: bool,
-    /// Extension: what to do; [`OP_GET`] (0, the original's meaning) or a
-    /// write. Only ever sent to a node that announced
+    /// Extension: what to do; [`OP_GET`] (0, the original's meaning), a
+    /// write, or [`OP_PEEK`]. Only ever sent to a node that announced
     /// [`Response::writes`]: any other node would read a write as a get.
     /// With `from_peer` a write applies on that node alone; without, that
     /// node carries it out across the cluster.

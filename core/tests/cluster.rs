@@ -17,10 +17,17 @@ fn ok_loader(_: usize) -> SimLoader {
     Box::new(|_, key| Ok(value_of(key).into()))
 }
 
+/// `n` nodes formed at once. Handoff (asking a key's previous owner after
+/// a membership change) is off here and tested in `handoff.rs`, so these
+/// scenarios count the requests of routing alone.
 fn cluster(n: usize, ttl: Option<Duration>) -> Sim {
     Sim::new(
         n,
-        |a: &str| Config::new(a),
+        |a: &str| {
+            let mut c = Config::new(a);
+            c.handoff_period = Duration::ZERO;
+            c
+        },
         |node: &mut Node| {
             let mut g = GroupConfig::new(GROUP, 1 << 20);
             g.ttl = ttl;
@@ -139,8 +146,9 @@ fn disagreeing_peer_lists_do_not_loop() {
     let mut sim = cluster(2, None);
     // Node 0 believes node 1 owns everything, and node 1 believes node 0 does.
     let (a, b) = (sim.nodes[0].addr.clone(), sim.nodes[1].addr.clone());
-    sim.nodes[0].node.set_peers([&b]);
-    sim.nodes[1].node.set_peers([&a]);
+    let now = sim.now;
+    sim.nodes[0].node.set_peers(now, [&b]);
+    sim.nodes[1].node.set_peers(now, [&a]);
     let r = sim.get(0, GROUP, "k");
     assert_eq!(
         finish(&mut sim, 0, r, Duration::from_millis(100)),
@@ -344,8 +352,9 @@ fn membership_change_moves_keys_to_their_new_owner() {
     let mut sim = cluster(3, None);
     let addrs: Vec<String> = sim.nodes.iter().map(|n| n.addr.clone()).collect();
     // Start with nodes 0 and 1 only.
+    let now = sim.now;
     for n in &mut sim.nodes {
-        n.node.set_peers(&addrs[..2]);
+        n.node.set_peers(now, &addrs[..2]);
     }
     let keys: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
     for k in &keys {
@@ -362,8 +371,9 @@ fn membership_change_moves_keys_to_their_new_owner() {
         .collect();
     // Node 2 joins; keys it now owns are loaded there on their next miss,
     // unless the asking node still holds them from when it owned them.
+    let now = sim.now;
     for n in &mut sim.nodes {
-        n.node.set_peers(&addrs);
+        n.node.set_peers(now, &addrs);
     }
     let mut expect_on_2 = 0;
     for (k, old) in keys.iter().zip(&old_owner) {
@@ -382,8 +392,9 @@ fn membership_change_moves_keys_to_their_new_owner() {
     assert_eq!(on_2, expect_on_2);
     // Node 1 leaves; everything still answers.
     let without_1 = [addrs[0].clone(), addrs[2].clone()];
+    let now = sim.now;
     for n in &mut sim.nodes {
-        n.node.set_peers(&without_1);
+        n.node.set_peers(now, &without_1);
     }
     sim.faults.insert(1, Fault::Refuse);
     for k in &keys {
@@ -508,10 +519,10 @@ fn requests_are_pipelined_only_to_peers_that_announce_it() {
         let mut cfg = Config::new("a:1");
         cfg.max_conns_per_peer = 1;
         let mut node = Node::new(cfg);
-        node.set_peers(["a:1", "b:1"]);
-        node.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap();
         #[allow(clippy::disallowed_methods)]
         let now = std::time::Instant::now();
+        node.set_peers(now, ["a:1", "b:1"]);
+        node.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap();
         let keys: Vec<String> = (0..)
             .map(|i| format!("k{i}"))
             .filter(|k| node.owner(k) == Some("b:1"))

@@ -388,7 +388,10 @@ fn peers_and_each_client_address_have_their_own_budget() {
     cfg.max_inbound_per_addr = 2;
     cfg.max_peer_inbound = 2;
     let mut node = Node::new(cfg);
-    node.set_peers(["192.0.2.1:8001", "192.0.2.2:8001", "[2001:db8::2]:8001"]);
+    node.set_peers(
+        now,
+        ["192.0.2.1:8001", "192.0.2.2:8001", "[2001:db8::2]:8001"],
+    );
     let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
     let a = node.accept(now, ip("10.0.0.1")).unwrap();
     node.accept(now, ip("10.0.0.1")).unwrap();
@@ -509,7 +512,7 @@ fn a_request_too_large_for_a_frame_is_never_sent() {
     let mut cfg = Config::new("a:1");
     cfg.max_frame = 200;
     let mut node = Node::new(cfg);
-    node.set_peers(["b:1"]);
+    node.set_peers(now, ["b:1"]);
     node.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap();
     let long = "k".repeat(300);
     let Get::Pending(_) = node.get(now, GROUP, &long) else {

@@ -472,7 +472,7 @@ fn writes_never_reach_a_peer_that_did_not_announce_them() {
     let (me, go) = ("rust:1", "go:1");
     let mut node = Node::new(Config::new(me));
     node.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap();
-    node.set_peers([me, go]);
+    node.set_peers(now, [me, go]);
     let mine = (0..)
         .map(|i| format!("k{i}"))
         .find(|k| node.owner(k) == Some(me))
@@ -531,7 +531,7 @@ fn an_answer_that_predates_a_remove_is_not_cached() {
     let (a, b) = ("127.0.0.1:1", "127.0.0.2:1");
     let mut node = Node::new(Config::new(a));
     node.add_group(GroupConfig::new(GROUP, 1 << 20)).unwrap();
-    node.set_peers([a, b]);
+    node.set_peers(now, [a, b]);
     let key = (0..)
         .map(|i| format!("k{i}"))
         .find(|k| node.owner(k) == Some(b))

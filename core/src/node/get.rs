@@ -56,7 +56,7 @@ impl Node {
                 if owner_is_peer {
                     let owner: Arc<str> = self.ring.owner(&key).expect("owner").into();
                     self.ask_peer(now, owner, name, key);
-                } else {
+                } else if !self.try_handoff(now, &name, &key) {
                     self.load_locally(now, name, key);
                 }
             }
@@ -64,9 +64,14 @@ impl Node {
                 g.stats.loads_deduped += 1;
                 // A peer asks us because it thinks we own the key, while we
                 // are asking someone else: rings disagree. Load here rather
-                // than wait on a cycle of requests.
-                let needs_local =
-                    from_peer && g.flights.get(key).is_some_and(|f| f.state.local.is_none());
+                // than wait on a cycle of requests. A handoff cannot cycle
+                // (a peek never forwards): wait on it.
+                let handoffs = &self.handoffs;
+                let needs_local = from_peer
+                    && g.flights.get(key).is_some_and(|f| {
+                        f.state.local.is_none()
+                            && !f.state.remote.is_some_and(|t| handoffs.contains_key(&t))
+                    });
                 if needs_local {
                     let (name, key) = (g.name.clone(), key.into());
                     self.load_locally(now, name, key);

@@ -18,11 +18,13 @@
 //!
 //! The node's parts live in their own files: `types` (the public types),
 //! `get` (gets, flights and loads), `peer` (requests to peers), `serve`
-//! (answering requests), `write` (writes across the cluster), `conn`
+//! (answering requests), `write` (writes across the cluster), `handoff`
+//! (asking a key's previous owner after a membership change), `conn`
 //! (connection input) and `timer` (deadlines).
 
 mod conn;
 mod get;
+mod handoff;
 mod peer;
 mod serve;
 mod timer;
@@ -99,6 +101,9 @@ enum Ask {
     /// A get for this node's flight of the key; `token` tells whether the
     /// flight still waits on this request.
     Flight { token: u64 },
+    /// A peek at the key's previous owner for this node's flight (warm
+    /// handoff); a miss or a failure sends the flight to the origin.
+    Handoff { token: u64 },
     /// A health probe or a capability hello: an empty request. Any answer
     /// proves the peer alive and says whether it understands writes.
     Probe,
@@ -207,6 +212,8 @@ enum Timer {
     Conn(ConnId),
     Peer(Arc<str>),
     Load(LoadId),
+    /// A handoff's token: past its deadline the flight stops waiting on it.
+    Handoff(u64),
 }
 
 /// A groupcache node as a pure state machine.
@@ -251,6 +258,10 @@ pub struct Node {
     writes: HashMap<WriteId, write::WriteRec>,
     /// The IP addresses of the peer list's entries that are IP literals.
     peer_ips: HashSet<IpAddr>,
+    /// The ring before the last membership change, while handoff lasts.
+    handoff: Option<handoff::Window>,
+    /// Handoff requests a flight waits on, by token.
+    handoffs: HashMap<u64, handoff::Pending>,
     shutting_down: bool,
 }
 
@@ -285,6 +296,8 @@ impl Node {
             per_addr: HashMap::new(),
             writes: HashMap::new(),
             peer_ips: HashSet::new(),
+            handoff: None,
+            handoffs: HashMap::new(),
             shutting_down: false,
         }
     }
@@ -353,12 +366,24 @@ impl Node {
 
     /// Replaces the peer list (this node's own address included, if it owns
     /// keys). Requests under way finish; new ones follow the new ring.
-    pub fn set_peers<I, S>(&mut self, peers: I)
+    ///
+    /// A list that differs from the current one opens a handoff window
+    /// ([`Config::handoff_period`]): a key this node now owns and another
+    /// node owned before is asked of that node before the origin. A node
+    /// that was not in the ring before (one that starts, or joins) takes
+    /// the new list without itself as the previous ring. The same list
+    /// again changes nothing.
+    pub fn set_peers<I, S>(&mut self, now: Instant, peers: I)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.ring.set_peers(peers);
+        let peers: Vec<Arc<str>> = peers.into_iter().map(|p| Arc::from(p.as_ref())).collect();
+        if peers == self.ring.peers() {
+            return;
+        }
+        self.open_handoff(now, &peers);
+        self.ring.set_peers(&peers);
         self.peer_ips = self
             .ring
             .peers()
@@ -447,6 +472,7 @@ impl Node {
             g.running = 0;
             g.queued.clear();
         }
+        self.handoffs.clear();
         self.trim_timers();
         let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
         conns.sort();
@@ -545,6 +571,7 @@ impl Node {
             }
         }
         self.validate_writes()?;
+        self.validate_handoffs()?;
         for (peer, p) in &self.pools {
             for c in &p.conns {
                 match self.conns.get(c) {

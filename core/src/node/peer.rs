@@ -315,6 +315,10 @@ impl Node {
         }
         let token = match &sent.ask {
             Ask::Flight { token } => *token,
+            &Ask::Handoff { token } => {
+                self.handoff_answered(now, sent, token, resp);
+                return Ok(());
+            }
             Ask::Probe => {
                 // Any answer at all (a Go node says "no group") proves it
                 // alive.
@@ -410,6 +414,10 @@ impl Node {
     pub(super) fn peer_failed(&mut self, now: Instant, peer: &Arc<str>, sent: Sent, why: Failure) {
         let token = match sent.ask {
             Ask::Flight { token } => token,
+            Ask::Handoff { token } => {
+                self.handoff_failed(now, &sent.group, &sent.key, token);
+                return;
+            }
             Ask::Probe => {
                 let Some(p) = self.pools.get_mut(peer) else {
                     return;
@@ -469,6 +477,7 @@ fn request_of(s: &Sent) -> Request {
     };
     match &s.ask {
         Ask::Flight { .. } => get(true),
+        Ask::Handoff { .. } => super::handoff::peek_request(group, key),
         Ask::Get(_) => get(false),
         Ask::Probe => Request {
             from_peer: true,

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use crate::frame::FrameDecoder;
 use crate::wire::{
     encode_response, Request, Response, CODE_ERROR, CODE_NO_GROUP, CODE_OK, KEEPALIVE_FRAME,
-    NO_GROUP_MESSAGE, OP_GET,
+    NO_GROUP_MESSAGE, OP_GET, OP_PEEK,
 };
 
 use super::write::{op_of, write_response, WriteWaiter};
@@ -124,7 +124,11 @@ impl Node {
         i.last_active = now;
         // Checked here, not in `op_of`: a get pays one comparison.
         if req.op != OP_GET {
-            self.serve_write(now, conn, seq, &req, op_of(&req));
+            if req.op == OP_PEEK {
+                self.serve_peek(now, conn, seq, &req);
+            } else {
+                self.serve_write(now, conn, seq, &req, op_of(&req));
+            }
             return Ok(());
         }
         g.stats.server_requests += 1;

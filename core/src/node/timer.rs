@@ -23,7 +23,7 @@ impl Node {
     /// Most timer records kept before stale ones are dropped, so the heap
     /// stays proportional to the connections and peers.
     pub(super) fn timer_bound(&self) -> usize {
-        4 * (self.conns.len() + self.pools.len() + self.loads.len()) + 64
+        4 * (self.conns.len() + self.pools.len() + self.loads.len() + self.handoffs.len()) + 64
     }
 
     pub(super) fn arm_conn(&mut self, conn: ConnId) {
@@ -87,6 +87,7 @@ impl Node {
         for (&id, l) in &self.loads {
             fresh.push(Reverse((l.deadline, Timer::Load(id))));
         }
+        fresh.extend(self.handoff_deadlines().map(Reverse));
         self.timers = fresh;
     }
 
@@ -154,6 +155,7 @@ impl Node {
                 }
                 Timer::Peer(peer) => self.expire_backlog(now, &peer),
                 Timer::Load(id) => self.expire_load(now, id),
+                Timer::Handoff(token) => self.expire_handoff(now, token),
             }
         }
     }

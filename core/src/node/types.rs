@@ -91,6 +91,14 @@ pub struct Config {
     /// sending keepalives. Silence longer than the request timeout still
     /// ends it at once.
     pub max_wait: Duration,
+    /// How long after a membership change a node that became a key's owner
+    /// asks the key's previous owner for its value before loading it from
+    /// the origin (warm handoff), so that scaling out does not send every
+    /// moved key to the origin again. Zero turns handoff off.
+    pub handoff_period: Duration,
+    /// Longest a load waits on the previous owner's answer during handoff
+    /// before it goes to the origin.
+    pub handoff_timeout: Duration,
 }
 
 impl Config {
@@ -114,6 +122,9 @@ impl Config {
             allow: None,
             // A group's default load timeout plus one request timeout.
             max_wait: Duration::from_secs(33),
+            // Two DNS intervals: every node has seen the change by then.
+            handoff_period: Duration::from_secs(60),
+            handoff_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -533,6 +544,12 @@ pub struct GroupStats {
     pub writes_applied: u64,
     /// Peers a write this node carried out could not reach, summed.
     pub write_peers_not_reached: u64,
+    /// Misses answered by a key's previous owner after a membership change
+    /// (warm handoff), instead of the origin.
+    pub handoff_hits: u64,
+    /// Handoff requests that found nothing in time (no copy, no answer,
+    /// or a peer that does not understand them); the key was loaded.
+    pub handoff_misses: u64,
     /// The main cache.
     pub main: CacheStats,
     /// The hot cache.

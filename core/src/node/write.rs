@@ -153,7 +153,7 @@ impl Node {
             relay: true,
         };
         let s = self.sent(now, group.into(), key, ask, now + self.cfg.max_wait);
-        self.send_write(now, &peer, s);
+        self.send_extended(now, &peer, s);
         id
     }
 
@@ -235,7 +235,7 @@ impl Node {
                 };
                 let deadline = now + self.cfg.request_timeout;
                 let s = self.sent(now, group, key, ask, deadline);
-                self.send_write(now, &owner, s);
+                self.send_extended(now, &owner, s);
             }
             None => {
                 self.apply_write(now, &group, &op);
@@ -245,9 +245,10 @@ impl Node {
         Ok(())
     }
 
-    /// Sends a write to `peer` once it is known to understand writes; fails
-    /// it at once when the peer is backed off or known not to.
-    fn send_write(&mut self, now: Instant, peer: &Arc<str>, s: super::Sent) {
+    /// Sends a request only a node that understands the extensions can take
+    /// (a write, a peek) to `peer` once it is known to; fails it at once
+    /// when the peer is backed off or known not to.
+    pub(super) fn send_extended(&mut self, now: Instant, peer: &Arc<str>, s: super::Sent) {
         if let Err(why) = self.reachable(now, peer) {
             self.peer_failed(now, peer, s, why);
             return;
@@ -304,7 +305,7 @@ impl Node {
             };
             let deadline = now + self.cfg.request_timeout;
             let s = self.sent(now, group.clone(), key.clone(), ask, deadline);
-            self.send_write(now, &peer, s);
+            self.send_extended(now, &peer, s);
         }
         if self.writes.get(&id).is_some_and(|w| w.pending == 0) {
             self.finish_write(now, id);

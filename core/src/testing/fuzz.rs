@@ -306,7 +306,7 @@ pub fn node(data: &[u8]) {
     cfg.max_peer_inbound = 2;
     cfg.max_unwritten = 64;
     let mut node = Node::new(cfg);
-    node.set_peers([SELF, PEER, PEER_IP]);
+    node.set_peers(epoch(), [SELF, PEER, PEER_IP]);
     // Room for a handful of entries, each charged its overhead too.
     let mut g = GroupConfig::new("g", 1200).ttl(Duration::from_secs(5));
     g.max_loads = 2;
@@ -613,7 +613,7 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
                 h.node.shutdown(now);
             } else {
                 let peers: &[&str] = u.choose(&[&[SELF, PEER][..], &[PEER], &[SELF], &[]])?;
-                h.node.set_peers(peers);
+                h.node.set_peers(now, peers);
             }
         }
     }

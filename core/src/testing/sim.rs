@@ -95,7 +95,7 @@ impl Sim {
             .enumerate()
             .map(|(i, a)| {
                 let mut node = Node::new(config(a));
-                node.set_peers(&addrs);
+                node.set_peers(now, &addrs);
                 setup(&mut node);
                 SimNode {
                     node,
@@ -138,6 +138,37 @@ impl Sim {
         });
         self.sent_bytes.push(0);
         i
+    }
+
+    /// Adds a member no peer list names yet, as a node that scales the
+    /// cluster out starts; returns its index. It joins when
+    /// [`Sim::set_members`] names it.
+    pub fn add_member(
+        &mut self,
+        config: impl FnOnce(&str) -> Config,
+        setup: impl FnOnce(&mut Node),
+        loader: SimLoader,
+    ) -> usize {
+        let i = self.nodes.len();
+        let addr = format!("node-{i}:9000");
+        let mut node = Node::new(config(&addr));
+        setup(&mut node);
+        self.nodes.push(SimNode { node, addr, loader });
+        self.sent_bytes.push(0);
+        i
+    }
+
+    /// Gives every node in `members` the peer list naming exactly them,
+    /// now; the others are left as they are.
+    pub fn set_members(&mut self, members: &[usize]) {
+        let addrs: Vec<String> = members
+            .iter()
+            .map(|&i| self.nodes[i].addr.clone())
+            .collect();
+        for &i in members {
+            self.nodes[i].node.set_peers(self.now, &addrs);
+            self.drain(i);
+        }
     }
 
     /// Cuts the link between two nodes both ways: bytes are lost.

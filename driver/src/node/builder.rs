@@ -223,7 +223,7 @@ impl<R: Runtime> Builder<R> {
         let peers = self.peers.unwrap_or_else(|| vec![cfg.self_addr.clone()]);
         let self_addr = cfg.self_addr.clone();
         let mut node = core::Node::new(cfg);
-        node.set_peers(&peers);
+        node.set_peers(self.rt.now(), &peers);
         let mut loaders = HashMap::new();
         for (g, loader) in self.groups {
             loaders.insert(g.name.clone(), loader);

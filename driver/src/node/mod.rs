@@ -104,7 +104,8 @@ impl<R: Runtime> Node<R> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.shared.lock().node.set_peers(peers);
+        let now = self.shared.rt.now();
+        self.shared.lock().node.set_peers(now, peers);
     }
 
     /// The member that owns `key`.

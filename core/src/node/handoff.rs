@@ -1,0 +1,254 @@
+//! Warm handoff: after a membership change, a node that became a key's
+//! owner asks the key's previous owner for it before the origin.
+//!
+//! Adding a node moves about 1/n of the keys to it; without handoff each
+//! of them is loaded from the origin again on its next miss. The previous
+//! owner usually still holds the value, so the new owner peeks at it
+//! ([`OP_PEEK`]: answer from the cache, never load) with a short timeout,
+//! for a bounded period after the change. A peek goes only to a peer that
+//! announced it understands extensions (a Go node would load the key), and
+//! never to a peer that is backed off.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::ring::Ring;
+use crate::wire::{Request, Response, CODE_ERROR, CODE_OK, OP_PEEK};
+
+use super::serve::ok_response;
+use super::{Ask, ConnId, Node, Sent, Timer};
+
+/// The ring a handoff asks about, and until when.
+pub(super) struct Window {
+    prev: Ring,
+    until: Instant,
+}
+
+/// A handoff request a flight waits on.
+pub(super) struct Pending {
+    group: Arc<str>,
+    key: Arc<str>,
+    deadline: Instant,
+}
+
+impl Node {
+    /// Opens a handoff window for a change from the current ring to
+    /// `peers`. A node that was not in the ring counts the new list
+    /// without itself as the previous ring: that is what the others had.
+    pub(super) fn open_handoff(&mut self, now: Instant, peers: &[Arc<str>]) {
+        if self.cfg.handoff_period.is_zero() {
+            return;
+        }
+        let me = self.cfg.self_addr.as_str();
+        let was_member = self.ring.peers().iter().any(|p| &**p == me);
+        let prev = if was_member {
+            self.ring.clone()
+        } else {
+            let mut r = Ring::with_hash(self.cfg.replicas, self.cfg.hash);
+            r.set_peers(peers.iter().filter(|p| &***p != me));
+            r
+        };
+        self.handoff = (!prev.peers().is_empty()).then(|| Window {
+            prev,
+            until: now + self.cfg.handoff_period,
+        });
+    }
+
+    /// The peer to ask for `key` before loading it here: its owner before
+    /// the last membership change, while the window lasts, if that was
+    /// another node and it is not backed off.
+    fn previous_owner(&mut self, now: Instant, key: &str) -> Option<Arc<str>> {
+        let w = self.handoff.as_ref()?;
+        if w.until <= now {
+            self.handoff = None;
+            return None;
+        }
+        let prev = w.prev.owner(key)?;
+        if prev == self.cfg.self_addr {
+            return None;
+        }
+        let prev: Arc<str> = prev.into();
+        match self.pools.get(&prev).map(|p| (p.health, p.writes)) {
+            Some((_, Some(false))) => None,
+            Some((super::Health::Up, _)) | None => Some(prev),
+            Some(_) => None,
+        }
+    }
+
+    /// Starts a handoff for the flight of `key` if one applies; `false`
+    /// means load it now.
+    pub(super) fn try_handoff(&mut self, now: Instant, group: &Arc<str>, key: &Arc<str>) -> bool {
+        let Some(prev) = self.previous_owner(now, key) else {
+            return false;
+        };
+        let token = self.id();
+        let deadline = now + self.cfg.handoff_timeout;
+        let Some(g) = self.groups.get_mut(group) else {
+            return false;
+        };
+        let Some(f) = g.flights.get_mut(key) else {
+            return false;
+        };
+        f.state.remote = Some(token);
+        self.handoffs.insert(
+            token,
+            Pending {
+                group: group.clone(),
+                key: key.clone(),
+                deadline,
+            },
+        );
+        self.arm(deadline, Timer::Handoff(token));
+        let s = self.sent(now, group.clone(), key.clone(), Ask::Handoff { token }, now);
+        self.send_extended(now, &prev, s);
+        true
+    }
+
+    /// The previous owner answered a peek: a value lands the flight and is
+    /// cached as if loaded here; anything else sends the flight to the
+    /// origin.
+    pub(super) fn handoff_answered(
+        &mut self,
+        now: Instant,
+        sent: Sent,
+        token: u64,
+        resp: Response,
+    ) {
+        self.forget_handoff(token);
+        if resp.code != CODE_OK {
+            self.handoff_failed(now, &sent.group, &sent.key, token);
+            return;
+        }
+        let owned = self
+            .ring
+            .owner(&sent.key)
+            .is_none_or(|o| o == self.cfg.self_addr);
+        let Some(g) = self.groups.get_mut(&sent.group) else {
+            return;
+        };
+        if g.flights.get(&sent.key).and_then(|f| f.state.remote) != Some(token) {
+            return;
+        }
+        g.stats.handoff_hits += 1;
+        // The previous owner's remaining time, counted from when we asked,
+        // so the copy never outlives the original.
+        let remote = (resp.ttl_ms > 0).then(|| sent.asked_at + Duration::from_millis(resp.ttl_ms));
+        let expires = [
+            remote,
+            g.ttl.map(|t| now + t),
+            (!owned).then(|| now + g.hot_ttl),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        g.main.insert(&sent.key, resp.value.clone(), expires, now);
+        self.land(now, &sent.group, &sent.key, Ok((resp.value, expires)));
+    }
+
+    /// A handoff found nothing (a miss, no answer in time, a failure): if
+    /// the flight still waits on it, load the key here.
+    pub(super) fn handoff_failed(
+        &mut self,
+        now: Instant,
+        group: &Arc<str>,
+        key: &Arc<str>,
+        token: u64,
+    ) {
+        self.forget_handoff(token);
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let Some(f) = g.flights.get_mut(key) else {
+            return;
+        };
+        if f.state.remote != Some(token) {
+            return;
+        }
+        g.stats.handoff_misses += 1;
+        f.state.remote = None;
+        if f.state.local.is_none() {
+            self.load_locally(now, group.clone(), key.clone());
+        }
+    }
+
+    /// Drops a handoff's record; its timer record goes with the next trim.
+    fn forget_handoff(&mut self, token: u64) {
+        if self.handoffs.remove(&token).is_some() {
+            self.trim_timers();
+        }
+    }
+
+    /// A handoff's deadline passed. Its request may still be answered;
+    /// the flight no longer waits on it.
+    pub(super) fn expire_handoff(&mut self, now: Instant, token: u64) {
+        let Some(p) = self.handoffs.get(&token) else {
+            return;
+        };
+        if p.deadline > now {
+            return;
+        }
+        let (group, key) = (p.group.clone(), p.key.clone());
+        self.handoff_failed(now, &group, &key, token);
+    }
+
+    /// Handoff records for the timer heap's rebuild.
+    pub(super) fn handoff_deadlines(&self) -> impl Iterator<Item = (Instant, Timer)> + '_ {
+        self.handoffs
+            .iter()
+            .map(|(&t, p)| (p.deadline, Timer::Handoff(t)))
+    }
+
+    /// Answers a peek from the cache alone: never loads, never forwards.
+    pub(super) fn serve_peek(&mut self, now: Instant, conn: ConnId, seq: u64, req: &Request) {
+        let Some(g) = self.groups.get_mut(req.group.as_str()) else {
+            return;
+        };
+        g.stats.server_requests += 1;
+        let hit = g
+            .main
+            .get(&req.key, now)
+            .or_else(|| g.hot.get(&req.key, now));
+        let resp = match hit {
+            Some(hit) => ok_response(hit.value, hit.expires, now, req.ext),
+            None => Response {
+                value: Bytes::from_static(b"not cached here"),
+                code: CODE_ERROR,
+                pipelining: req.ext,
+                ..Default::default()
+            },
+        };
+        self.answer(now, conn, seq, resp, false);
+    }
+
+    /// Every handoff record has a timer that drops it by its deadline, so
+    /// records cannot pile up.
+    pub(super) fn validate_handoffs(&self) -> Result<(), String> {
+        for (&token, p) in &self.handoffs {
+            let armed = self
+                .timers
+                .iter()
+                .any(|std::cmp::Reverse((at, t))| *t == Timer::Handoff(token) && *at <= p.deadline);
+            if !armed {
+                return Err(format!(
+                    "handoff {token} of {}/{} has no timer",
+                    p.group, p.key
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The request a handoff sends.
+pub(super) fn peek_request(group: String, key: String) -> Request {
+    Request {
+        group,
+        key,
+        from_peer: true,
+        ext: true,
+        op: OP_PEEK,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,293 @@
+//! Warm handoff, deterministic: after a membership change a key's new owner
+//! asks its previous owner before the origin. Fake clock, in-memory links.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use groupcache_core::frame::decode_all;
+use groupcache_core::node::{Config, ConnId, Get, GroupConfig, Node, Output};
+use groupcache_core::ring::Ring;
+use groupcache_core::testing::{Fault, Sim, SimLoader};
+use groupcache_core::wire::{encode_frame, Request, Response, OP_GET};
+
+const GROUP: &str = "g";
+/// Keys of the scale-out scenario. The simulation checks every node's
+/// invariants after each step, which costs time per entry: the 10,000-key
+/// figure is measured over TCP (`groupcache-load --scale-out`).
+const KEYS: usize = 1_000;
+
+fn value_of(key: &str) -> Bytes {
+    Bytes::from(format!("value of {key}"))
+}
+
+fn loader(_: usize) -> SimLoader {
+    Box::new(|_, key| Ok(value_of(key).into()))
+}
+
+fn config(handoff: bool) -> impl Fn(&str) -> Config {
+    move |a: &str| {
+        let mut c = Config::new(a);
+        if !handoff {
+            c.handoff_period = Duration::ZERO;
+        }
+        c
+    }
+}
+
+fn setup(node: &mut Node) {
+    node.add_group(GroupConfig::new(GROUP, 64 << 20)).unwrap();
+}
+
+/// Three nodes that have served `keys` for longer than the handoff period
+/// (so the windows of their own start are closed), and a fourth that has
+/// just started and is not a member yet.
+fn warm_three_and_a_fourth(handoff: bool, keys: &[String]) -> Sim {
+    let mut sim = Sim::new(3, config(handoff), setup, loader);
+    for (n, k) in keys.iter().enumerate() {
+        assert_eq!(sim.get_and_wait(n % 3, GROUP, k), Ok(value_of(k)));
+    }
+    sim.run_for(Duration::from_secs(61));
+    sim.add_member(config(handoff), setup, loader(3));
+    sim
+}
+
+/// Origin loads when every key is asked again, through every node in turn,
+/// after the cluster grew from three nodes to four; and how many keys moved.
+fn reloads_after_scale_out(handoff: bool) -> (usize, usize) {
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
+    let mut sim = warm_three_and_a_fourth(handoff, &keys);
+    let before: Vec<String> = keys
+        .iter()
+        .map(|k| sim.nodes[0].node.owner(k).unwrap().to_string())
+        .collect();
+    assert_eq!(sim.load_calls.len(), KEYS, "each key loaded once to start");
+    sim.set_members(&[0, 1, 2, 3]);
+    let moved = keys
+        .iter()
+        .zip(&before)
+        .filter(|(k, b)| sim.nodes[0].node.owner(k) != Some(b.as_str()))
+        .count();
+    for (n, k) in keys.iter().enumerate() {
+        assert_eq!(sim.get_and_wait((n + 1) % 4, GROUP, k), Ok(value_of(k)));
+    }
+    (sim.load_calls.len() - KEYS, moved)
+}
+
+#[test]
+fn scale_out_from_three_to_four_nodes_reloads_almost_nothing() {
+    let (with, moved) = reloads_after_scale_out(true);
+    let (without, moved_too) = reloads_after_scale_out(false);
+    assert_eq!(moved, moved_too);
+    println!(
+        "{KEYS} keys, {moved} moved to the new node: origin loads {with} with handoff, \
+         {without} without"
+    );
+    // Every moved key asked through a node other than its old owner reloads
+    // without handoff; with it, none does.
+    assert!(moved > KEYS / 5, "{moved} keys moved");
+    assert!(without > moved / 2, "{without} reloads without handoff");
+    assert!(with * 100 < moved, "{with} reloads of {moved} moved keys");
+}
+
+#[test]
+fn a_previous_owner_that_is_gone_costs_one_handoff_timeout_then_nothing() {
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    let mut sim = Sim::new(3, config(true), setup, loader);
+    for (n, k) in keys.iter().enumerate() {
+        sim.get_and_wait(n % 3, GROUP, k).unwrap();
+    }
+    sim.run_for(Duration::from_secs(61));
+    // Node 2 dies and leaves the list: its keys move to nodes 0 and 1,
+    // whose previous ring still names it.
+    sim.faults.insert(2, Fault::Blackhole);
+    sim.set_members(&[0, 1]);
+    let three = Ring::with_peers(50, ["node-0:9000", "node-1:9000", "node-2:9000"]);
+    let moved: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            three.owner(k) == Some("node-2:9000")
+                && sim.nodes[0].node.owner(k) == Some("node-0:9000")
+        })
+        .collect();
+    assert!(moved.len() >= 2);
+    let timeout = Config::new("x").handoff_timeout;
+    let misses = sim.nodes[0].node.stats(GROUP).unwrap().handoff_misses;
+    let start = sim.now;
+    assert_eq!(sim.get_and_wait(0, GROUP, moved[0]), Ok(value_of(moved[0])));
+    let waited = sim.now - start;
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_millis(100),
+        "waited {waited:?}"
+    );
+    // Its probe times out at the connect timeout and backs it off: no
+    // later key waits on it.
+    sim.run_for(Duration::from_secs(2));
+    let start = sim.now;
+    assert_eq!(sim.get_and_wait(0, GROUP, moved[1]), Ok(value_of(moved[1])));
+    assert!(
+        sim.now - start < Duration::from_millis(100),
+        "waited {:?}",
+        sim.now - start
+    );
+    let s = sim.nodes[0].node.stats(GROUP).unwrap();
+    assert_eq!((s.handoff_hits, s.handoff_misses), (0, misses + 1));
+}
+
+#[test]
+fn concurrent_gets_of_a_moved_key_make_one_peek_and_no_load() {
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    let mut sim = warm_three_and_a_fourth(true, &keys);
+    sim.set_members(&[0, 1, 2, 3]);
+    let key = keys
+        .iter()
+        .find(|k| sim.nodes[0].node.owner(k) == Some("node-3:9000"))
+        .expect("a key moved")
+        .clone();
+    let loads = sim.load_calls.len();
+    // Every node asks at once, several times each.
+    let mut pending = Vec::new();
+    for i in 0..4 {
+        for _ in 0..5 {
+            match sim.get(i, GROUP, &key) {
+                Ok(r) => assert_eq!(r, Ok(value_of(&key))),
+                Err(id) => pending.push((i, id)),
+            }
+        }
+    }
+    assert!(sim.run_until(Duration::from_secs(5), |s| pending
+        .iter()
+        .all(|&(i, id)| s.result(i, id).is_some())));
+    for &(i, id) in &pending {
+        assert_eq!(sim.result(i, id), Some(&Ok(value_of(&key))));
+    }
+    assert_eq!(sim.load_calls.len(), loads, "no origin load");
+    let s = sim.nodes[3].node.stats(GROUP).unwrap();
+    assert_eq!(s.handoff_hits, 1);
+    // The new owner now holds it in its main cache.
+    assert_eq!(sim.nodes[3].node.peek(GROUP, &key), Some(value_of(&key)));
+}
+
+#[test]
+fn a_peek_never_loads_at_the_previous_owner_and_the_window_closes() {
+    // Node 0 evicts nothing but never loaded the keys node 3 will own:
+    // the cluster is fresh, so the peeks miss and the new owner loads.
+    let mut sim = Sim::new(3, config(true), setup, loader);
+    sim.add_member(config(true), setup, loader(3));
+    sim.set_members(&[0, 1, 2, 3]);
+    let keys: Vec<String> = (0..100)
+        .map(|i| format!("k{i}"))
+        .filter(|k| sim.nodes[0].node.owner(k) == Some("node-3:9000"))
+        .collect();
+    assert!(!keys.is_empty());
+    for k in &keys {
+        assert_eq!(sim.get_and_wait(3, GROUP, k), Ok(value_of(k)));
+    }
+    assert!(
+        sim.load_calls.iter().all(|(i, _, _)| *i == 3),
+        "a peek made a previous owner load: {:?}",
+        sim.load_calls
+    );
+    assert_eq!(sim.load_calls.len(), keys.len());
+    let s = sim.nodes[3].node.stats(GROUP).unwrap();
+    assert_eq!(s.handoff_misses as usize, keys.len());
+    // After the window no peek is sent: a removed key loads at once.
+    sim.run_for(Config::new("x").handoff_period);
+    let k = &keys[0];
+    sim.write_and_wait(3, GROUP, groupcache_core::node::WriteOp::remove(k.as_str()))
+        .unwrap();
+    let sent = sim.sent_bytes.clone();
+    assert_eq!(sim.get_and_wait(3, GROUP, k), Ok(value_of(k)));
+    assert_eq!(sim.sent_bytes, sent, "no request left node 3");
+    assert_eq!(
+        sim.nodes[3].node.stats(GROUP).unwrap().handoff_misses,
+        s.handoff_misses
+    );
+}
+
+#[test]
+fn a_go_previous_owner_only_ever_sees_the_probe() {
+    // A Go node reads a peek as a get and would load the key: a new owner
+    // sends it the empty probe only, and loads once the answer shows it
+    // does not understand the extensions.
+    #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
+    let now = std::time::Instant::now();
+    let (me, go) = ("rust:1", "go:1");
+    let mut node = Node::new(Config::new(me));
+    setup(&mut node);
+    // A node that starts takes the others as the previous ring: every key
+    // it owns was Go's.
+    node.set_peers(now, [me, go]);
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| node.owner(k) == Some(me))
+        .unwrap();
+    assert!(matches!(node.get(now, GROUP, &key), Get::Pending(_)));
+    let out = drain(&mut node);
+    let conn = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Connect { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .expect("connects to the previous owner");
+    node.handle_connected(now, conn);
+    let reqs = requests(&sent_on(&drain(&mut node), conn));
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        (reqs[0].group.as_str(), reqs[0].op),
+        ("", OP_GET),
+        "only a probe"
+    );
+    let go_answer = Response {
+        value: "no group".into(),
+        code: 404,
+        ..Default::default()
+    };
+    let mut b = BytesMut::new();
+    encode_frame(&go_answer, &mut b);
+    node.handle_data(now, conn, &b);
+    let out = drain(&mut node);
+    assert!(
+        sent_on(&out, conn).is_empty(),
+        "nothing more was sent to it"
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Load { key: k, .. } if **k == *key)),
+        "{out:?}"
+    );
+    // The next key it owns is loaded at once: the peer is known now.
+    let other = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| node.owner(k) == Some(me))
+        .nth(1)
+        .unwrap();
+    assert!(matches!(node.get(now, GROUP, &other), Get::Pending(_)));
+    let out = drain(&mut node);
+    assert!(matches!(&out[..], [Output::Load { .. }]), "{out:?}");
+    assert_eq!(node.stats(GROUP).unwrap().handoff_misses, 1);
+}
+
+fn drain(node: &mut Node) -> Vec<Output> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+fn sent_on(out: &[Output], conn: ConnId) -> Vec<u8> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { conn: c, data } if *c == conn => Some(&data[..]),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect()
+}
+
+fn requests(data: &[u8]) -> Vec<Request> {
+    let (frames, rest) = decode_all(data, 1 << 20).unwrap();
+    assert_eq!(rest, 0, "whole frames");
+    frames
+        .iter()
+        .map(|f| Request::decode_payload(f).unwrap())
+        .collect()
+}
