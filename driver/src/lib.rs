@@ -12,8 +12,11 @@
 //! - [`Group::set`], [`Group::remove`], [`Group::purge`]: writes across the
 //!   cluster.
 //! - [`Loader`]: how a group fetches a missing key.
+//! - [`Discovery`], [`DnsDiscovery`], [`PeerSource`]: members from DNS
+//!   names (`dns+NAME:PORT`, `dnssrv+NAME`) resolved every interval.
 
 mod client;
+mod discovery;
 mod loader;
 #[cfg(feature = "prometheus")]
 pub mod metrics;
@@ -26,13 +29,16 @@ pub mod conformance;
 
 pub use bytes::Bytes;
 pub use client::Client;
+pub use discovery::{
+    Discovery, DiscoveryError, DnsConfig, DnsDiscovery, MembersFuture, PeerSource, PeerSourceError,
+};
 pub use groupcache_core::node::{
     Error, GroupConfig, GroupExists, GroupStats, LoadError, Loaded, WriteOp, WriteReport,
 };
 pub use groupcache_core::{self as core, ring::HashFn};
 pub use ipnet::IpNet;
 pub use loader::{LoadFuture, Loader};
-pub use node::{Builder, Group, Node, StartError};
+pub use node::{Builder, DiscoveryStats, Group, Node, StartError};
 pub use runtime::{timeout, Runtime};
 
 /// Declares an adapter crate's public API over its runtime type `$rt`: the
@@ -42,8 +48,10 @@ pub use runtime::{timeout, Runtime};
 macro_rules! adapter_api {
     ($rt:ty) => {
         pub use $crate::{
-            core, sample, Bytes, Error, GroupConfig, GroupExists, GroupStats, HashFn, IpNet,
-            LoadError, LoadFuture, Loaded, Loader, StartError, WriteOp, WriteReport,
+            core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, DnsConfig,
+            DnsDiscovery, Error, GroupConfig, GroupExists, GroupStats, HashFn, IpNet, LoadError,
+            LoadFuture, Loaded, Loader, MembersFuture, PeerSource, PeerSourceError, StartError,
+            WriteOp, WriteReport,
         };
         /// Configures a node; `Builder::new()` uses the runtime's default
         /// handle. See [`groupcache_driver::Builder`].

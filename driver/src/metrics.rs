@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 use groupcache_core::cache::CacheStats;
 
-use crate::{GroupStats, Node, Runtime};
+use crate::{DiscoveryStats, GroupStats, Node, Runtime};
 
 type GroupField = fn(&GroupStats) -> u64;
 type CacheField = fn(&CacheStats) -> u64;
@@ -67,6 +67,16 @@ const GROUP_COUNTERS: &[(&str, &str, GroupField)] = &[
         |s| s.values_too_large,
     ),
     (
+        "groupcache_handoff_hits",
+        "Misses answered by the key's previous owner after a membership change.",
+        |s| s.handoff_hits,
+    ),
+    (
+        "groupcache_handoff_misses",
+        "Handoff requests that found nothing in time; the key was loaded.",
+        |s| s.handoff_misses,
+    ),
+    (
         "groupcache_sets",
         "Sets this node carried out across the cluster.",
         |s| s.sets,
@@ -90,6 +100,26 @@ const GROUP_COUNTERS: &[(&str, &str, GroupField)] = &[
         "groupcache_write_peers_not_reached",
         "Peers a write carried out by this node could not reach, summed.",
         |s| s.write_peers_not_reached,
+    ),
+];
+
+type NodeField = fn(&DiscoveryStats) -> u64;
+
+const NODE_COUNTERS: &[(&str, &str, NodeField)] = &[
+    (
+        "groupcache_discovery_rounds",
+        "Discovery rounds run.",
+        |s| s.rounds,
+    ),
+    (
+        "groupcache_discovery_failures",
+        "Discovery rounds that failed or found nobody (the members were kept).",
+        |s| s.failures,
+    ),
+    (
+        "groupcache_discovery_changes",
+        "Discovery rounds that changed the members.",
+        |s| s.changes,
     ),
 ];
 
@@ -119,15 +149,56 @@ const CACHE_GAUGES: &[(&str, &str, CacheField)] = &[
     ("groupcache_cache_items", "Entries held.", |s| s.items),
 ];
 
-/// One scrape: (node, group, stats) rows taken at once.
+/// What one node says of itself in a scrape.
 #[derive(Debug)]
-struct Snapshot(Vec<(String, String, GroupStats)>);
+struct NodeRow {
+    node: String,
+    members: Vec<String>,
+    discovery: DiscoveryStats,
+}
+
+/// One scrape: per node, and per (node, group), taken at once.
+#[derive(Debug)]
+struct Snapshot {
+    nodes: Vec<NodeRow>,
+    groups: Vec<(String, String, GroupStats)>,
+}
 
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        // Members, so an operator can see that every node agrees.
+        let mut m = enc.encode_descriptor(
+            "groupcache_peers",
+            "Members of the ring this node uses, itself included.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for r in &self.nodes {
+            let labels = [("node", r.node.as_str())];
+            ConstGauge::new(r.members.len() as i64).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "groupcache_peer_info",
+            "One series per member of the ring this node uses.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for r in &self.nodes {
+            for p in &r.members {
+                let labels = [("node", r.node.as_str()), ("peer", p.as_str())];
+                ConstGauge::new(1).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, field) in NODE_COUNTERS {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for r in &self.nodes {
+                let labels = [("node", r.node.as_str())];
+                ConstCounter::new(field(&r.discovery)).encode(m.encode_family(&labels)?)?;
+            }
+        }
         for (name, help, field) in GROUP_COUNTERS {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (node, group, s) in &self.0 {
+            for (node, group, s) in &self.groups {
                 let labels = [("node", node.as_str()), ("group", group.as_str())];
                 ConstCounter::new(field(s)).encode(m.encode_family(&labels)?)?;
             }
@@ -141,7 +212,7 @@ impl Collector for Snapshot {
                 MetricType::Counter
             };
             let mut m = enc.encode_descriptor(name, help, None, kind)?;
-            for (node, group, s) in &self.0 {
+            for (node, group, s) in &self.groups {
                 for (cache, pick) in kinds {
                     let labels = [
                         ("node", node.as_str()),
@@ -173,8 +244,16 @@ impl Collector for Snapshot {
 /// ```
 pub fn prometheus_text<R: Runtime>(nodes: &[Node<R>]) -> String {
     let mut rows = Vec::new();
+    let mut node_rows = Vec::new();
     for n in nodes {
         let addr = n.self_addr();
+        let mut members = n.members();
+        members.sort();
+        node_rows.push(NodeRow {
+            node: addr.clone(),
+            members,
+            discovery: n.discovery_stats(),
+        });
         let mut groups = n.groups();
         groups.sort();
         for g in groups {
@@ -184,7 +263,10 @@ pub fn prometheus_text<R: Runtime>(nodes: &[Node<R>]) -> String {
         }
     }
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot(rows)));
+    registry.register_collector(Box::new(Snapshot {
+        nodes: node_rows,
+        groups: rows,
+    }));
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

@@ -402,6 +402,14 @@ impl Node {
         self.trim_timers();
     }
 
+    /// Renames this node in peer lists: the name it finds itself by on the
+    /// ring. A node discovered by DNS learns its name from the answers (the
+    /// address the others see), which can differ from the one it started
+    /// with; call this before the [`Node::set_peers`] that lists it.
+    pub fn set_self_addr(&mut self, addr: impl Into<String>) {
+        self.cfg.self_addr = addr.into();
+    }
+
     /// The ring in use.
     pub fn ring(&self) -> &Ring {
         &self.ring

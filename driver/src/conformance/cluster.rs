@@ -386,13 +386,18 @@ pub async fn peer_list_replaced_at_run_time<R: Runtime>(rt: R) {
         .collect();
     assert!(!moved.is_empty());
     for k in &moved {
-        // Asked through node 2 itself: it owns the key now and loads it.
+        // Asked through node 2 itself: it owns the key now, and its
+        // previous owner hands the value over instead of the origin.
         assert_eq!(
             counted[2].get("m", k).await,
             Ok(Bytes::from(format!("v-{k}")))
         );
-        assert!(loads.of("m", k).contains(&2), "{k} moved to node 2");
+        assert_eq!(loads.of("m", k).len(), 1, "{k} loaded again");
+        assert_eq!(counted[2].owner(k).as_deref(), Some(addrs[2].as_str()));
     }
+    let s = counted[2].stats("m").unwrap();
+    assert_eq!(s.handoff_hits as usize, moved.len());
+    assert_eq!(s.local_loads, 0);
     // Node 1 leaves and stops.
     counted[1].shutdown().await;
     let without: Vec<String> = vec![addrs[0].clone(), addrs[2].clone()];

@@ -2,9 +2,12 @@
 //! it with [`conformance_tests!`](crate::conformance_tests). Real TCP on
 //! 127.0.0.1, ports chosen by the OS. The cases live in `cluster` (gets,
 //! routing, wire, membership, shutdown), `limits` (hostile clients, slow
-//! origins, stopped peers) and `writes` (set, remove, purge).
+//! origins, stopped peers), `writes` (set, remove, purge) and `discovery`
+//! (members from DNS, warm handoff).
 
 mod cluster;
+mod discovery;
+pub mod dns;
 mod limits;
 mod writes;
 
@@ -15,6 +18,10 @@ pub use cluster::{
     panicking_loader_fails_its_waiters_only, peer_list_replaced_at_run_time,
     shutdown_lets_requests_in_flight_finish, slow_sender_is_cut_off,
     stopped_node_keys_still_served_within_the_timeout, wire_vectors_answered_byte_for_byte,
+};
+pub use discovery::{
+    dns_a_records_name_each_node_by_its_address, dns_members_follow_the_records_and_survive_a_blip,
+    dns_scale_out_hands_moved_keys_over,
 };
 pub use limits::{
     empty_frames_do_not_hold_a_connection, hung_origin_is_cancelled_at_the_load_timeout,
@@ -68,7 +75,10 @@ macro_rules! conformance_tests {
             value_over_the_limit_is_refused,
             writes_through_any_node_reach_every_node,
             client_writes_through_a_node,
-            writes_name_the_peers_they_could_not_reach
+            writes_name_the_peers_they_could_not_reach,
+            dns_members_follow_the_records_and_survive_a_blip,
+            dns_a_records_name_each_node_by_its_address,
+            dns_scale_out_hands_moved_keys_over
         );
     };
     (@each $run:path, $rt:expr; $($name:ident),* $(,)?) => {

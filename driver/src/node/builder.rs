@@ -11,8 +11,11 @@ use ipnet::IpNet;
 
 use super::shared::Shared;
 use super::tasks::accept_loop;
+use super::watch::{discovery_loop, Watch};
 use super::{Node, StartError};
+use crate::discovery::{recognise_self, Discovery};
 use crate::loader::Loader;
+use crate::runtime::timeout;
 use crate::runtime::Runtime;
 
 /// Configures and starts a [`Node`].
@@ -41,6 +44,8 @@ pub struct Builder<R: Runtime> {
     pub(super) groups: Vec<(GroupConfig, Arc<dyn Loader>)>,
     pub(super) cfg: Config,
     pub(super) shutdown_timeout: Duration,
+    pub(super) discovery: Option<Arc<dyn Discovery>>,
+    pub(super) discovery_interval: Duration,
 }
 
 impl<R: Runtime + Default> Builder<R> {
@@ -63,6 +68,8 @@ impl<R: Runtime> Builder<R> {
             groups: Vec::new(),
             cfg: Config::new(""),
             shutdown_timeout: Duration::from_secs(5),
+            discovery: None,
+            discovery_interval: Duration::from_secs(30),
         }
     }
 
@@ -86,6 +93,48 @@ impl<R: Runtime> Builder<R> {
         S: Into<String>,
     {
         self.peers = Some(peers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Learns the members from `d` instead of a fixed list: asked once
+    /// before the node starts serving, then every
+    /// [`discovery_interval`](Builder::discovery_interval). A round that
+    /// fails or finds nobody keeps the last good list (and is logged). The
+    /// node finds itself in the answers by its
+    /// [`self_addr`](Builder::self_addr), or else as an address of this
+    /// machine at its listen port, and takes that as its name on the ring.
+    /// Replaces [`Builder::peers`].
+    ///
+    /// ```no_run
+    /// # async fn demo<R: groupcache_driver::Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
+    /// use groupcache_driver::{Builder, DnsConfig, DnsDiscovery, PeerSource};
+    ///
+    /// let sources = PeerSource::parse_all(["dns+groupcache.default.svc.cluster.local:8000"])?;
+    /// let node = Builder::with_runtime(rt)
+    ///     .listen("0.0.0.0:8000".parse()?)
+    ///     .discovery(DnsDiscovery::new(sources, DnsConfig::default())?)
+    ///     .group("score", 1 << 20, None, |key: String| async move { Ok(key) })
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn discovery(mut self, d: impl Discovery) -> Self {
+        self.discovery = Some(Arc::new(d));
+        self
+    }
+
+    /// How often discovery is asked again (default 30 s).
+    pub fn discovery_interval(mut self, d: Duration) -> Self {
+        self.discovery_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long after a membership change a key's new owner asks its
+    /// previous owner before the origin (default 60 s; zero turns it off),
+    /// and how long each such question may take (default 250 ms).
+    pub fn handoff(mut self, period: Duration, timeout: Duration) -> Self {
+        self.cfg.handoff_period = period;
+        self.cfg.handoff_timeout = timeout;
         self
     }
 
@@ -220,7 +269,23 @@ impl<R: Runtime> Builder<R> {
             })?;
         let mut cfg = self.cfg;
         cfg.self_addr = self.self_addr.unwrap_or_else(|| local.to_string());
-        let peers = self.peers.unwrap_or_else(|| vec![cfg.self_addr.clone()]);
+        let mut peers = self.peers.unwrap_or_else(|| vec![cfg.self_addr.clone()]);
+        if let Some(d) = &self.discovery {
+            // The first round decides this node's name; until one succeeds
+            // the node is alone.
+            let first = timeout(&self.rt, self.discovery_interval, d.members()).await;
+            peers = vec![cfg.self_addr.clone()];
+            match first {
+                Some(Ok(m)) if !m.is_empty() => {
+                    let (m, me) = recognise_self(m, &cfg.self_addr, local.port());
+                    cfg.self_addr = me.unwrap_or(cfg.self_addr);
+                    peers = m;
+                }
+                Some(Ok(_)) => tracing::warn!("discovery found no members; starting alone"),
+                Some(Err(e)) => tracing::warn!(error = %e, "discovery failed; starting alone"),
+                None => tracing::warn!("discovery did not answer in time; starting alone"),
+            }
+        }
         let self_addr = cfg.self_addr.clone();
         let mut node = core::Node::new(cfg);
         node.set_peers(self.rt.now(), &peers);
@@ -231,6 +296,16 @@ impl<R: Runtime> Builder<R> {
         }
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let (shared, idle_rx) = Shared::start(self.rt.clone(), node, loaders);
+        if let Some(d) = self.discovery {
+            let watch = Watch {
+                discovery: d,
+                interval: self.discovery_interval,
+                port: local.port(),
+                last: peers,
+            };
+            self.rt
+                .spawn(discovery_loop(shared.clone(), watch, stop_rx.clone()));
+        }
         self.rt
             .spawn(accept_loop(shared.clone(), listener, stop_rx));
         tracing::debug!(%local, self_addr, "groupcache node started");

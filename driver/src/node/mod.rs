@@ -11,9 +11,11 @@ mod builder;
 mod outbox;
 mod shared;
 mod tasks;
+mod watch;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,18 @@ use crate::runtime::{timeout, Runtime};
 use crate::Error;
 
 pub use builder::Builder;
+
+/// Counters of a node's discovery rounds ([`Node::discovery_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiscoveryStats {
+    /// Rounds run since the node started (not counting the one before).
+    pub rounds: u64,
+    /// Rounds that failed or found nobody; the members were kept.
+    pub failures: u64,
+    /// Rounds that changed the members.
+    pub changes: u64,
+}
 pub(crate) use shared::Shared;
 
 /// Why a node could not start.
@@ -106,6 +120,29 @@ impl<R: Runtime> Node<R> {
     {
         let now = self.shared.rt.now();
         self.shared.lock().node.set_peers(now, peers);
+    }
+
+    /// The current members, this node included if it owns keys, in ring
+    /// order: what the last [`Node::set_peers`] or discovery round gave.
+    pub fn members(&self) -> Vec<String> {
+        let st = self.shared.lock();
+        st.node
+            .ring()
+            .peers()
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// Counters of this node's discovery rounds (all zero without
+    /// [`Builder::discovery`]).
+    pub fn discovery_stats(&self) -> DiscoveryStats {
+        let c = &self.shared.discovery;
+        DiscoveryStats {
+            rounds: c.rounds.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            changes: c.changes.load(Ordering::Relaxed),
+        }
     }
 
     /// The member that owns `key`.

@@ -55,6 +55,16 @@ pub(crate) struct Shared<R: Runtime> {
     pub(super) idle: Sender<()>,
     pub(super) write_timeout: Duration,
     pub(super) live: Live,
+    /// Discovery rounds run, failed, and that changed the members.
+    pub(super) discovery: DiscoveryCounters,
+}
+
+/// Counters of a node's discovery rounds.
+#[derive(Debug, Default)]
+pub(super) struct DiscoveryCounters {
+    pub(super) rounds: std::sync::atomic::AtomicU64,
+    pub(super) failures: std::sync::atomic::AtomicU64,
+    pub(super) changes: std::sync::atomic::AtomicU64,
 }
 
 impl<R: Runtime> Shared<R> {
@@ -85,6 +95,7 @@ impl<R: Runtime> Shared<R> {
             idle: idle_tx,
             write_timeout,
             live: Live::default(),
+            discovery: DiscoveryCounters::default(),
         });
         rt.spawn(timer_loop(shared.clone(), wake_rx));
         (shared, idle_rx)
