@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use groupcache_driver::core::frame::DEFAULT_MAX_FRAME;
 use groupcache_driver::core::node::RESPONSE_OVERHEAD;
-use groupcache_tokio::{Builder, GroupConfig};
+use groupcache_tokio::{Builder, DnsConfig, DnsDiscovery, GroupConfig, PeerSource};
 use serde::Deserialize;
 
 use crate::http::HttpLimits;
@@ -80,9 +80,20 @@ pub struct ServeConfig {
     pub listen: Option<SocketAddr>,
     /// This node's name in peer lists (default: the listen address).
     pub self_addr: Option<String>,
-    /// Members of the cluster, this node included.
+    /// Members of the cluster, this node included: `host:port`,
+    /// `dns+NAME:PORT` (A/AAAA records) or `dnssrv+NAME` (SRV records),
+    /// mixed freely.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// Name server (`IP:PORT`) for DNS peers, instead of the system's.
+    pub dns_server: Option<SocketAddr>,
+    /// How often DNS peers are resolved again, e.g. `30s`, `500ms`, `2m`
+    /// (default 30s).
+    pub dns_interval: Option<String>,
+    /// Milliseconds after a membership change during which a key's new
+    /// owner asks its previous owner before the origin (default 60000;
+    /// 0 turns it off).
+    pub handoff_ms: Option<u64>,
     /// Address of the HTTP front (`/api`, `/metrics`, `/healthz`), if any.
     pub http: Option<SocketAddr>,
     /// Ring points per peer.
@@ -158,8 +169,21 @@ impl ServeConfig {
         if let Some(a) = &self.self_addr {
             b = b.self_addr(a.clone());
         }
-        if !self.peers.is_empty() {
+        let sources = self.peer_sources()?;
+        if sources.iter().any(PeerSource::is_dns) {
+            let discovery = DnsDiscovery::new(sources, self.dns_config())
+                .map_err(|e| format!("DNS resolver: {e}"))?;
+            b = b
+                .discovery(discovery)
+                .discovery_interval(self.dns_interval()?);
+        } else if !self.peers.is_empty() {
             b = b.peers(self.peers.clone());
+        }
+        if let Some(ms) = self.handoff_ms {
+            b = b.handoff(
+                Duration::from_millis(ms),
+                groupcache_driver::core::node::Config::new("").handoff_timeout,
+            );
         }
         if let Some(r) = self.replicas {
             b = b.replicas(r);
@@ -204,6 +228,28 @@ impl ServeConfig {
             b = b.group_config(group, loader);
         }
         Ok(b)
+    }
+
+    /// The peer list's entries, parsed.
+    pub fn peer_sources(&self) -> Result<Vec<PeerSource>, String> {
+        PeerSource::parse_all(&self.peers).map_err(|e| e.to_string())
+    }
+
+    /// How DNS peers are resolved.
+    pub fn dns_config(&self) -> DnsConfig {
+        let c = DnsConfig::default();
+        match self.dns_server {
+            Some(s) => c.server(s),
+            None => c,
+        }
+    }
+
+    /// How often DNS peers are resolved again.
+    pub fn dns_interval(&self) -> Result<Duration, String> {
+        match &self.dns_interval {
+            None => Ok(Duration::from_secs(30)),
+            Some(s) => parse_duration(s).map_err(|e| format!("dns_interval {s:?}: {e}")),
+        }
     }
 
     /// Lowers the client budgets (peer port and HTTP front) when the
@@ -278,4 +324,36 @@ impl ServeConfig {
             read_only: self.http_read_only,
         }
     }
+}
+
+/// Parses a duration: a number with the unit `ms`, `s` or `m` (seconds
+/// when there is none).
+///
+/// ```
+/// use std::time::Duration;
+/// use groupcache_cli::config::parse_duration;
+/// assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+/// assert!(parse_duration("0s").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "expected a number with ms, s or m".to_string())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s or m")),
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
 }

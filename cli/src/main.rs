@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use groupcache_cli::check;
 use groupcache_cli::config::{GroupSpec, ServeConfig};
 use groupcache_cli::http::{self, HttpLimits};
 use groupcache_driver::core::ring::Ring;
@@ -114,9 +115,28 @@ struct ServeArgs {
     /// This node's name in peer lists (default: the listen address).
     #[arg(long)]
     self_addr: Option<String>,
-    /// Cluster members, this node included, comma-separated.
+    /// Cluster members, this node included, comma-separated: `host:port`,
+    /// `dns+NAME:PORT` (A/AAAA records) or `dnssrv+_service._proto.NAME`
+    /// (SRV records), mixed freely. DNS names are resolved again every
+    /// --dns-interval; a failed or empty answer keeps the last good list.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// Name server for DNS peers, as IP:PORT (default: the system's).
+    #[arg(long)]
+    dns_server: Option<SocketAddr>,
+    /// How often DNS peers are resolved again: 30s, 500ms, 2m (default 30s).
+    #[arg(long)]
+    dns_interval: Option<String>,
+    /// Milliseconds after a membership change during which a key's new
+    /// owner asks its previous owner before the origin (default 60000; 0
+    /// turns it off).
+    #[arg(long)]
+    handoff_ms: Option<u64>,
+    /// Check the configuration (groups, origins, peers, DNS), print what the
+    /// node would run with, and exit: 0 if it would start, 1 with the
+    /// reason if not.
+    #[arg(long)]
+    check: bool,
     /// A group as NAME:MAX_BYTES:TTL_SECS:ORIGIN, where ORIGIN is `sample`,
     /// `dir:PATH`, `http://host/path/{key}` or `synthetic:SIZE` (made-up
     /// values of SIZE bytes, for load tests). Repeatable.
@@ -206,6 +226,9 @@ impl ServeArgs {
             .or(c.http_max_connections_per_addr);
         c.http_max_body = self.http_max_body.or(c.http_max_body);
         c.http_read_only = self.http_read_only || c.http_read_only;
+        c.dns_server = self.dns_server.or(c.dns_server);
+        c.dns_interval = self.dns_interval.or(c.dns_interval);
+        c.handoff_ms = self.handoff_ms.or(c.handoff_ms);
         if !self.peers.is_empty() {
             c.peers = self.peers;
         }
@@ -261,6 +284,11 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.cmd {
+            Cmd::Serve(args) if args.check => {
+                let report = check::check(&(*args).config()?).await?;
+                print!("{report}");
+                Ok(())
+            }
             Cmd::Serve(args) => serve((*args).config()?).await,
             Cmd::Get { node, group, key } => get(&node, &group, &key).await,
             Cmd::Set {

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::ProtoErrorKind;
 use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts,
 };
@@ -192,7 +194,7 @@ async fn addresses(
             .iter()
             .map(|ip| SocketAddr::new(ip, port).to_string())
             .collect()),
-        Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+        Err(e) if empty_answer(&e) => Ok(Vec::new()),
         Err(e) => Err(DiscoveryError::Resolve {
             name: name.into(),
             reason: e.to_string(),
@@ -200,8 +202,18 @@ async fn addresses(
     }
 }
 
+/// Whether the server answered that the name has no such records (as
+/// opposed to failing: SERVFAIL, REFUSED, a timeout).
+fn empty_answer(e: &ResolveError) -> bool {
+    matches!(
+        e.proto().map(|p| p.kind()),
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. })
+            if matches!(*response_code, ResponseCode::NoError | ResponseCode::NXDomain)
+    )
+}
+
 fn fail(s: &PeerSource, e: ResolveError) -> DiscoveryError {
-    if e.is_no_records_found() {
+    if empty_answer(&e) {
         return DiscoveryError::Empty {
             name: s.to_string(),
         };

@@ -1,0 +1,268 @@
+//! `groupcache serve` with DNS peers, `serve --check`, and the deployment
+//! files' commands, against a DNS server in the test process (never the
+//! machine's resolver). Real processes on OS-chosen ports.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use groupcache_driver::conformance::dns::{Mode, TestDns};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_groupcache");
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn check(args: &[String]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--check")
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The items of the YAML block list under the first `key:` line of `text`
+/// (`- item` lines, more indented than the key): how the deployment files
+/// write their commands.
+fn yaml_list(text: &str, key: &str) -> Vec<String> {
+    let mut lines = text.lines().skip_while(|l| l.trim() != format!("{key}:"));
+    let head = lines.next().expect("the key is there");
+    let indent = head.len() - head.trim_start().len();
+    lines
+        .take_while(|l| l.len() - l.trim_start().len() > indent && l.trim_start().starts_with("- "))
+        .map(|l| l.trim_start()[2..].trim().to_string())
+        .collect()
+}
+
+/// The command after `serve`, with the pod's environment filled in and
+/// this test's name server added.
+fn serve_args(cmd: &[String], dns: &TestDns) -> Vec<String> {
+    assert_eq!(cmd.first().map(String::as_str), Some("serve"), "{cmd:?}");
+    let mut args: Vec<String> = cmd[1..]
+        .iter()
+        .map(|a| {
+            a.replace("$(POD_IP)", "127.0.0.1")
+                .replace("$(POD_NAMESPACE)", "default")
+        })
+        .collect();
+    args.extend(["--dns-server".to_string(), dns.addr().to_string()]);
+    args
+}
+
+#[test]
+fn deployment_files_are_accepted_by_serve_check() {
+    let dns = TestDns::start();
+    let ip = "127.0.0.1".parse().unwrap();
+    dns.set_ips("groupcache", &[ip]);
+    dns.set_ips("groupcache-peers.default.svc.cluster.local", &[ip]);
+    let read = |p: &str| std::fs::read_to_string(format!("{REPO}/{p}")).unwrap();
+
+    // Dockerfile: ENTRYPOINT groupcache, CMD its arguments (JSON form).
+    let docker = read("Dockerfile");
+    assert!(docker.contains("ENTRYPOINT [\"groupcache\"]"));
+    assert!(docker.contains("USER 10001"), "runs as a non-root user");
+    let cmd = docker
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD line");
+    let cmd: Vec<String> = serde_json::from_str(cmd).expect("CMD in JSON form");
+    let (ok, out, err) = check(&serve_args(&cmd, &dns));
+    assert!(ok, "Dockerfile CMD: {err}");
+    assert!(out.contains("group      score"), "{out}");
+
+    // Compose: three nodes that find each other by their shared alias.
+    let compose = read("deploy/compose/compose.yaml");
+    for n in ["node1:", "node2:", "node3:"] {
+        assert!(compose.contains(n), "{n}");
+    }
+    let cmd = yaml_list(&compose, "command");
+    let (ok, out, err) = check(&serve_args(&cmd, &dns));
+    assert!(ok, "compose command: {err}");
+    assert!(out.contains("members    1 now: 127.0.0.1:8000"), "{out}");
+
+    // Kubernetes: the StatefulSet's container arguments.
+    let k8s = read("deploy/kubernetes/groupcache.yaml");
+    for want in [
+        "clusterIP: None",
+        "kind: StatefulSet",
+        "path: /healthz",
+        "resources:",
+    ] {
+        assert!(k8s.contains(want), "{want}");
+    }
+    let cmd = yaml_list(&k8s, "args");
+    let (ok, out, err) = check(&serve_args(&cmd, &dns));
+    assert!(ok, "kubernetes args: {err}");
+    assert!(out.contains("self       127.0.0.1:8000"), "{out}");
+    assert!(out.contains("members    1 now: 127.0.0.1:8000"), "{out}");
+}
+
+#[test]
+fn serve_check_says_what_is_wrong() {
+    let dns = TestDns::start();
+    let server = dns.addr().to_string();
+    let group = "score:2048:0:sample";
+    for (args, want) in [
+        (
+            vec!["--group", group, "--peers", "dns+nameonly"],
+            "expected dns+NAME:PORT",
+        ),
+        (vec!["--group", group, "--peers", "srv+x"], "unknown scheme"),
+        (vec!["--group", "x:1:0:sample"], "origin \"sample\""),
+        (vec!["--peers", "127.0.0.1:1"], "no group configured"),
+        (
+            vec![
+                "--group",
+                group,
+                "--peers",
+                "dns+missing.test:8000",
+                "--dns-server",
+                &server,
+            ],
+            "missing.test:8000 has no address",
+        ),
+        (
+            vec![
+                "--group",
+                group,
+                "--peers",
+                "dns+a.test:8000",
+                "--dns-interval",
+                "soon",
+            ],
+            "dns_interval",
+        ),
+    ] {
+        let (ok, _, err) = check(&strings(&args));
+        assert!(!ok, "{args:?} passed");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    dns.set_mode(Mode::Fail);
+    let args = [
+        "--group",
+        group,
+        "--peers",
+        "dnssrv+_p._tcp.a.test",
+        "--dns-server",
+        &server,
+    ];
+    let (ok, _, err) = check(&strings(&args));
+    assert!(!ok);
+    assert!(
+        err.contains("DNS: resolving dnssrv+_p._tcp.a.test"),
+        "{err}"
+    );
+}
+
+/// Starts `groupcache serve ARGS` (with an HTTP front); returns the process,
+/// its peer address and its front's base URL.
+async fn serve(args: &[&str]) -> (tokio::process::Child, String, String) {
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut peer, mut http) = (None, None);
+    while peer.is_none() || http.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("serve prints its addresses")
+            .unwrap()
+            .expect("serve is running");
+        if let Some(rest) = line.split(" listening on ").nth(1) {
+            peer = Some(rest.to_string());
+        }
+        if let Some(rest) = line.strip_prefix("http front on ") {
+            http = Some(rest.to_string());
+        }
+    }
+    (child, peer.unwrap(), http.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_found_by_dns_show_their_members_in_metrics() {
+    let dns = TestDns::start();
+    let server = dns.addr().to_string();
+    let srv = "_peer._tcp.gc.test";
+    let peers = format!("dnssrv+{srv}");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--group",
+        "score:65536:0:sample",
+        "--peers",
+        &peers,
+        "--dns-server",
+        &server,
+        "--dns-interval",
+        "50ms",
+    ];
+    let (_a, peer_a, http_a) = serve(&args).await;
+    let (_b, peer_b, http_b) = serve(&args).await;
+    let port = |p: &str| p.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
+    dns.set_ips("n.gc.test", &["127.0.0.1".parse().unwrap()]);
+    dns.set_srv(
+        srv,
+        &[("n.gc.test", port(&peer_a)), ("n.gc.test", port(&peer_b))],
+    );
+    let c = reqwest::Client::new();
+    for http in [&http_a, &http_b] {
+        let metrics = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let m = c.get(format!("{http}/metrics")).send().await.unwrap();
+                let m = m.text().await.unwrap();
+                if m.lines()
+                    .any(|l| l.starts_with("groupcache_peers{") && l.ends_with(" 2"))
+                {
+                    return m;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("both nodes see two members");
+        for p in [&peer_a, &peer_b] {
+            let line = format!("peer=\"{p}\"");
+            assert!(
+                m_has(&metrics, "groupcache_peer_info{", &line),
+                "{p} missing:\n{metrics}"
+            );
+        }
+        assert!(
+            metrics.contains("groupcache_discovery_changes_total"),
+            "{metrics}"
+        );
+    }
+    // Both answer every key, whoever owns it.
+    for key in ["Tom", "Jack", "Sam"] {
+        let body = c
+            .get(format!("{http_a}/api?group=score&key={key}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!body.is_empty());
+    }
+}
+
+fn m_has(metrics: &str, prefix: &str, part: &str) -> bool {
+    metrics
+        .lines()
+        .any(|l| l.starts_with(prefix) && l.contains(part))
+}
