@@ -19,7 +19,7 @@ use crate::node::{
     Written,
 };
 use crate::testing::model::{CacheCheck, CacheOp};
-use crate::wire::{encode_frame, Request, Response, OP_GET, OP_PURGE, OP_REMOVE, OP_SET};
+use crate::wire::{encode_frame, Request, Response, OP_GET, OP_PEEK, OP_PURGE, OP_REMOVE, OP_SET};
 
 fn epoch() -> Instant {
     #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
@@ -375,7 +375,7 @@ pub fn node(data: &[u8]) {
 fn request_bytes(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<BytesMut> {
     let mut b = BytesMut::new();
     let (group, key) = (*u.choose(&GROUPS)?, *u.choose(&KEYS)?);
-    let op = *u.choose(&[OP_GET, OP_GET, OP_SET, OP_REMOVE, OP_PURGE, 9])?;
+    let op = *u.choose(&[OP_GET, OP_GET, OP_SET, OP_REMOVE, OP_PURGE, OP_PEEK, 9])?;
     let value = match op {
         OP_SET => {
             let v = h.bump(group, Some(key))[0].1;
@@ -421,7 +421,10 @@ fn response_bytes(
         h.asked.get_mut(&conn).and_then(|q| q.pop_front())
     };
     let value = match asked {
-        Some((req, v)) if code == 200 && req.op == OP_GET && !req.group.is_empty() => {
+        // A peek (warm handoff) is answered like a get: the owner's copy.
+        Some((req, v))
+            if code == 200 && matches!(req.op, OP_GET | OP_PEEK) && !req.group.is_empty() =>
+        {
             versioned(v, u.int_in_range(4..=8)?)
         }
         _ => {
