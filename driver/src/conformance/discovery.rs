@@ -20,12 +20,14 @@ fn discovery(dns: &TestDns, entry: &str) -> DnsDiscovery {
     DnsDiscovery::new(PeerSource::parse_all([entry]).unwrap(), cfg).expect("resolver")
 }
 
-/// A node whose group "g" answers `v-KEY` and counts its loads.
-async fn node<R: Runtime>(rt: &R, b: Builder<R>, loads: &Arc<AtomicUsize>) -> Node<R> {
+/// A node whose group "g" answers `v-KEY` and counts its loads; its group
+/// "live" answers the same without counting, for gets that run meanwhile.
+async fn node<R: Runtime>(b: Builder<R>, loads: &Arc<AtomicUsize>) -> Node<R> {
     let l = loads.clone();
-    let _ = rt;
     b.request_timeout(Duration::from_millis(500))
-        .discovery_interval(INTERVAL)
+        .group("live", 1 << 20, None, |key: String| async move {
+            Ok(format!("v-{key}"))
+        })
         .group("g", 64 << 20, None, move |key: String| {
             l.fetch_add(1, Ordering::SeqCst);
             async move { Ok(format!("v-{key}")) }
@@ -84,9 +86,10 @@ pub async fn dns_members_follow_the_records_and_survive_a_blip<R: Runtime>(rt: R
     let loads = Arc::new(AtomicUsize::new(0));
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        let b =
-            Builder::with_runtime(rt.clone()).discovery(discovery(&dns, &format!("dnssrv+{SRV}")));
-        nodes.push(node(&rt, b, &loads).await);
+        let b = Builder::with_runtime(rt.clone())
+            .discovery(discovery(&dns, &format!("dnssrv+{SRV}")))
+            .discovery_interval(INTERVAL);
+        nodes.push(node(b, &loads).await);
     }
     // The records were empty: every node started alone.
     for n in &nodes {
@@ -235,51 +238,98 @@ pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(rt: R) {
     }
 }
 
-/// Origin loads when `keys` keys, served by three nodes, are all asked
-/// again after DNS adds a fourth; and how many keys moved to it.
-async fn reloads_after_dns_scale_out<R: Runtime>(
+/// What growing a cluster from three nodes to four by DNS cost
+/// ([`measure_scale_out`]).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ScaleOut {
+    /// Keys the three nodes served before the change.
+    pub keys: usize,
+    /// Keys whose owner changed.
+    pub moved: usize,
+    /// Origin loads while every key was asked again after the change.
+    pub reloads: usize,
+    /// From the DNS change until all four nodes used the new members.
+    pub converged: Duration,
+    /// Gets run through every node while the nodes converged, and how
+    /// many of them failed.
+    pub gets_during_change: usize,
+    /// See `gets_during_change`.
+    pub failed_gets: usize,
+}
+
+/// Three nodes found by DNS (SRV records, re-resolved every `interval`)
+/// serve `keys` keys; the records then add a fourth. Gets keep running
+/// through every node until all four agree; then every key is asked again
+/// and the origin loads are counted. `handoff` turns warm handoff on or off.
+pub async fn measure_scale_out<R: Runtime>(
     rt: &R,
     keys: usize,
     handoff: bool,
-) -> (usize, usize) {
+    interval: Duration,
+) -> ScaleOut {
     let dns = TestDns::start();
     let loads = Arc::new(AtomicUsize::new(0));
     let mut nodes = Vec::new();
     for _ in 0..4 {
-        let mut b =
-            Builder::with_runtime(rt.clone()).discovery(discovery(&dns, &format!("dnssrv+{SRV}")));
+        let mut b = Builder::with_runtime(rt.clone())
+            .discovery(discovery(&dns, &format!("dnssrv+{SRV}")))
+            .discovery_interval(interval);
         if !handoff {
             b = b.handoff(Duration::ZERO, Duration::ZERO);
         }
-        nodes.push(node(rt, b, &loads).await);
+        nodes.push(node(b, &loads).await);
     }
     let addrs: Vec<String> = nodes.iter().map(|n| n.self_addr()).collect();
     let port = |i: usize| nodes[i].local_addr().port();
+    let target = |n: usize| (0..n).map(|i| ("n.gc.test", port(i))).collect::<Vec<_>>();
     dns.set_ips("n.gc.test", &["127.0.0.1".parse().unwrap()]);
-    dns.set_srv(
-        SRV,
-        &[
-            ("n.gc.test", port(0)),
-            ("n.gc.test", port(1)),
-            ("n.gc.test", port(2)),
-        ],
-    );
-    let three = sorted(addrs[..3].to_vec());
-    converge(rt, &nodes, &three).await;
+    dns.set_srv(SRV, &target(3));
+    converge(rt, &nodes, &sorted(addrs[..3].to_vec())).await;
     let names: Vec<String> = (0..keys).map(|i| format!("k{i}")).collect();
     ask_all(rt, &nodes[..3], &names).await;
     assert_eq!(loads.load(Ordering::SeqCst), keys, "each key loaded once");
     let before: Vec<Option<String>> = names.iter().map(|k| nodes[0].owner(k)).collect();
-    dns.set_srv(
-        SRV,
-        &[
-            ("n.gc.test", port(0)),
-            ("n.gc.test", port(1)),
-            ("n.gc.test", port(2)),
-            ("n.gc.test", port(3)),
-        ],
+    // Gets through every node while the change spreads.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (gets, failed, done) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
     );
-    converge(rt, &nodes, &sorted(addrs.clone())).await;
+    for (i, n) in nodes.iter().enumerate() {
+        let (n, stop, gets, failed, done) = (
+            n.clone(),
+            stop.clone(),
+            gets.clone(),
+            failed.clone(),
+            done.clone(),
+        );
+        rt.spawn(async move {
+            // Keys of their own group: these gets must not warm the
+            // measured keys' hot copies.
+            let mut k = i * 7919;
+            while !stop.load(Ordering::SeqCst) {
+                let key = format!("c{}", k % 1000);
+                if n.get("live", &key).await != Ok(format!("v-{key}").into()) {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+                gets.fetch_add(1, Ordering::SeqCst);
+                k += 1;
+                futures_lite::future::yield_now().await;
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    dns.set_srv(SRV, &target(4));
+    let converged = converge(rt, &nodes, &sorted(addrs.clone())).await;
+    stop.store(true, Ordering::SeqCst);
+    bounded(rt, "gets to stop", async {
+        while done.load(Ordering::SeqCst) < nodes.len() {
+            rt.sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     let moved = names
         .iter()
         .zip(&before)
@@ -289,7 +339,14 @@ async fn reloads_after_dns_scale_out<R: Runtime>(
     for n in &nodes {
         n.shutdown().await;
     }
-    (loads.load(Ordering::SeqCst) - keys, moved)
+    ScaleOut {
+        keys,
+        moved,
+        reloads: loads.load(Ordering::SeqCst) - keys,
+        converged,
+        gets_during_change: gets.load(Ordering::SeqCst),
+        failed_gets: failed.load(Ordering::SeqCst),
+    }
 }
 
 /// Asks every key once, through the nodes in turn, 64 at a time.
@@ -314,30 +371,21 @@ async fn ask_all<R: Runtime>(rt: &R, nodes: &[Node<R>], keys: &[String]) {
     }
 }
 
-/// Three nodes holding 2,000 keys grow to four by DNS: with handoff almost
-/// no moved key goes to the origin again; without, most do.
+/// Three nodes holding 2,000 keys grow to four by DNS: no get fails while
+/// they converge; with handoff almost no moved key goes to the origin
+/// again; without, most do.
 pub async fn dns_scale_out_hands_moved_keys_over<R: Runtime>(rt: R) {
-    let keys = 2_000;
-    let (with, moved) = reloads_after_dns_scale_out(&rt, keys, true).await;
+    let with = measure_scale_out(&rt, 2_000, true, INTERVAL).await;
     // Ports, so ring positions, differ from run to run: each run counts
     // its own moved keys.
-    let (without, moved_too) = reloads_after_dns_scale_out(&rt, keys, false).await;
-    println!(
-        "{keys} keys: with handoff {with} origin loads for {moved} moved keys; \
-         without, {without} for {moved_too}"
-    );
-    assert!(
-        moved > keys / 10 && moved_too > keys / 10,
-        "{moved}, {moved_too} moved"
-    );
-    assert!(
-        with * 100 < moved,
-        "{with} reloads of {moved} moved keys with handoff"
-    );
+    let without = measure_scale_out(&rt, 2_000, false, INTERVAL).await;
+    println!("with handoff {with:?}\nwithout {without:?}");
+    for r in [&with, &without] {
+        assert!(r.moved > r.keys / 10, "{r:?}");
+        assert_eq!(r.failed_gets, 0, "{r:?}");
+    }
+    assert!(with.reloads * 100 < with.moved, "{with:?}");
     // Without handoff every moved key reloads unless it is asked through
     // its old owner or a node holding a hot copy.
-    assert!(
-        without * 4 > moved_too,
-        "{without} reloads of {moved_too} moved keys without handoff"
-    );
+    assert!(without.reloads * 4 > without.moved, "{without:?}");
 }

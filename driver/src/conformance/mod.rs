@@ -6,7 +6,7 @@
 //! (members from DNS, warm handoff).
 
 mod cluster;
-mod discovery;
+pub mod discovery;
 pub mod dns;
 mod limits;
 mod writes;
