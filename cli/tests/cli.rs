@@ -3,10 +3,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{serve, BIN};
 use groupcache_driver::core::testing::vectors;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_groupcache");
+mod common;
 
 fn run(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN).args(args).output().expect("binary runs");
@@ -238,35 +238,6 @@ async fn origin() -> String {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     format!("http://{addr}/data/{{key}}")
-}
-
-/// Starts `groupcache serve ARGS`; returns the process, its peer address and
-/// its HTTP front's base URL (`args` must ask for an HTTP front).
-async fn serve(args: &[&str]) -> (tokio::process::Child, String, String) {
-    let mut child = tokio::process::Command::new(BIN)
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut peer, mut http) = (None, None);
-    while peer.is_none() || http.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("serve prints its addresses")
-            .unwrap()
-            .expect("serve is running");
-        if let Some(rest) = line.split(" listening on ").nth(1) {
-            peer = Some(rest.to_string());
-        }
-        if let Some(rest) = line.strip_prefix("http front on ") {
-            http = Some(rest.to_string());
-        }
-    }
-    (child, peer.unwrap(), http.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

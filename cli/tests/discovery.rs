@@ -2,13 +2,13 @@
 //! files' commands, against a DNS server in the test process (never the
 //! machine's resolver). Real processes on OS-chosen ports.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::{serve, BIN};
 use groupcache_driver::conformance::dns::{Mode, TestDns};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_groupcache");
+mod common;
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn check(args: &[String]) -> (bool, String, String) {
@@ -160,35 +160,6 @@ fn serve_check_says_what_is_wrong() {
         err.contains("DNS: resolving dnssrv+_p._tcp.a.test"),
         "{err}"
     );
-}
-
-/// Starts `groupcache serve ARGS` (with an HTTP front); returns the process,
-/// its peer address and its front's base URL.
-async fn serve(args: &[&str]) -> (tokio::process::Child, String, String) {
-    let mut child = tokio::process::Command::new(BIN)
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut peer, mut http) = (None, None);
-    while peer.is_none() || http.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("serve prints its addresses")
-            .unwrap()
-            .expect("serve is running");
-        if let Some(rest) = line.split(" listening on ").nth(1) {
-            peer = Some(rest.to_string());
-        }
-        if let Some(rest) = line.strip_prefix("http front on ") {
-            http = Some(rest.to_string());
-        }
-    }
-    (child, peer.unwrap(), http.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,17 +3,15 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use groupcache_core::frame::decode_all;
-use groupcache_core::node::{Config, ConnId, Get, GroupConfig, Node, Output};
+use bytes::Bytes;
+use groupcache_core::node::{Config, Get, GroupConfig, Node, Output};
 use groupcache_core::ring::Ring;
-use groupcache_core::testing::{Fault, Sim, SimLoader};
-use groupcache_core::wire::{encode_frame, Request, Response, OP_GET};
+use groupcache_core::testing::{drain, probe_answered_as_go, Fault, Sim, SimLoader};
 
 const GROUP: &str = "g";
 /// Keys of the scale-out scenario. The simulation checks every node's
 /// invariants after each step, which costs time per entry: the 10,000-key
-/// figure is measured over TCP (`groupcache-load --scale-out`).
+/// figure is measured over TCP (the `scale_out` example of groupcache-tokio).
 const KEYS: usize = 1_000;
 
 fn value_of(key: &str) -> Bytes {
@@ -223,34 +221,7 @@ fn a_go_previous_owner_only_ever_sees_the_probe() {
         .unwrap();
     assert!(matches!(node.get(now, GROUP, &key), Get::Pending(_)));
     let out = drain(&mut node);
-    let conn = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Connect { conn, .. } => Some(*conn),
-            _ => None,
-        })
-        .expect("connects to the previous owner");
-    node.handle_connected(now, conn);
-    let reqs = requests(&sent_on(&drain(&mut node), conn));
-    assert_eq!(reqs.len(), 1);
-    assert_eq!(
-        (reqs[0].group.as_str(), reqs[0].op),
-        ("", OP_GET),
-        "only a probe"
-    );
-    let go_answer = Response {
-        value: "no group".into(),
-        code: 404,
-        ..Default::default()
-    };
-    let mut b = BytesMut::new();
-    encode_frame(&go_answer, &mut b);
-    node.handle_data(now, conn, &b);
-    let out = drain(&mut node);
-    assert!(
-        sent_on(&out, conn).is_empty(),
-        "nothing more was sent to it"
-    );
+    let (_, out) = probe_answered_as_go(&mut node, now, &out);
     assert!(
         out.iter()
             .any(|o| matches!(o, Output::Load { key: k, .. } if **k == *key)),
@@ -266,28 +237,4 @@ fn a_go_previous_owner_only_ever_sees_the_probe() {
     let out = drain(&mut node);
     assert!(matches!(&out[..], [Output::Load { .. }]), "{out:?}");
     assert_eq!(node.stats(GROUP).unwrap().handoff_misses, 1);
-}
-
-fn drain(node: &mut Node) -> Vec<Output> {
-    std::iter::from_fn(|| node.poll_output()).collect()
-}
-
-fn sent_on(out: &[Output], conn: ConnId) -> Vec<u8> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Send { conn: c, data } if *c == conn => Some(&data[..]),
-            _ => None,
-        })
-        .flatten()
-        .copied()
-        .collect()
-}
-
-fn requests(data: &[u8]) -> Vec<Request> {
-    let (frames, rest) = decode_all(data, 1 << 20).unwrap();
-    assert_eq!(rest, 0, "whole frames");
-    frames
-        .iter()
-        .map(|f| Request::decode_payload(f).unwrap())
-        .collect()
 }

@@ -9,13 +9,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use groupcache_core::frame::decode_all;
+use bytes::Bytes;
 use groupcache_core::node::{
-    Config, ConnId, Error, Get, GroupConfig, Loaded, Node, Output, WriteOp, WriteReport, Written,
+    Config, Error, Get, GroupConfig, Loaded, Node, Output, WriteOp, WriteReport, Written,
 };
-use groupcache_core::testing::{Fault, Sim, SimLoader};
-use groupcache_core::wire::{encode_frame, Request, Response, OP_GET, OP_REMOVE};
+use groupcache_core::testing::{
+    connected, drain, frame, probe_answered_as_go, requests, sent_on, Fault, Sim, SimLoader,
+};
+use groupcache_core::wire::{Request, Response, OP_REMOVE};
 
 const GROUP: &str = "g";
 
@@ -420,50 +421,6 @@ fn epoch() -> Instant {
     Instant::now()
 }
 
-/// Requests in the frames a node sent.
-fn requests(data: &[u8]) -> Vec<Request> {
-    let (frames, rest) = decode_all(data, 1 << 20).unwrap();
-    assert_eq!(rest, 0, "whole frames");
-    frames
-        .iter()
-        .map(|f| Request::decode_payload(f).unwrap())
-        .collect()
-}
-
-fn drain(node: &mut Node) -> Vec<Output> {
-    std::iter::from_fn(|| node.poll_output()).collect()
-}
-
-fn frame<M: prost::Message>(m: &M) -> BytesMut {
-    let mut b = BytesMut::new();
-    encode_frame(m, &mut b);
-    b
-}
-
-/// The one connection the node opened to a peer, connected.
-fn connected(node: &mut Node, now: Instant, out: &[Output]) -> ConnId {
-    let conn = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Connect { conn, .. } => Some(*conn),
-            _ => None,
-        })
-        .expect("a connect");
-    node.handle_connected(now, conn);
-    conn
-}
-
-fn sent_on(out: &[Output], conn: ConnId) -> Vec<u8> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Send { conn: c, data } if *c == conn => Some(&data[..]),
-            _ => None,
-        })
-        .flatten()
-        .copied()
-        .collect()
-}
-
 #[test]
 fn writes_never_reach_a_peer_that_did_not_announce_them() {
     // A Go node reads every request as a get: it must only ever see the
@@ -485,27 +442,8 @@ fn writes_never_reach_a_peer_that_did_not_announce_them() {
         panic!("a peer to tell")
     };
     let out = drain(&mut node);
-    let conn = connected(&mut node, now, &out);
-    let sent = sent_on(&drain(&mut node), conn);
-    let reqs = requests(&sent);
-    assert_eq!(reqs.len(), 1);
-    assert_eq!(
-        (reqs[0].group.as_str(), reqs[0].op),
-        ("", OP_GET),
-        "only a probe"
-    );
     // The Go original's answer to an unknown group: no extension fields.
-    let go_answer = Response {
-        value: "no group".into(),
-        code: 404,
-        ..Default::default()
-    };
-    node.handle_data(now, conn, &frame(&go_answer));
-    let out = drain(&mut node);
-    assert!(
-        sent_on(&out, conn).is_empty(),
-        "nothing more was sent to it"
-    );
+    let (conn, out) = probe_answered_as_go(&mut node, now, &out);
     let result = out.iter().find_map(|o| match o {
         Output::Written { write, result } if *write == w => Some(result.clone()),
         _ => None,
