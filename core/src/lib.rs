@@ -44,6 +44,13 @@
 //!   [`Node::abort`](node::Node::abort), which answers whatever is still
 //!   open with an error.
 //!
+//! **Membership** ([`Node::set_peers`](node::Node::set_peers)) takes `now`: a
+//! change opens a handoff window in which a key's new owner asks its previous
+//! owner before loading (requests and answers on the usual connections, so
+//! nothing more is asked of the driver). Every node should be given the
+//! same list in the same order, since order decides colliding ring points
+//! (the driver's discovery sorts what DNS answers).
+//!
 //! **Writes** ([`Node::write`](node::Node::write)) need nothing more of the
 //! driver: they travel as requests and answers on the same connections, and
 //! settle loads under way with `CancelLoad` and `Load` outputs.
