@@ -23,6 +23,8 @@ pub mod metrics;
 mod node;
 mod runtime;
 pub mod sample;
+mod tls;
+pub mod transport;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -40,6 +42,7 @@ pub use ipnet::IpNet;
 pub use loader::{LoadFuture, Loader};
 pub use node::{Builder, DiscoveryStats, Group, Node, StartError};
 pub use runtime::{timeout, Runtime};
+pub use tls::{Tls, TlsError, TlsFiles, TlsStats};
 
 /// Declares an adapter crate's public API over its runtime type `$rt`: the
 /// re-exports and the `Builder`, `Node`, `Group` and `Client` aliases, so
@@ -51,7 +54,7 @@ macro_rules! adapter_api {
             core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, DnsConfig,
             DnsDiscovery, Error, GroupConfig, GroupExists, GroupStats, HashFn, IpNet, LoadError,
             LoadFuture, Loaded, Loader, MembersFuture, PeerSource, PeerSourceError, StartError,
-            WriteOp, WriteReport,
+            Tls, TlsError, TlsFiles, TlsStats, WriteOp, WriteReport,
         };
         /// Configures a node; `Builder::new()` uses the runtime's default
         /// handle. See [`groupcache_driver::Builder`].

@@ -1,4 +1,6 @@
 //! What the driver needs from an async runtime: tasks, sleeps and TCP.
+//! TLS is not the runtime's business: a runtime value only carries the
+//! [`Tls`] settings it was given, and the driver wraps the streams.
 
 use std::future::Future;
 use std::io;
@@ -7,9 +9,13 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 
+use crate::tls::Tls;
+
 /// An async runtime the driver can run on. The adapters implement it for
 /// tokio, async-std and smol; it holds no logic of its own.
 pub trait Runtime: Clone + Send + Sync + 'static {
+    /// A TCP connection, whole: what TLS wraps.
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
     /// Read half of a TCP connection.
     type Reader: AsyncRead + Send + Unpin + 'static;
     /// Write half of a TCP connection.
@@ -33,15 +39,20 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         Instant::now()
     }
 
-    /// Opens a TCP connection to `addr` (`host:port`).
+    /// Opens a TCP connection to `addr` (`host:port`), with Nagle's delay
+    /// off (frames are small and answered at once).
     fn connect(
         &self,
         addr: String,
-    ) -> impl Future<Output = io::Result<(Self::Reader, Self::Writer)>> + Send + 'static;
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send + 'static;
 
     /// Adopts a connected standard-library stream (one whose socket the
     /// caller set up itself, for example bound to a chosen local address).
-    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)>;
+    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<Self::Stream>;
+
+    /// Splits a connection into halves that a reader and a writer can use
+    /// at once.
+    fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer);
 
     /// Binds a TCP listener.
     fn bind(
@@ -52,11 +63,19 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// The address a listener is bound to.
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;
 
-    /// Accepts one connection.
+    /// Accepts one connection, with Nagle's delay off.
     fn accept<'a>(
         &'a self,
         listener: &'a Self::Listener,
-    ) -> impl Future<Output = io::Result<(Self::Reader, Self::Writer, SocketAddr)>> + Send + 'a;
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send + 'a;
+
+    /// The TLS settings this runtime value carries: every connection a node
+    /// or client on it accepts or opens speaks TLS with them.
+    fn tls(&self) -> Option<&Tls>;
+
+    /// Carries `tls` from now on (`None`: plaintext). Nodes and clients
+    /// built on this value afterwards use it.
+    fn set_tls(&mut self, tls: Option<Tls>);
 }
 
 /// Runs `fut` for at most `d`; `None` if time ran out first.

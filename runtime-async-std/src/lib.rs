@@ -53,9 +53,10 @@ pub enum Executor {
 }
 
 /// The async-io runtime with a chosen executor, as the driver sees it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AsyncIo {
     exec: Executor,
+    tls: Option<Tls>,
 }
 
 impl AsyncIo {
@@ -64,6 +65,7 @@ impl AsyncIo {
     pub fn smol() -> Self {
         Self {
             exec: Executor::Smol,
+            tls: None,
         }
     }
 
@@ -72,6 +74,7 @@ impl AsyncIo {
     pub fn async_std() -> Self {
         Self {
             exec: Executor::AsyncStd,
+            tls: None,
         }
     }
 
@@ -92,6 +95,7 @@ impl Default for AsyncIo {
 }
 
 impl groupcache_driver::Runtime for AsyncIo {
+    type Stream = TcpStream;
     type Reader = TcpStream;
     type Writer = TcpStream;
     type Listener = TcpListener;
@@ -119,19 +123,23 @@ impl groupcache_driver::Runtime for AsyncIo {
     fn connect(
         &self,
         addr: String,
-    ) -> impl Future<Output = io::Result<(Self::Reader, Self::Writer)>> + Send + 'static {
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send + 'static {
         async move {
             let s = TcpStream::connect(addr).await?;
             // Small request/response frames: send them now, not after Nagle's delay.
             let _ = s.set_nodelay(true);
-            Ok((s.clone(), s))
+            Ok(s)
         }
     }
 
-    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)> {
+    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<Self::Stream> {
         let s = TcpStream::try_from(stream)?;
         let _ = s.set_nodelay(true);
-        Ok((s.clone(), s))
+        Ok(s)
+    }
+
+    fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer) {
+        (stream.clone(), stream)
     }
 
     #[allow(clippy::manual_async_fn)] // the future must not borrow `self`
@@ -146,13 +154,18 @@ impl groupcache_driver::Runtime for AsyncIo {
         listener.local_addr()
     }
 
-    async fn accept(
-        &self,
-        listener: &Self::Listener,
-    ) -> io::Result<(Self::Reader, Self::Writer, SocketAddr)> {
+    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
         let (s, peer) = listener.accept().await?;
         let _ = s.set_nodelay(true);
-        Ok((s.clone(), s, peer))
+        Ok((s, peer))
+    }
+
+    fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    fn set_tls(&mut self, tls: Option<Tls>) {
+        self.tls = tls;
     }
 }
 

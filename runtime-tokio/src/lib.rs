@@ -40,6 +40,7 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatE
 #[derive(Clone, Debug)]
 pub struct Tokio {
     handle: Handle,
+    tls: Option<Tls>,
 }
 
 impl Tokio {
@@ -50,12 +51,13 @@ impl Tokio {
     pub fn current() -> Self {
         Self {
             handle: Handle::current(),
+            tls: None,
         }
     }
 
     /// A given runtime.
     pub fn from_handle(handle: Handle) -> Self {
-        Self { handle }
+        Self { handle, tls: None }
     }
 }
 
@@ -66,6 +68,7 @@ impl Default for Tokio {
 }
 
 impl groupcache_driver::Runtime for Tokio {
+    type Stream = Compat<TcpStream>;
     type Reader = Compat<tcp::OwnedReadHalf>;
     type Writer = Compat<tcp::OwnedWriteHalf>;
     type Listener = TcpListener;
@@ -90,14 +93,19 @@ impl groupcache_driver::Runtime for Tokio {
     fn connect(
         &self,
         addr: String,
-    ) -> impl Future<Output = io::Result<(Self::Reader, Self::Writer)>> + Send + 'static {
-        async move { TcpStream::connect(addr).await.map(split) }
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send + 'static {
+        async move { TcpStream::connect(addr).await.map(nodelay) }
     }
 
-    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<(Self::Reader, Self::Writer)> {
+    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<Self::Stream> {
         stream.set_nonblocking(true)?;
         let _in_runtime = self.handle.enter();
-        Ok(split(TcpStream::from_std(stream)?))
+        Ok(nodelay(TcpStream::from_std(stream)?))
+    }
+
+    fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer) {
+        let (r, w) = stream.into_inner().into_split();
+        (r.compat(), w.compat_write())
     }
 
     fn bind(
@@ -111,21 +119,24 @@ impl groupcache_driver::Runtime for Tokio {
         listener.local_addr()
     }
 
-    async fn accept(
-        &self,
-        listener: &Self::Listener,
-    ) -> io::Result<(Self::Reader, Self::Writer, SocketAddr)> {
+    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
         let (s, peer) = listener.accept().await?;
-        let (r, w) = split(s);
-        Ok((r, w, peer))
+        Ok((nodelay(s), peer))
+    }
+
+    fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    fn set_tls(&mut self, tls: Option<Tls>) {
+        self.tls = tls;
     }
 }
 
-fn split(s: TcpStream) -> (Compat<tcp::OwnedReadHalf>, Compat<tcp::OwnedWriteHalf>) {
+fn nodelay(s: TcpStream) -> Compat<TcpStream> {
     // Small request/response frames: send them now, not after Nagle's delay.
     let _ = s.set_nodelay(true);
-    let (r, w) = s.into_split();
-    (r.compat(), w.compat_write())
+    s.compat()
 }
 
 groupcache_driver::adapter_api!(Tokio);

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use groupcache_core::testing::vectors;
 
-use crate::{sample, Builder, Client, Error, LoadError, Runtime};
+use crate::{sample, transport, Builder, Client, Error, LoadError, Runtime};
 
 use super::{
     bounded, cluster, cold_gets_over_three_nodes, get_in_background, index_of, raw, read_frame,
@@ -246,7 +246,10 @@ pub async fn client_decodes_vector_responses<R: Runtime>(rt: R) {
     let server_rt = rt.clone();
     let served = answers.clone();
     rt.spawn(async move {
-        let (mut r, mut w, _) = server_rt.accept(&listener).await.unwrap();
+        let (stream, _) = server_rt.accept(&listener).await.unwrap();
+        let (mut r, mut w) = transport::accepted(&server_rt, stream, super::CASE_LIMIT)
+            .await
+            .unwrap();
         let mut buf = vec![0u8; 4096];
         for answer in served {
             // One answer per request; the client reuses the connection.

@@ -43,6 +43,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 pub(super) use groupcache_core::testing::request_frame;
 
+use crate::transport::{self, Reader, Writer};
 use crate::{sample, timeout, Builder, Client, Node, Runtime};
 
 /// Generates one `#[test]` per conformance case. `$run` is a function
@@ -208,14 +209,14 @@ pub(super) async fn cold_gets_over_three_nodes<R: Runtime>(
     calls.load(Ordering::SeqCst)
 }
 
-pub(super) async fn raw<R: Runtime>(rt: &R, node: &Node<R>) -> (R::Reader, R::Writer) {
-    rt.connect(node.local_addr().to_string())
+pub(super) async fn raw<R: Runtime>(rt: &R, node: &Node<R>) -> (Reader<R>, Writer<R>) {
+    transport::connect(rt, &node.local_addr().to_string(), CASE_LIMIT)
         .await
         .expect("connect")
 }
 
 /// Reads until the server closes the connection; returns what it sent.
-pub(super) async fn read_to_close<R: Runtime>(rt: &R, r: &mut R::Reader) -> Vec<u8> {
+pub(super) async fn read_to_close<R: Runtime>(rt: &R, r: &mut Reader<R>) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -243,7 +244,7 @@ pub(super) fn get_in_background<R: Runtime>(
 }
 
 /// Reads exactly one response frame's bytes (header included).
-pub(super) async fn read_frame<R: Runtime>(rt: &R, r: &mut R::Reader) -> Vec<u8> {
+pub(super) async fn read_frame<R: Runtime>(rt: &R, r: &mut Reader<R>) -> Vec<u8> {
     let mut header = [0u8; 8];
     bounded(rt, "response header", r.read_exact(&mut header))
         .await
@@ -257,12 +258,13 @@ pub(super) async fn read_frame<R: Runtime>(rt: &R, r: &mut R::Reader) -> Vec<u8>
 }
 
 /// A connection from `local` (an address of this machine, such as
-/// 127.0.0.2) to `node`.
-pub(super) fn connect_from<R: Runtime>(
+/// 127.0.0.2) to `node`. Over TLS it fails when the node refused the
+/// connection before the handshake.
+pub(super) async fn connect_from<R: Runtime>(
     rt: &R,
     local: &str,
     node: &Node<R>,
-) -> (R::Reader, R::Writer) {
+) -> std::io::Result<(Reader<R>, Writer<R>)> {
     use socket2::{Domain, Socket, Type};
     let to = node.local_addr();
     let s = Socket::new(Domain::for_address(to), Type::STREAM, None).expect("socket");
@@ -270,13 +272,19 @@ pub(super) fn connect_from<R: Runtime>(
     s.bind(&from.into()).expect("bind the local address");
     // Loopback connects complete in the kernel, without the server.
     s.connect(&to.into()).expect("connect");
-    rt.adopt_std(s.into()).expect("adopt the stream")
+    let stream = rt.adopt_std(s.into()).expect("adopt the stream");
+    bounded(
+        rt,
+        "handshake",
+        transport::outbound(rt, stream, &to.to_string(), CASE_LIMIT),
+    )
+    .await
 }
 
 /// Sends one get on a raw connection and reads its answer.
 pub(super) async fn raw_get<R: Runtime>(
     rt: &R,
-    (r, w): &mut (R::Reader, R::Writer),
+    (r, w): &mut (Reader<R>, Writer<R>),
     group: &str,
     key: &str,
 ) -> groupcache_core::wire::Response {

@@ -16,6 +16,7 @@ use super::outbox::{ConnHandle, Outbox};
 use super::tasks::{conn_loop, connect, timer_loop, Live};
 use crate::loader::Loader;
 use crate::runtime::Runtime;
+use crate::transport::{Reader, Writer};
 use crate::Error;
 
 /// The core and the driver's bookkeeping of it, behind one lock.
@@ -54,6 +55,8 @@ pub(crate) struct Shared<R: Runtime> {
     pub(super) wake: Sender<()>,
     pub(super) idle: Sender<()>,
     pub(super) write_timeout: Duration,
+    /// Longest a TLS handshake may take, either side.
+    pub(super) connect_timeout: Duration,
     pub(super) live: Live,
     /// Discovery rounds run, failed, and that changed the members.
     pub(super) discovery: DiscoveryCounters,
@@ -79,6 +82,7 @@ impl<R: Runtime> Shared<R> {
         let (wake_tx, wake_rx) = async_channel::bounded(1);
         let (idle_tx, idle_rx) = async_channel::bounded(1);
         let write_timeout = node.config().request_timeout;
+        let connect_timeout = node.config().connect_timeout;
         let shared = Arc::new(Shared {
             rt: rt.clone(),
             state: Mutex::new(State {
@@ -94,6 +98,7 @@ impl<R: Runtime> Shared<R> {
             wake: wake_tx,
             idle: idle_tx,
             write_timeout,
+            connect_timeout,
             live: Live::default(),
             discovery: DiscoveryCounters::default(),
         });
@@ -295,22 +300,11 @@ impl<R: Runtime> Shared<R> {
         self.drain(st);
     }
 
-    pub(super) fn register(
-        self: &Arc<Self>,
-        st: &mut State,
-        conn: ConnId,
-        r: R::Reader,
-        w: R::Writer,
-    ) {
-        let outbox = st.open(conn);
-        self.spawn_io(conn, r, w, outbox);
-    }
-
     pub(super) fn spawn_io(
         self: &Arc<Self>,
         conn: ConnId,
-        r: R::Reader,
-        w: R::Writer,
+        r: Reader<R>,
+        w: Writer<R>,
         outbox: Arc<Outbox>,
     ) {
         self.rt.spawn(conn_loop(self.clone(), conn, r, w, outbox));

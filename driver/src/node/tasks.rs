@@ -14,6 +14,7 @@ use groupcache_core::node::ConnId;
 use super::outbox::{Chunks, Outbox};
 use super::shared::Shared;
 use crate::runtime::{timeout, Runtime};
+use crate::transport::{self, Reader, Writer};
 
 /// Bytes read from a socket at a time. Frames larger than this arrive over
 /// several reads; the claimed length of a frame is never allocated up front.
@@ -62,18 +63,43 @@ pub(super) async fn accept_loop<R: Runtime>(
                 tracing::warn!("accept failed: {e}");
                 shared.rt.sleep(Duration::from_millis(50)).await;
             }
-            Some(Ok((r, w, peer))) => {
+            Some(Ok((stream, peer))) => {
                 let mut st = shared.lock();
                 let now = shared.rt.now();
                 match st.node.accept(now, peer.ip()) {
                     Ok(conn) => {
-                        shared.register(&mut st, conn, r, w);
+                        let outbox = st.open(conn);
                         shared.drain(st);
+                        if shared.rt.tls().is_none() {
+                            let (r, w) = transport::plain::<R>(stream);
+                            shared.spawn_io(conn, r, w, outbox);
+                        } else {
+                            // The handshake runs in the connection's own task:
+                            // one that never finishes must not stop accepting.
+                            shared
+                                .rt
+                                .spawn(handshake(shared.clone(), conn, stream, outbox));
+                        }
                     }
                     Err(why) => tracing::debug!(%peer, "refused connection: {why}"),
                 }
             }
         }
+    }
+}
+
+/// The server side of a TLS handshake on an accepted connection, bounded by
+/// the connect timeout; then the connection's loop.
+async fn handshake<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    conn: ConnId,
+    stream: R::Stream,
+    outbox: Arc<Outbox>,
+) {
+    let limit = shared.connect_timeout;
+    match transport::accepted(&shared.rt, stream, limit).await {
+        Ok((r, w)) => conn_loop(shared, conn, r, w, outbox).await,
+        Err(_) => shared.input(|n, now| n.handle_closed(now, conn)),
     }
 }
 
@@ -86,7 +112,8 @@ pub(super) async fn connect<R: Runtime>(
     // The core enforces the connect timeout: when it gives up it drops the
     // handle, which closes the outbox and ends this attempt.
     let mut nothing = Chunks::default();
-    let attempt = async { Some(shared.rt.connect(addr.clone()).await) }
+    let limit = shared.connect_timeout;
+    let attempt = async { Some(transport::connect(&shared.rt, &addr, limit).await) }
         .or(async {
             poll_fn(|cx| outbox.poll_ready(cx, &mut nothing)).await;
             None
@@ -115,8 +142,8 @@ pub(super) async fn connect<R: Runtime>(
 pub(super) async fn conn_loop<R: Runtime>(
     shared: Arc<Shared<R>>,
     conn: ConnId,
-    mut r: R::Reader,
-    mut w: R::Writer,
+    mut r: Reader<R>,
+    mut w: Writer<R>,
     outbox: Arc<Outbox>,
 ) {
     enum Event {
