@@ -13,6 +13,7 @@ use groupcache_core::node::{self as core, Config, WriteOp, WriteReport};
 
 use crate::node::Shared;
 use crate::runtime::Runtime;
+use crate::tls::Tls;
 use crate::Error;
 
 /// Asks a node for values, and to write, over the peer protocol.
@@ -88,6 +89,14 @@ impl<R: Runtime> Client<R> {
     pub fn timeouts(mut self, connect: Duration, request: Duration) -> Self {
         self.cfg.connect_timeout = connect;
         self.cfg.request_timeout = request;
+        self.engine = Arc::default();
+        self
+    }
+
+    /// Speaks mutual TLS with the node (its certificate verified against
+    /// the CA, this client's presented). Set it before the first request.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.rt.set_tls(Some(tls));
         self.engine = Arc::default();
         self
     }

@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 use groupcache_core::cache::CacheStats;
 
-use crate::{DiscoveryStats, GroupStats, Node, Runtime};
+use crate::{DiscoveryStats, GroupStats, Node, Runtime, TlsStats};
 
 type GroupField = fn(&GroupStats) -> u64;
 type CacheField = fn(&CacheStats) -> u64;
@@ -155,6 +155,7 @@ struct NodeRow {
     node: String,
     members: Vec<String>,
     discovery: DiscoveryStats,
+    tls: Option<TlsStats>,
 }
 
 /// One scrape: per node, and per (node, group), taken at once.
@@ -196,6 +197,7 @@ impl Collector for Snapshot {
                 ConstCounter::new(field(&r.discovery)).encode(m.encode_family(&labels)?)?;
             }
         }
+        self.encode_tls(&mut enc)?;
         for (name, help, field) in GROUP_COUNTERS {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (node, group, s) in &self.groups {
@@ -233,6 +235,58 @@ impl Collector for Snapshot {
     }
 }
 
+impl Snapshot {
+    /// TLS handshakes of the nodes that speak TLS: completed, failed by
+    /// reason, and certificate reloads.
+    fn encode_tls(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let tls: Vec<(&str, TlsStats)> = self
+            .nodes
+            .iter()
+            .filter_map(|r| r.tls.map(|t| (r.node.as_str(), t)))
+            .collect();
+        if tls.is_empty() {
+            return Ok(());
+        }
+        let mut m = enc.encode_descriptor(
+            "groupcache_tls_handshakes",
+            "TLS handshakes completed, both directions.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (node, t) in &tls {
+            ConstCounter::new(t.handshakes).encode(m.encode_family(&[("node", *node)])?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "groupcache_tls_failures",
+            "TLS handshakes refused or cut off, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (node, t) in &tls {
+            for (reason, v) in [
+                ("not_tls", t.not_tls),
+                ("bad_certificate", t.bad_certificates),
+                ("expired_certificate", t.expired_certificates),
+                ("timeout", t.timeouts),
+                ("other", t.other_failures),
+            ] {
+                let labels = [("node", *node), ("reason", reason)];
+                ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "groupcache_tls_reloads",
+            "Times changed certificate files were loaded.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (node, t) in &tls {
+            ConstCounter::new(t.reloads).encode(m.encode_family(&[("node", *node)])?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The counters of every group of `nodes`, labelled by node and group, as
 /// Prometheus text.
 ///
@@ -253,6 +307,7 @@ pub fn prometheus_text<R: Runtime>(nodes: &[Node<R>]) -> String {
             node: addr.clone(),
             members,
             discovery: n.discovery_stats(),
+            tls: n.tls_stats(),
         });
         let mut groups = n.groups();
         groups.sort();

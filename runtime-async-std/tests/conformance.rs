@@ -10,6 +10,14 @@ mod on_smol {
     }
 
     groupcache_driver::conformance_tests!(run, AsyncIo::smol());
+
+    /// The same suite over mutual TLS.
+    mod over_tls {
+        use super::run;
+        use groupcache_async_std::AsyncIo;
+
+        groupcache_driver::conformance_tests!(tls: run, AsyncIo::smol());
+    }
 }
 
 #[cfg(feature = "async-std")]
@@ -21,4 +29,12 @@ mod on_async_std {
     }
 
     groupcache_driver::conformance_tests!(run, AsyncIo::async_std());
+
+    /// The same suite over mutual TLS.
+    mod over_tls {
+        use super::run;
+        use groupcache_async_std::AsyncIo;
+
+        groupcache_driver::conformance_tests!(tls: run, AsyncIo::async_std());
+    }
 }

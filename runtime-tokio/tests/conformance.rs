@@ -14,3 +14,11 @@ fn run(f: impl Future<Output = ()>) {
 }
 
 groupcache_driver::conformance_tests!(run, Tokio::current());
+
+/// The same suite over mutual TLS.
+mod over_tls {
+    use super::run;
+    use groupcache_tokio::Tokio;
+
+    groupcache_driver::conformance_tests!(tls: run, Tokio::current());
+}

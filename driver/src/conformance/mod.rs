@@ -9,6 +9,7 @@ mod cluster;
 pub mod discovery;
 pub mod dns;
 mod limits;
+pub mod pki;
 mod writes;
 
 pub use cluster::{
@@ -49,11 +50,19 @@ use crate::{sample, timeout, Builder, Client, Node, Runtime};
 /// Generates one `#[test]` per conformance case. `$run` is a function
 /// `fn(impl Future<Output = ()>)` that runs a future to completion on the
 /// runtime, and `$rt` an expression, evaluated inside it, giving the
-/// [`Runtime`].
+/// [`Runtime`]. `conformance_tests!(tls: $run, $rt)` runs every case over
+/// mutual TLS instead, with certificates made for the case
+/// ([`pki::TestPki`]).
 #[macro_export]
 macro_rules! conformance_tests {
+    (tls: $run:path, $rt:expr) => {
+        $crate::conformance_tests!(@list tls, $run, $rt);
+    };
     ($run:path, $rt:expr) => {
-        $crate::conformance_tests!(@each $run, $rt;
+        $crate::conformance_tests!(@list plain, $run, $rt);
+    };
+    (@list $mode:ident, $run:path, $rt:expr) => {
+        $crate::conformance_tests!(@each $mode, $run, $rt;
             gets_through_any_node_return_the_owners_value,
             concurrent_cold_gets_load_once_in_the_cluster,
             stopped_node_keys_still_served_within_the_timeout,
@@ -82,12 +91,26 @@ macro_rules! conformance_tests {
             dns_scale_out_hands_moved_keys_over
         );
     };
-    (@each $run:path, $rt:expr; $($name:ident),* $(,)?) => {
+    (@each plain, $run:path, $rt:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
                 // Boxed: debug-build futures are large for a test thread stack.
                 $run(::std::boxed::Box::pin(async { $crate::conformance::$name($rt).await }));
+            }
+        )*
+    };
+    (@each tls, $run:path, $rt:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $run(::std::boxed::Box::pin(async {
+                    let pki = $crate::conformance::pki::TestPki::new("suite CA");
+                    let mut rt = $rt;
+                    $crate::Runtime::set_tls(&mut rt, Some(pki.tls("member")));
+                    $crate::conformance::$name(rt).await;
+                    drop(pki);
+                }));
             }
         )*
     };
@@ -213,6 +236,17 @@ pub(super) async fn raw<R: Runtime>(rt: &R, node: &Node<R>) -> (Reader<R>, Write
     transport::connect(rt, &node.local_addr().to_string(), CASE_LIMIT)
         .await
         .expect("connect")
+}
+
+/// Whether `node` closes a connection from here without answering a get:
+/// over TLS the handshake already fails.
+pub(super) async fn refused<R: Runtime>(rt: &R, node: &Node<R>) -> bool {
+    let addr = node.local_addr().to_string();
+    let Ok((mut r, mut w)) = transport::connect(rt, &addr, CASE_LIMIT).await else {
+        return true;
+    };
+    let _ = w.write_all(&request_frame("score", "Tom")).await;
+    read_to_close(rt, &mut r).await.is_empty()
 }
 
 /// Reads until the server closes the connection; returns what it sent.

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use groupcache_core::node::{GroupExists, GroupStats, WriteOp, WriteReport};
 
 use crate::runtime::{timeout, Runtime};
+use crate::tls::{Tls, TlsStats};
 use crate::Error;
 
 pub use builder::Builder;
@@ -143,6 +144,11 @@ impl<R: Runtime> Node<R> {
             failures: c.failures.load(Ordering::Relaxed),
             changes: c.changes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counters of this node's TLS handshakes, if it speaks TLS.
+    pub fn tls_stats(&self) -> Option<TlsStats> {
+        self.shared.rt.tls().map(Tls::stats)
     }
 
     /// The member that owns `key`.
