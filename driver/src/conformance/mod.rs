@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod dns;
 mod limits;
 pub mod pki;
+mod tls;
 mod writes;
 
 pub use cluster::{
@@ -29,6 +30,10 @@ pub use limits::{
     one_address_cannot_lock_out_others, shutdown_answers_requests_still_open,
     slow_origin_is_asked_once, stopped_peer_is_backed_off,
     unread_answers_pause_only_that_connection, value_over_the_limit_is_refused,
+};
+pub use tls::{
+    tls_refuses_bad_clients_and_serves_good_ones,
+    tls_reloads_rotated_files_without_dropping_connections,
 };
 pub use writes::{
     client_writes_through_a_node, writes_name_the_peers_they_could_not_reach,
@@ -88,7 +93,9 @@ macro_rules! conformance_tests {
             writes_name_the_peers_they_could_not_reach,
             dns_members_follow_the_records_and_survive_a_blip,
             dns_a_records_name_each_node_by_its_address,
-            dns_scale_out_hands_moved_keys_over
+            dns_scale_out_hands_moved_keys_over,
+            tls_refuses_bad_clients_and_serves_good_ones,
+            tls_reloads_rotated_files_without_dropping_connections
         );
     };
     (@each plain, $run:path, $rt:expr; $($name:ident),* $(,)?) => {
