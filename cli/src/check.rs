@@ -41,6 +41,15 @@ pub async fn check(cfg: &ServeConfig) -> Result<String, String> {
             .as_deref()
             .unwrap_or("(found in the peer list, else the listen address)")
     );
+    if let Some(tls) = cfg.tls()? {
+        let f = tls.files();
+        let _ = writeln!(
+            out,
+            "tls        mutual TLS 1.3: cert {}, CA {}",
+            f.cert.display(),
+            f.ca.display()
+        );
+    }
     let sources = cfg.peer_sources()?;
     let interval = cfg.dns_interval()?;
     if sources.is_empty() {

@@ -1,12 +1,12 @@
 //! `groupcache serve` settings: a TOML file and/or flags.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use groupcache_driver::core::frame::DEFAULT_MAX_FRAME;
 use groupcache_driver::core::node::RESPONSE_OVERHEAD;
-use groupcache_tokio::{Builder, DnsConfig, DnsDiscovery, GroupConfig, PeerSource};
+use groupcache_tokio::{Builder, DnsConfig, DnsDiscovery, GroupConfig, PeerSource, Tls, TlsFiles};
 use serde::Deserialize;
 
 use crate::http::HttpLimits;
@@ -94,6 +94,13 @@ pub struct ServeConfig {
     /// owner asks its previous owner before the origin (default 60000;
     /// 0 turns it off).
     pub handoff_ms: Option<u64>,
+    /// Mutual TLS on the peer port and to peers: a `[tls]` table with
+    /// `cert`, `key`, `ca` and `server_name`.
+    #[serde(default)]
+    pub tls: TlsSpec,
+    /// Serve the HTTP front over HTTPS with the TLS certificate and key.
+    #[serde(default)]
+    pub http_tls: bool,
     /// Address of the HTTP front (`/api`, `/metrics`, `/healthz`), if any.
     pub http: Option<SocketAddr>,
     /// Ring points per peer.
@@ -168,6 +175,11 @@ impl ServeConfig {
         }
         if let Some(a) = &self.self_addr {
             b = b.self_addr(a.clone());
+        }
+        if let Some(tls) = self.tls()? {
+            b = b.tls(tls);
+        } else if self.http_tls {
+            return Err("http_tls needs tls_cert, tls_key and tls_ca".into());
         }
         let sources = self.peer_sources()?;
         if sources.iter().any(PeerSource::is_dns) {
@@ -309,8 +321,8 @@ impl ServeConfig {
         ))
     }
 
-    /// The HTTP front's limits.
-    pub fn http_limits(&self) -> HttpLimits {
+    /// The HTTP front's limits; `https` serves it over HTTPS.
+    pub fn http_limits(&self, https: Option<Tls>) -> HttpLimits {
         let d = HttpLimits::default();
         HttpLimits {
             header_timeout: self
@@ -322,6 +334,72 @@ impl ServeConfig {
                 .unwrap_or(d.max_connections_per_addr),
             max_body: self.http_max_body.unwrap_or(d.max_body),
             read_only: self.http_read_only,
+            https,
+        }
+    }
+
+    /// The TLS settings, if `tls_cert`, `tls_key` and `tls_ca` are given
+    /// (all three or none).
+    pub fn tls(&self) -> Result<Option<Tls>, String> {
+        self.tls.load()
+    }
+}
+
+/// TLS files, as flags (`--tls-cert`, `--tls-key`, `--tls-ca`,
+/// `--tls-server-name`) or a TOML `[tls]` table (`cert`, `key`, `ca`,
+/// `server_name`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM certificate (chain) this side presents; with --tls-key and
+    /// --tls-ca, every connection speaks mutual TLS 1.3.
+    #[arg(long)]
+    #[serde(rename = "cert")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    #[serde(rename = "key")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate of the CA that signs every member's and client's
+    /// certificate.
+    #[arg(long)]
+    #[serde(rename = "ca")]
+    pub tls_ca: Option<PathBuf>,
+    /// Verify nodes' certificates for this name instead of the host dialled.
+    #[arg(long)]
+    #[serde(rename = "server_name")]
+    pub tls_server_name: Option<String>,
+}
+
+impl TlsSpec {
+    /// Loads the files: all three or none.
+    ///
+    /// ```
+    /// use groupcache_cli::config::TlsSpec;
+    /// assert!(TlsSpec::default().load().unwrap().is_none());
+    /// let half = TlsSpec { tls_cert: Some("c.pem".into()), ..Default::default() };
+    /// assert!(half.load().unwrap_err().contains("all three"));
+    /// ```
+    pub fn load(&self) -> Result<Option<Tls>, String> {
+        let (cert, key, ca) = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) => return Ok(None),
+            (Some(c), Some(k), Some(a)) => (c.clone(), k.clone(), a.clone()),
+            _ => return Err("TLS needs all three of --tls-cert, --tls-key and --tls-ca".into()),
+        };
+        let tls = Tls::from_files(TlsFiles { cert, key, ca }).map_err(|e| format!("TLS: {e}"))?;
+        Ok(Some(match &self.tls_server_name {
+            Some(n) => tls.server_name(n.clone()),
+            None => tls,
+        }))
+    }
+
+    /// The same settings, the flags given here winning over `file`'s.
+    pub fn or(self, file: TlsSpec) -> TlsSpec {
+        TlsSpec {
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_server_name: self.tls_server_name.or(file.tls_server_name),
         }
     }
 }

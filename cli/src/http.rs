@@ -27,11 +27,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use groupcache_tokio::{Error, Node, WriteOp, WriteReport};
+use groupcache_tokio::{Error, Node, Tls, WriteOp, WriteReport};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Clone)]
 struct Front {
@@ -201,8 +202,8 @@ impl Drop for AddrSlot {
     }
 }
 
-/// Limits of the HTTP front.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Limits of the HTTP front, and whether it speaks HTTPS.
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Time a client has to send a request's headers, counted from when the
     /// connection opens or the previous answer was sent.
@@ -216,6 +217,8 @@ pub struct HttpLimits {
     pub max_body: usize,
     /// Refuse writes (PUT, DELETE, POST /api/purge) with 405.
     pub read_only: bool,
+    /// Serve HTTPS with this certificate and key (clients need none).
+    pub https: Option<Tls>,
 }
 
 impl Default for HttpLimits {
@@ -226,6 +229,7 @@ impl Default for HttpLimits {
             max_connections_per_addr: 64,
             max_body: 1 << 20,
             read_only: false,
+            https: None,
         }
     }
 }
@@ -277,14 +281,35 @@ pub async fn serve(
             tracing::debug!(%peer, "HTTP front full: connection refused");
             continue;
         };
-        let conn = hyper::server::conn::http1::Builder::new()
+        let http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+            .clone();
+        let service = TowerToHyperService::new(app.clone());
+        let Some(tls) = &limits.https else {
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, "HTTP connection ended: {e}");
+                }
+                drop((slot, addr_slot));
+            });
+            continue;
+        };
+        let (acceptor, watcher) = (TlsAcceptor::from(tls.https_config()), graceful.watcher());
+        let handshake_limit = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            // The handshake counts against the header timeout, in this
+            // connection's task: a silent client cannot stop accepting.
+            match tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    let conn = http.serve_connection(TokioIo::new(tls_stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, "HTTPS connection ended: {e}");
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, "HTTPS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
             }
             drop((slot, addr_slot));
         });

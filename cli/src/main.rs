@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use groupcache_cli::check;
-use groupcache_cli::config::{GroupSpec, ServeConfig};
+use groupcache_cli::config::{GroupSpec, ServeConfig, TlsSpec};
 use groupcache_cli::http::{self, HttpLimits};
 use groupcache_driver::core::ring::Ring;
 use groupcache_tokio::{sample, Bytes, Client, Node, Tokio, WriteOp};
@@ -32,6 +32,8 @@ enum Cmd {
     Serve(Box<ServeArgs>),
     /// Ask a node for one key; print the value, or the error and exit non-zero.
     Get {
+        #[command(flatten)]
+        tls: TlsSpec,
         /// Peer address of any node, e.g. 127.0.0.1:8001.
         #[arg(long)]
         node: String,
@@ -45,6 +47,8 @@ enum Cmd {
     /// peers were not reached (printed; their copies expire within the hot
     /// TTL), 1 on failure.
     Set {
+        #[command(flatten)]
+        tls: TlsSpec,
         /// Peer address of any node, e.g. 127.0.0.1:8001.
         #[arg(long)]
         node: String,
@@ -61,6 +65,8 @@ enum Cmd {
     },
     /// Remove a key from every node. Exit codes as for `set`.
     Remove {
+        #[command(flatten)]
+        tls: TlsSpec,
         /// Peer address of any node.
         #[arg(long)]
         node: String,
@@ -71,6 +77,8 @@ enum Cmd {
     },
     /// Forget every key of a group on every node. Exit codes as for `set`.
     Purge {
+        #[command(flatten)]
+        tls: TlsSpec,
         /// Peer address of any node.
         #[arg(long)]
         node: String,
@@ -137,6 +145,12 @@ struct ServeArgs {
     /// reason if not.
     #[arg(long)]
     check: bool,
+    #[command(flatten)]
+    tls: TlsSpec,
+    /// Serve the HTTP front over HTTPS with --tls-cert and --tls-key
+    /// (clients need no certificate).
+    #[arg(long)]
+    http_tls: bool,
     /// A group as NAME:MAX_BYTES:TTL_SECS:ORIGIN, where ORIGIN is `sample`,
     /// `dir:PATH`, `http://host/path/{key}` or `synthetic:SIZE` (made-up
     /// values of SIZE bytes, for load tests). Repeatable.
@@ -229,6 +243,8 @@ impl ServeArgs {
         c.dns_server = self.dns_server.or(c.dns_server);
         c.dns_interval = self.dns_interval.or(c.dns_interval);
         c.handoff_ms = self.handoff_ms.or(c.handoff_ms);
+        c.tls = self.tls.or(c.tls);
+        c.http_tls = self.http_tls || c.http_tls;
         if !self.peers.is_empty() {
             c.peers = self.peers;
         }
@@ -290,24 +306,37 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Cmd::Serve(args) => serve((*args).config()?).await,
-            Cmd::Get { node, group, key } => get(&node, &group, &key).await,
+            Cmd::Get {
+                node,
+                group,
+                key,
+                tls,
+            } => get(&client(&node, &tls)?, &group, &key).await,
             Cmd::Set {
                 node,
                 group,
                 key,
                 value,
                 ttl,
+                tls,
             } => {
                 let value = read_value(value)?;
                 let ttl = ttl.map(Duration::from_secs);
                 let op = WriteOp::set(&key, value, ttl);
-                return Ok(write(&node, &group, op).await);
+                return Ok(write(&client(&node, &tls)?, &group, op).await);
             }
-            Cmd::Remove { node, group, key } => {
+            Cmd::Remove {
+                node,
+                group,
+                key,
+                tls,
+            } => {
                 let op = WriteOp::remove(&key);
-                return Ok(write(&node, &group, op).await);
+                return Ok(write(&client(&node, &tls)?, &group, op).await);
             }
-            Cmd::Purge { node, group } => return Ok(write(&node, &group, WriteOp::Purge).await),
+            Cmd::Purge { node, group, tls } => {
+                return Ok(write(&client(&node, &tls)?, &group, WriteOp::Purge).await)
+            }
             Cmd::Demo {
                 http,
                 any_port,
@@ -381,8 +410,11 @@ async fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         node.local_addr()
     );
     if let Some(addr) = cfg.http {
-        let bound = start_front(addr, node.clone(), vec![node.clone()], cfg.http_limits()).await?;
-        println!("http front on http://{bound}");
+        let https = cfg.http_tls.then(|| node.tls()).flatten();
+        let scheme = if https.is_some() { "https" } else { "http" };
+        let limits = cfg.http_limits(https);
+        let bound = start_front(addr, node.clone(), vec![node.clone()], limits).await?;
+        println!("http front on {scheme}://{bound}");
     }
     stop_signal().await;
     eprintln!("groupcache: shutting down");
@@ -390,11 +422,17 @@ async fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     Ok(())
 }
 
-async fn get(node: &str, group: &str, key: &str) -> Result<(), String> {
-    let value = Client::new(node)
-        .get(group, key)
-        .await
-        .map_err(|e| e.to_string())?;
+/// A client of `node`, speaking TLS if `tls` names the files.
+fn client(node: &str, tls: &TlsSpec) -> Result<Client, String> {
+    let c = Client::new(node);
+    Ok(match tls.load()? {
+        Some(t) => c.tls(t),
+        None => c,
+    })
+}
+
+async fn get(client: &Client, group: &str, key: &str) -> Result<(), String> {
+    let value = client.get(group, key).await.map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     out.write_all(&value)
         .and_then(|()| out.write_all(b"\n"))
@@ -414,8 +452,8 @@ fn read_value(arg: String) -> Result<Bytes, String> {
 
 /// Carries out a write through `node`: 0 when every node was told, 3 when
 /// it took effect but some peers were not reached, 1 on failure.
-async fn write(node: &str, group: &str, op: WriteOp) -> ExitCode {
-    match Client::new(node).write(group, op).await {
+async fn write(client: &Client, group: &str, op: WriteOp) -> ExitCode {
+    match client.write(group, op).await {
         Ok(r) if r.not_reached.is_empty() => ExitCode::SUCCESS,
         Ok(r) => {
             let peers: Vec<&str> = r.not_reached.iter().map(|p| &**p).collect();

@@ -124,6 +124,7 @@ struct Inner {
 struct Configs {
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
+    https: Arc<ServerConfig>,
     stamp: Stamp,
 }
 
@@ -202,6 +203,14 @@ impl Tls {
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.refresh();
         self.inner.current.read().expect("lock").server.clone()
+    }
+
+    /// Server settings for an HTTPS front with the same certificate and
+    /// key, without asking clients for certificates (browsers, curl,
+    /// scrapers), ALPN `http/1.1`; the files read again if they changed.
+    pub fn https_config(&self) -> Arc<ServerConfig> {
+        self.refresh();
+        self.inner.current.read().expect("lock").https.clone()
     }
 
     /// The client side's settings now (the files read again if they
@@ -419,6 +428,13 @@ fn load(f: &TlsFiles, provider: &Arc<CryptoProvider>) -> Result<Configs, TlsErro
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key.clone_key())
         .map_err(invalid("server certificate and key"))?;
+    let mut https = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(invalid("HTTPS settings"))?
+        .with_no_client_auth()
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(invalid("HTTPS certificate and key"))?;
+    https.alpn_protocols = vec![b"http/1.1".to_vec()];
     let client = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(invalid("client settings"))?
@@ -428,6 +444,7 @@ fn load(f: &TlsFiles, provider: &Arc<CryptoProvider>) -> Result<Configs, TlsErro
     Ok(Configs {
         server: Arc::new(server),
         client: Arc::new(client),
+        https: Arc::new(https),
         stamp,
     })
 }
