@@ -9,6 +9,8 @@
 //! ```
 
 use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -16,9 +18,14 @@ use clap::Parser;
 use groupcache_benches::{keys, pattern, Dist};
 use groupcache_core::frame::FrameDecoder;
 use groupcache_core::wire::{frame_bytes, Request, Response, CODE_OK};
+use groupcache_driver::{Tls, TlsFiles};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 
 /// Load generator for groupcache nodes and memcached.
 #[derive(Parser, Debug, Clone)]
@@ -55,6 +62,43 @@ struct Args {
     /// Client threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Speak mutual TLS: this certificate (with --tls-key and --tls-ca).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA that signed the node's certificate.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+}
+
+/// A connection: plaintext or TLS.
+type Conn = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// TLS handshakes made, all runs of this process.
+static HANDSHAKES: AtomicUsize = AtomicUsize::new(0);
+
+/// Opens a connection to the server, with a TLS handshake if asked.
+async fn open(args: &Args) -> io::Result<Conn> {
+    let s = TcpStream::connect(&args.addr).await?;
+    s.set_nodelay(true)?;
+    let (Some(cert), Some(key), Some(ca)) = (&args.tls_cert, &args.tls_key, &args.tls_ca) else {
+        return Ok(Either::Left(s));
+    };
+    // The node's own TLS settings: the same certificates, verification
+    // and protocol version.
+    let tls = Tls::from_files(TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        ca: ca.clone(),
+    })
+    .map_err(io::Error::other)?;
+    let host = args.addr.rsplit_once(':').map_or(args.addr.as_str(), |(h, _)| h);
+    let name = ServerName::try_from(host.to_string()).map_err(io::Error::other)?;
+    let s = TlsConnector::from(tls.client_config()).connect(name, s).await?;
+    HANDSHAKES.fetch_add(1, Ordering::Relaxed);
+    Ok(Either::Right(s))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -150,8 +194,7 @@ enum Stop {
 }
 
 async fn connection(args: Args, codec: Codec, order: Vec<usize>, stop: Stop) -> io::Result<Tally> {
-    let mut s = TcpStream::connect(&args.addr).await?;
-    s.set_nodelay(true)?;
+    let mut s = open(&args).await?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     let mut tally = Tally::default();
     let mut dec = FrameDecoder::new(64 << 20);
@@ -174,6 +217,7 @@ async fn connection(args: Args, codec: Codec, order: Vec<usize>, stop: Stop) -> 
         done += batch;
         let sent = Instant::now();
         s.write_all(&out).await?;
+        s.flush().await?;
         let mut answered = 0;
         while answered < batch {
             match codec.answer(&mut dec, &mut buf)? {
@@ -272,6 +316,14 @@ async fn run(args: Args) -> io::Result<()> {
         total.errors,
         reqs as f64 / secs
     );
+    if args.tls_cert.is_some() {
+        // Every connection shakes hands once when it opens (the warm-up's
+        // included); none does while requests flow.
+        println!(
+            "tls_handshakes={} (one per connection, at its start)",
+            HANDSHAKES.load(Ordering::Relaxed)
+        );
+    }
     println!(
         "latency_us p50={} p99={} p99.9={} max={}",
         hist.value_at_quantile(0.5),
