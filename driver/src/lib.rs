@@ -14,6 +14,8 @@
 //! - [`Loader`]: how a group fetches a missing key.
 //! - [`Discovery`], [`DnsDiscovery`], [`PeerSource`]: members from DNS
 //!   names (`dns+NAME:PORT`, `dnssrv+NAME`) resolved every interval.
+//! - [`Tls`]: mutual TLS 1.3 on every connection ([`Builder::tls`],
+//!   [`Client::tls`]), over the runtime's streams, for every runtime.
 
 mod client;
 mod discovery;
@@ -24,7 +26,7 @@ mod node;
 mod runtime;
 pub mod sample;
 mod tls;
-pub mod transport;
+mod transport;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -15,7 +15,7 @@ use futures_rustls::TlsStream;
 use crate::runtime::Runtime;
 
 /// The read half of a connection.
-pub enum Reader<R: Runtime> {
+pub(crate) enum Reader<R: Runtime> {
     /// Plaintext: the runtime's own half.
     Plain(R::Reader),
     /// TLS over the runtime's stream.
@@ -23,7 +23,7 @@ pub enum Reader<R: Runtime> {
 }
 
 /// The write half of a connection.
-pub enum Writer<R: Runtime> {
+pub(crate) enum Writer<R: Runtime> {
     /// Plaintext: the runtime's own half.
     Plain(R::Writer),
     /// TLS over the runtime's stream.
@@ -32,7 +32,7 @@ pub enum Writer<R: Runtime> {
 
 /// Opens a connection to `addr`, with a TLS handshake if `rt` carries TLS
 /// settings; the handshake is cut off after `limit`.
-pub async fn connect<R: Runtime>(
+pub(crate) async fn connect<R: Runtime>(
     rt: &R,
     addr: &str,
     limit: Duration,
@@ -43,7 +43,7 @@ pub async fn connect<R: Runtime>(
 
 /// Makes a connection this side opened to `addr` usable: a TLS handshake
 /// if `rt` carries TLS settings, cut off after `limit`.
-pub async fn outbound<R: Runtime>(
+pub(crate) async fn outbound<R: Runtime>(
     rt: &R,
     stream: R::Stream,
     addr: &str,
@@ -57,7 +57,7 @@ pub async fn outbound<R: Runtime>(
 
 /// Makes an accepted connection usable: a TLS handshake if `rt` carries
 /// TLS settings, cut off after `limit`.
-pub async fn accepted<R: Runtime>(
+pub(crate) async fn accepted<R: Runtime>(
     rt: &R,
     stream: R::Stream,
     limit: Duration,
@@ -69,7 +69,7 @@ pub async fn accepted<R: Runtime>(
 }
 
 /// A plaintext connection's halves.
-pub fn plain<R: Runtime>(stream: R::Stream) -> (Reader<R>, Writer<R>) {
+pub(crate) fn plain<R: Runtime>(stream: R::Stream) -> (Reader<R>, Writer<R>) {
     let (r, w) = R::split(stream);
     (Reader::Plain(r), Writer::Plain(w))
 }

@@ -94,9 +94,14 @@ async fn open(args: &Args) -> io::Result<Conn> {
         ca: ca.clone(),
     })
     .map_err(io::Error::other)?;
-    let host = args.addr.rsplit_once(':').map_or(args.addr.as_str(), |(h, _)| h);
+    let host = args
+        .addr
+        .rsplit_once(':')
+        .map_or(args.addr.as_str(), |(h, _)| h);
     let name = ServerName::try_from(host.to_string()).map_err(io::Error::other)?;
-    let s = TlsConnector::from(tls.client_config()).connect(name, s).await?;
+    let s = TlsConnector::from(tls.client_config())
+        .connect(name, s)
+        .await?;
     HANDSHAKES.fetch_add(1, Ordering::Relaxed);
     Ok(Either::Right(s))
 }
