@@ -135,36 +135,22 @@ async fn node_clients_and_https_front_over_mutual_tls() {
 
 #[test]
 fn tls_flags_are_all_three_or_none() {
-    let args: Vec<String> = [
-        "serve",
-        "--check",
-        "--group",
-        "score:2048:0:sample",
-        "--tls-cert",
-        "c.pem",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let (code, _, err) = run(&args);
+    let check = |extra: &[&str]| {
+        let mut a = vec!["serve", "--check", "--group", "score:2048:0:sample"];
+        a.extend_from_slice(extra);
+        run(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    };
+    let (code, _, err) = check(&["--tls-cert", "c.pem"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("all three"), "{err}");
-    let args: Vec<String> = [
-        "serve",
-        "--check",
-        "--group",
-        "score:2048:0:sample",
+    let (code, _, err) = check(&[
         "--tls-cert",
         "missing.pem",
         "--tls-key",
         "missing-key.pem",
         "--tls-ca",
         "ca.pem",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let (code, _, err) = run(&args);
+    ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("missing.pem"), "{err}");
 }
