@@ -86,7 +86,10 @@ impl DnsDiscovery {
     /// cannot start.
     pub fn new(sources: Vec<PeerSource>, cfg: DnsConfig) -> std::io::Result<Self> {
         let resolver = resolver(&cfg).map_err(std::io::Error::other)?;
-        let (ask, jobs) = async_channel::unbounded::<(Arc<[PeerSource]>, Reply)>();
+        // One round queued at most: a round that waits to be queued longer
+        // than the discovery interval is dropped by the caller, so a slow
+        // or silent server cannot pile rounds up.
+        let (ask, jobs) = async_channel::bounded::<(Arc<[PeerSource]>, Reply)>(1);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
