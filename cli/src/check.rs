@@ -59,12 +59,12 @@ pub async fn check(cfg: &ServeConfig) -> Result<String, String> {
         let _ = writeln!(out, "peer       {s}");
     }
     if sources.iter().any(PeerSource::is_dns) {
-        let server = cfg
-            .dns_server
+        let dns = cfg.dns_config()?;
+        let server = dns
+            .server
             .map_or_else(|| "the system's name servers".into(), |s| s.to_string());
         let _ = writeln!(out, "dns        {server}, every {interval:?}");
-        let d = DnsDiscovery::new(sources, cfg.dns_config())
-            .map_err(|e| format!("DNS resolver: {e}"))?;
+        let d = DnsDiscovery::new(sources, dns).map_err(|e| format!("DNS resolver: {e}"))?;
         // Two tries of the resolver's own timeout, and a little more.
         let members = tokio::time::timeout(Duration::from_secs(10), d.members())
             .await

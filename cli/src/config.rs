@@ -85,8 +85,9 @@ pub struct ServeConfig {
     /// mixed freely.
     #[serde(default)]
     pub peers: Vec<String>,
-    /// Name server (`IP:PORT`) for DNS peers, instead of the system's.
-    pub dns_server: Option<SocketAddr>,
+    /// Name server (`HOST:PORT`) for DNS peers, instead of the system's; a
+    /// host name is resolved once, at start, by the system.
+    pub dns_server: Option<String>,
     /// How often DNS peers are resolved again, e.g. `30s`, `500ms`, `2m`
     /// (default 30s).
     pub dns_interval: Option<String>,
@@ -183,7 +184,7 @@ impl ServeConfig {
         }
         let sources = self.peer_sources()?;
         if sources.iter().any(PeerSource::is_dns) {
-            let discovery = DnsDiscovery::new(sources, self.dns_config())
+            let discovery = DnsDiscovery::new(sources, self.dns_config()?)
                 .map_err(|e| format!("DNS resolver: {e}"))?;
             b = b
                 .discovery(discovery)
@@ -248,12 +249,29 @@ impl ServeConfig {
     }
 
     /// How DNS peers are resolved.
-    pub fn dns_config(&self) -> DnsConfig {
+    ///
+    /// ```
+    /// use groupcache_cli::config::ServeConfig;
+    /// let mut c = ServeConfig::default();
+    /// c.dns_server = Some("127.0.0.1:5353".into());
+    /// assert_eq!(c.dns_config().unwrap().server, Some("127.0.0.1:5353".parse().unwrap()));
+    /// c.dns_server = Some("no port".into());
+    /// assert!(c.dns_config().unwrap_err().contains("dns_server"));
+    /// ```
+    pub fn dns_config(&self) -> Result<DnsConfig, String> {
         let c = DnsConfig::default();
-        match self.dns_server {
-            Some(s) => c.server(s),
-            None => c,
-        }
+        let Some(s) = &self.dns_server else {
+            return Ok(c);
+        };
+        let err = |why: String| format!("dns_server {s:?}: {why}");
+        let addr = match s.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(s.as_str())
+                .map_err(|e| err(e.to_string()))?
+                .next()
+                .ok_or_else(|| err("no address".into()))?,
+        };
+        Ok(c.server(addr))
     }
 
     /// How often DNS peers are resolved again.

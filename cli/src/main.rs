@@ -129,9 +129,9 @@ struct ServeArgs {
     /// --dns-interval; a failed or empty answer keeps the last good list.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
-    /// Name server for DNS peers, as IP:PORT (default: the system's).
+    /// Name server for DNS peers, as HOST:PORT (default: the system's).
     #[arg(long)]
-    dns_server: Option<SocketAddr>,
+    dns_server: Option<String>,
     /// How often DNS peers are resolved again: 30s, 500ms, 2m (default 30s).
     #[arg(long)]
     dns_interval: Option<String>,
