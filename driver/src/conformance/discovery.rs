@@ -238,6 +238,42 @@ pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(rt: R) {
     }
 }
 
+/// A node whose configured name is not what DNS says (it listens on all
+/// addresses, or was named otherwise) finds itself as the answer at its
+/// listen port on this machine, and takes that name on the ring.
+pub async fn dns_answer_renames_a_node_found_by_its_port<R: Runtime>(rt: R) {
+    let dns = TestDns::start();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut nodes = Vec::new();
+    for name in ["first", "second"] {
+        let b = Builder::with_runtime(rt.clone())
+            .self_addr(name)
+            .discovery(discovery(&dns, &format!("dnssrv+{SRV}")))
+            .discovery_interval(INTERVAL);
+        nodes.push(node(b, &loads).await);
+    }
+    assert_eq!(nodes[0].self_addr(), "first", "alone until DNS lists it");
+    dns.set_ips("n.gc.test", &["127.0.0.1".parse().unwrap()]);
+    let ports: Vec<u16> = nodes.iter().map(|n| n.local_addr().port()).collect();
+    dns.set_srv(SRV, &[("n.gc.test", ports[0]), ("n.gc.test", ports[1])]);
+    let want = sorted(ports.iter().map(|p| format!("127.0.0.1:{p}")).collect());
+    converge(&rt, &nodes, &want).await;
+    for (n, p) in nodes.iter().zip(&ports) {
+        assert_eq!(n.self_addr(), format!("127.0.0.1:{p}"));
+    }
+    // Each owns its share: a key the second owns is loaded there.
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| nodes[0].owner(k).as_deref() == Some(want[1].as_str()))
+        .unwrap();
+    let owner = nodes.iter().position(|n| n.self_addr() == want[1]).unwrap();
+    assert_eq!(nodes[0].get("g", &key).await, Ok(format!("v-{key}").into()));
+    assert_eq!(nodes[owner].stats("g").unwrap().local_loads, 1);
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
 /// What growing a cluster from three nodes to four by DNS cost
 /// ([`measure_scale_out`]).
 #[derive(Debug, Clone, Copy)]
