@@ -33,10 +33,7 @@ enum Cmd {
     /// Ask a node for one key; print the value, or the error and exit non-zero.
     Get {
         #[command(flatten)]
-        tls: TlsSpec,
-        /// Peer address of any node, e.g. 127.0.0.1:8001.
-        #[arg(long)]
-        node: String,
+        to: NodeArgs,
         /// Group name.
         group: String,
         /// Key.
@@ -48,10 +45,7 @@ enum Cmd {
     /// TTL), 1 on failure.
     Set {
         #[command(flatten)]
-        tls: TlsSpec,
-        /// Peer address of any node, e.g. 127.0.0.1:8001.
-        #[arg(long)]
-        node: String,
+        to: NodeArgs,
         /// Group name.
         group: String,
         /// Key.
@@ -66,10 +60,7 @@ enum Cmd {
     /// Remove a key from every node. Exit codes as for `set`.
     Remove {
         #[command(flatten)]
-        tls: TlsSpec,
-        /// Peer address of any node.
-        #[arg(long)]
-        node: String,
+        to: NodeArgs,
         /// Group name.
         group: String,
         /// Key.
@@ -78,10 +69,7 @@ enum Cmd {
     /// Forget every key of a group on every node. Exit codes as for `set`.
     Purge {
         #[command(flatten)]
-        tls: TlsSpec,
-        /// Peer address of any node.
-        #[arg(long)]
-        node: String,
+        to: NodeArgs,
         /// Group name.
         group: String,
     },
@@ -110,6 +98,27 @@ enum Cmd {
         #[arg(long)]
         exit: bool,
     },
+}
+
+/// The node a client command talks to, and how.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Peer address of any node, e.g. 127.0.0.1:8001.
+    #[arg(long)]
+    node: String,
+    #[command(flatten)]
+    tls: TlsSpec,
+}
+
+impl NodeArgs {
+    /// A client of the node, speaking TLS if the files are named.
+    fn client(&self) -> Result<Client, String> {
+        let c = Client::new(&self.node);
+        Ok(match self.tls.load()? {
+            Some(t) => c.tls(t),
+            None => c,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -306,36 +315,25 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Cmd::Serve(args) => serve((*args).config()?).await,
-            Cmd::Get {
-                node,
-                group,
-                key,
-                tls,
-            } => get(&client(&node, &tls)?, &group, &key).await,
+            Cmd::Get { to, group, key } => get(&to.client()?, &group, &key).await,
             Cmd::Set {
-                node,
+                to,
                 group,
                 key,
                 value,
                 ttl,
-                tls,
             } => {
                 let value = read_value(value)?;
                 let ttl = ttl.map(Duration::from_secs);
                 let op = WriteOp::set(&key, value, ttl);
-                return Ok(write(&client(&node, &tls)?, &group, op).await);
+                return Ok(write(&to.client()?, &group, op).await);
             }
-            Cmd::Remove {
-                node,
-                group,
-                key,
-                tls,
-            } => {
+            Cmd::Remove { to, group, key } => {
                 let op = WriteOp::remove(&key);
-                return Ok(write(&client(&node, &tls)?, &group, op).await);
+                return Ok(write(&to.client()?, &group, op).await);
             }
-            Cmd::Purge { node, group, tls } => {
-                return Ok(write(&client(&node, &tls)?, &group, WriteOp::Purge).await)
+            Cmd::Purge { to, group } => {
+                return Ok(write(&to.client()?, &group, WriteOp::Purge).await)
             }
             Cmd::Demo {
                 http,
@@ -420,15 +418,6 @@ async fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     eprintln!("groupcache: shutting down");
     node.shutdown().await;
     Ok(())
-}
-
-/// A client of `node`, speaking TLS if `tls` names the files.
-fn client(node: &str, tls: &TlsSpec) -> Result<Client, String> {
-    let c = Client::new(node);
-    Ok(match tls.load()? {
-        Some(t) => c.tls(t),
-        None => c,
-    })
 }
 
 async fn get(client: &Client, group: &str, key: &str) -> Result<(), String> {

@@ -68,15 +68,3 @@ fn every_ring_case_gives_the_listed_owner() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
-
-/// The repository's copy is the shared one, byte for byte, whenever the
-/// shared folder is beside the repository; a clone alone checks nothing here.
-#[test]
-fn repository_copy_matches_the_shared_vectors_when_present() {
-    if let Some(shared) = vectors::shared_copy() {
-        assert!(
-            shared == vectors::JSON.as_bytes(),
-            "core/vectors/go-needle-wire.json differs from the shared vectors"
-        );
-    }
-}

@@ -3,7 +3,6 @@
 //! the project's shared vectors.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// One frame of the vectors.
 #[derive(Debug, Clone)]
@@ -36,18 +35,6 @@ pub struct RingVector {
 /// The vectors' text, compiled in so that no test reads outside the
 /// repository.
 pub const JSON: &str = include_str!("../../vectors/go-needle-wire.json");
-
-/// Where the shared copy would be: `shared/vectors/` beside the repository.
-/// Only [`shared_copy`] looks there.
-pub fn shared_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/go-needle-wire.json")
-}
-
-/// The shared copy's bytes, when the repository has it beside it; `None`
-/// in a clone that stands alone.
-pub fn shared_copy() -> Option<Vec<u8>> {
-    std::fs::read(shared_path()).ok()
-}
 
 fn json() -> serde_json::Value {
     serde_json::from_str(JSON).expect("vectors are JSON")
