@@ -1,4 +1,5 @@
-//! The cache against a simple model, and the LRU bugs of the original.
+//! The cache against its oracle, and its eviction, accounting and expiry
+//! rules one by one.
 
 use std::time::{Duration, Instant};
 
@@ -14,19 +15,21 @@ fn op() -> impl Strategy<Value = CacheOp> {
             .prop_map(|(k, len, ttl)| CacheOp::Insert { key: k % 16, len, ttl }),
         1 => any::<u8>().prop_map(|k| CacheOp::Remove(k % 16)),
         2 => (0u8..10).prop_map(CacheOp::Advance),
-        1 => (0usize..200).prop_map(CacheOp::Budget),
+        1 => (0usize..400).prop_map(CacheOp::Budget),
         1 => (0u8..5).prop_map(CacheOp::Sweep),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
     #[test]
-    fn behaves_like_the_model(
-        ops in prop::collection::vec(op(), 1..200),
+    fn keeps_its_promises(
+        ops in prop::collection::vec(op(), 1..300),
+        max in 50usize..400,
         overhead in prop_oneof![Just(0usize), 1usize..24],
+        segment in prop_oneof![Just(0usize), 8usize..160],
     ) {
-        let mut check = CacheCheck::with_entry_overhead(100, overhead, t0());
+        let mut check = CacheCheck::with_segment_size(max, overhead, segment, t0());
         for op in &ops {
             if let Err(e) = check.step(op) {
                 return Err(TestCaseError::fail(format!("{op:?}: {e}")));
@@ -44,51 +47,86 @@ fn b(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
 }
 
-#[test]
-fn get_moves_to_front_after_add_a_add_b() {
-    // The original lost track of recency for this exact sequence.
-    let now = t0();
-    let mut c = Cache::new(4);
-    c.insert("a", b("1"), None, now);
-    c.insert("b", b("1"), None, now);
-    assert!(c.get("a", now).is_some());
-    assert!(c.get("b", now).is_some());
-    assert_eq!(c.keys_by_recency(), ["b", "a"]);
-    c.insert("c", b("1"), None, now); // evicts the least recent: a
-    assert_eq!(c.keys_by_recency(), ["c", "b"]);
-    c.validate().unwrap();
+/// Ten 10-byte items (8 of header, 1 of key, 1 of value) per segment.
+fn segmented(max: usize) -> Cache {
+    Cache::with_segment_size(max, 0, 100)
 }
 
 #[test]
-fn update_refreshes_recency_and_accounting() {
+fn entries_read_since_written_survive_their_segments_eviction() {
     let now = t0();
-    let mut c = Cache::new(10);
-    c.insert("a", b("1"), None, now);
-    c.insert("b", b("1"), None, now);
-    c.insert("a", b("1234"), None, now);
-    assert_eq!(c.keys_by_recency(), ["a", "b"]);
-    assert_eq!(c.bytes(), 5 + 2);
-    c.insert("c", b("12"), None, now); // 10 bytes: still fits
-    assert_eq!(c.len(), 3);
-    c.insert("a", b("12345"), None, now); // 6+2+3 = 11: evicts b
-    assert_eq!(c.keys_by_recency(), ["a", "c"]);
-    c.validate().unwrap();
-}
-
-#[test]
-fn delete_of_the_newest_keeps_the_list_whole() {
-    let now = t0();
-    let mut c = Cache::new(100);
-    for k in ["a", "b", "c"] {
+    // Room for 30 two-byte entries: three segments.
+    let mut c = segmented(60);
+    let keys: Vec<String> = (0..30).map(|i| char::from(b'A' + i).to_string()).collect();
+    for k in &keys {
         c.insert(k, b("v"), None, now);
     }
-    assert_eq!(c.remove("c"), Some(b("v")));
+    assert_eq!((c.segments(), c.len()), (3, 30));
+    // Read every other key of the oldest segment.
+    for k in keys[..10].iter().step_by(2) {
+        assert!(c.get(k, now).is_some());
+    }
+    // A scan of new keys pushes the oldest segment out.
+    c.insert("new", b("v"), None, now);
+    let held: Vec<bool> = keys[..10].iter().map(|k| c.contains(k, now)).collect();
+    assert_eq!(
+        held,
+        [true, false, true, false, true, false, true, false, true, false]
+    );
+    assert_eq!(c.stats().evictions, 5);
+    // Their second round used up, unread since, they go next time round.
+    for i in 0..40 {
+        c.insert(&format!("scan{i}"), b("v"), None, now);
+    }
+    assert!(keys[..10].iter().all(|k| !c.contains(k, now)));
     c.validate().unwrap();
-    assert_eq!(c.keys_by_recency(), ["b", "a"]);
-    c.insert("d", b("v"), None, now);
-    assert_eq!(c.remove("a"), Some(b("v")));
-    assert_eq!(c.keys_by_recency(), ["d", "b"]);
+}
+
+#[test]
+fn removed_and_replaced_items_stay_charged_until_their_segment_goes() {
+    let now = t0();
+    let mut c = segmented(1000);
+    for k in ["a", "b", "c"] {
+        c.insert(k, b("1234"), None, now);
+    }
+    assert_eq!(c.bytes(), 15);
+    // A replacement is written anew; the old item is dead but still there.
+    c.insert("a", b("12"), None, now);
+    assert_eq!((c.bytes(), c.len()), (15 + 3, 3));
+    assert_eq!(c.remove("b"), Some(b("1234")));
+    assert_eq!((c.bytes(), c.len()), (18, 2));
+    // Once every item of a segment is dead, it is freed at once.
+    c.remove("a");
+    c.remove("c");
+    assert_eq!(
+        (c.bytes(), c.len(), c.segments()),
+        (0, 0, 1),
+        "the open segment is reused"
+    );
     c.validate().unwrap();
+}
+
+#[test]
+fn hits_on_a_closed_segment_share_its_buffer() {
+    let now = t0();
+    let mut c = segmented(1000);
+    for i in 0..12 {
+        c.insert(&format!("k{i:02}"), Bytes::from(vec![i; 4]), None, now);
+    }
+    assert_eq!(
+        c.segments(),
+        2,
+        "the first segment closed after eight items"
+    );
+    let first = c.get("k00", now).unwrap().value;
+    let second = c.get("k01", now).unwrap().value;
+    assert_eq!((&first[..], &second[..]), (&[0; 4][..], &[1; 4][..]));
+    // Both are slices of one buffer, an item (8 + 3 + 4 bytes) apart.
+    assert_eq!(second.as_ptr() as usize - first.as_ptr() as usize, 15);
+    // An item of the open segment is copied out once and shared after.
+    let a = c.get("k10", now).unwrap().value;
+    let again = c.get("k10", now).unwrap().value;
+    assert_eq!(a.as_ptr(), again.as_ptr());
 }
 
 #[test]
@@ -99,6 +137,20 @@ fn entry_larger_than_budget_is_refused_and_drops_the_old_value() {
     assert!(!c.insert("k", b("too large a value"), None, now));
     assert!(c.get("k", now).is_none());
     assert_eq!(c.bytes(), 0);
+}
+
+#[test]
+fn an_insert_keeps_its_entry_even_when_its_segment_must_go() {
+    // A segment as large as the budget: making room for the new entry
+    // evicts the segment it was written to, and the entry moves instead.
+    let now = t0();
+    let mut c = Cache::with_segment_size(20, 0, 1000);
+    for k in ["a", "b", "c", "d", "e", "f"] {
+        assert!(c.insert(k, b("123456789"), None, now));
+        assert!(c.contains(k, now), "{k} held right after its insert");
+        c.validate().unwrap();
+    }
+    assert_eq!(c.len(), 2);
 }
 
 #[test]
@@ -136,6 +188,30 @@ fn expired_entries_are_swept_on_insert() {
 }
 
 #[test]
+fn a_segment_is_swept_when_its_last_entry_expires() {
+    let now = t0();
+    let ms = Duration::from_millis;
+    let mut c = segmented(1000);
+    for i in 0..10u64 {
+        c.insert(&i.to_string(), b("v"), Some(now + ms(10 + i)), now);
+    }
+    c.insert("later", b("v"), Some(now + ms(100)), now);
+    assert_eq!(c.segments(), 2);
+    assert_eq!(
+        c.next_expiry(),
+        Some(now + ms(19)),
+        "the first segment's latest"
+    );
+    // Entries expire one by one: none is served, the segment stays.
+    assert!(c.get("0", now + ms(15)).is_none());
+    assert_eq!(c.sweep(now + ms(18), usize::MAX), 0);
+    assert_eq!(c.sweep(now + ms(19), usize::MAX), 9);
+    assert_eq!((c.len(), c.segments(), c.bytes()), (1, 1, 6));
+    assert_eq!(c.stats().expirations, 10);
+    c.validate().unwrap();
+}
+
+#[test]
 fn stats_count_gets_hits_and_evictions() {
     let now = t0();
     let mut c = Cache::new(4);
@@ -143,10 +219,11 @@ fn stats_count_gets_hits_and_evictions() {
     c.get("a", now);
     c.get("z", now);
     c.insert("b", b("1"), None, now);
-    c.insert("c", b("1"), None, now);
+    c.insert("c", b("1"), None, now); // b goes: a was read, it gets a second round
     let s = c.stats();
     assert_eq!(
         (s.gets, s.hits, s.evictions, s.items, s.bytes),
         (2, 1, 1, 2, 4)
     );
+    assert_eq!(c.keys(), ["c", "a"]);
 }

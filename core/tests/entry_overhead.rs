@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use groupcache_core::cache::{Cache, ENTRY_OVERHEAD};
 
-/// glibc's header and rounding per heap block (the allocation counter sees
-/// requested sizes only), for the value's block and its shared-ownership
-/// header, and the index's slack at its lowest load.
-const ALLOCATOR_PER_ENTRY: usize = 3 * 16;
+/// What the charge may exceed this test's count by: the index is half full
+/// here, and the charge assumes its lowest load (7/16), 5 bytes more; the
+/// allocator's headers are per segment, a fraction of a byte per entry.
+const ALLOCATOR_PER_ENTRY: usize = 8;
 
 fn epoch() -> Instant {
     #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
@@ -39,10 +39,10 @@ fn allocated_per_entry(n: usize, value_len: usize) -> f64 {
 
 #[test]
 fn entry_overhead_covers_what_a_filled_cache_allocates() {
-    // A power of two of entries fills the slab and the index exactly: what
-    // is allocated is what is used. (Just past it, both have doubled their
-    // capacity, but the untouched half of the slab never becomes resident.)
-    let n = 1 << 14;
+    // A power of two of entries: the index is exactly half full. Enough of
+    // them that the open segment (whose items read once are copied out
+    // until it closes) is a small share.
+    let n = 1 << 17;
     for value_len in [10, 100, 1000] {
         let per_entry = allocated_per_entry(n, value_len);
         eprintln!(

@@ -361,7 +361,7 @@ impl Node {
     /// tests and debugging.
     pub fn peek(&self, group: &str, key: &str) -> Option<Bytes> {
         let g = self.groups.get(group)?;
-        g.main.peek(key).or_else(|| g.hot.peek(key)).cloned()
+        g.main.peek(key).or_else(|| g.hot.peek(key))
     }
 
     /// Replaces the peer list (this node's own address included, if it owns

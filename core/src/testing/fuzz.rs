@@ -92,9 +92,11 @@ pub fn wire(data: &[u8]) {
 /// step.
 pub fn cache(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let max = usize::from(u.arbitrary::<u8>().unwrap_or(100));
+    let max = usize::from(u.arbitrary::<u8>().unwrap_or(100)) * 2;
     let overhead = usize::from(u.arbitrary::<u8>().unwrap_or(0) % 24);
-    let mut check = CacheCheck::with_entry_overhead(max, overhead, epoch());
+    // 0: every entry in a segment of its own.
+    let segment = usize::from(u.arbitrary::<u8>().unwrap_or(0) % 128);
+    let mut check = CacheCheck::with_segment_size(max, overhead, segment, epoch());
     while !u.is_empty() {
         let Ok(op) = cache_op(&mut u) else { break };
         if let Err(e) = check.step(&op) {
@@ -117,7 +119,7 @@ fn cache_op(u: &mut Unstructured<'_>) -> arbitrary::Result<CacheOp> {
         },
         8 => CacheOp::Remove(u.int_in_range(0..=15)?),
         9 | 10 => CacheOp::Advance(u.int_in_range(0..=20)?),
-        11 => CacheOp::Budget(u.int_in_range(0..=300)?),
+        11 => CacheOp::Budget(u.int_in_range(0..=600)?),
         _ => CacheOp::Sweep(u.int_in_range(0..=8)?),
     })
 }

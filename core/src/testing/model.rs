@@ -1,8 +1,12 @@
-//! A plain model of [`Cache`]: the same documented rules written the
-//! simple way (a vector in recency order), and a checker that applies one
-//! operation to both and compares them. Used by the property tests and the
-//! `cache` fuzz target.
+//! What [`Cache`] promises, checked after every operation: an oracle of
+//! the latest value written per key, rather than a copy of the eviction
+//! policy. A get or remove answers that value or nothing; nothing is held
+//! that was removed, replaced or expired; a fresh entry goes missing only
+//! after an eviction; an accepted insert is held right after; the byte
+//! count stays within budget and `validate()` holds. Used by the property
+//! tests and the `cache` fuzz target.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -34,93 +38,26 @@ pub enum CacheOp {
     Sweep(u8),
 }
 
-/// The model: entries from most to least recently used.
-#[derive(Debug)]
+/// The latest value written for a key.
+#[derive(Debug, Clone)]
+struct Written {
+    value: Bytes,
+    expires: Option<Instant>,
+    /// The cache's eviction count when it was written.
+    evictions: u64,
+}
+
+/// The oracle: per key, the latest value written and not removed.
+#[derive(Debug, Default)]
 pub struct CacheModel {
-    max: usize,
-    /// Bytes charged per entry beyond key and value.
-    overhead: usize,
-    seq: u64,
-    /// (key, value, expiry, expiry sequence)
-    entries: Vec<(String, Bytes, Option<Instant>, u64)>,
+    latest: BTreeMap<String, Written>,
 }
 
 impl CacheModel {
-    /// An empty model with a budget, charging `overhead` bytes per entry
-    /// beyond its key and value.
-    pub fn new(max: usize, overhead: usize) -> Self {
-        Self {
-            max,
-            overhead,
-            seq: 0,
-            entries: Vec::new(),
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|(k, v, _, _)| k.len() + v.len() + self.overhead)
-            .sum()
-    }
-
-    fn pos(&self, key: &str) -> Option<usize> {
-        self.entries.iter().position(|e| e.0 == key)
-    }
-
-    fn get(&mut self, key: &str, now: Instant) -> Option<Bytes> {
-        let i = self.pos(key)?;
-        let e = self.entries.remove(i);
-        if e.2.is_some_and(|t| t <= now) {
-            return None;
-        }
-        let v = e.1.clone();
-        self.entries.insert(0, e);
-        Some(v)
-    }
-
-    fn sweep(&mut self, now: Instant, limit: usize) {
-        for _ in 0..limit {
-            let oldest = self
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.2.is_some_and(|t| t <= now))
-                .min_by_key(|(_, e)| (e.2, e.3))
-                .map(|(i, _)| i);
-            match oldest {
-                Some(i) => drop(self.entries.remove(i)),
-                None => break,
-            }
-        }
-    }
-
-    fn insert(&mut self, key: &str, value: Bytes, exp: Option<Instant>, now: Instant) -> bool {
-        let old = self.pos(key).map(|i| self.entries.remove(i));
-        if key.len() + value.len() + self.overhead > self.max || exp.is_some_and(|t| t <= now) {
-            return false;
-        }
-        let seq = match old {
-            Some((_, _, e, s)) if e == exp => s,
-            _ => {
-                self.seq += 1;
-                if exp.is_some() {
-                    self.seq
-                } else {
-                    0
-                }
-            }
-        };
-        self.entries.insert(0, (key.to_string(), value, exp, seq));
-        self.sweep(now, 4);
-        self.evict();
-        true
-    }
-
-    fn evict(&mut self) {
-        while self.bytes() > self.max {
-            self.entries.pop();
-        }
+    fn fresh(&self, key: &str, now: Instant) -> Option<&Written> {
+        self.latest
+            .get(key)
+            .filter(|w| w.expires.is_none_or(|t| t > now))
     }
 }
 
@@ -137,80 +74,129 @@ pub struct CacheCheck {
 }
 
 impl CacheCheck {
-    /// Both empty with budget `max`, the clock at `now`.
+    /// An empty cache with budget `max`, the clock at `now`.
     pub fn new(max: usize, now: Instant) -> Self {
-        Self::with_entry_overhead(max, 0, now)
+        Self::with_cache(Cache::new(max), now)
     }
 
-    /// Both empty with budget `max`, charging `overhead` bytes per entry
-    /// beyond its key and value, the clock at `now`.
-    pub fn with_entry_overhead(max: usize, overhead: usize, now: Instant) -> Self {
+    /// An empty cache with budget `max`, charging `overhead` bytes per
+    /// entry beyond its key and value, with segments of `segment_size`
+    /// bytes, the clock at `now`.
+    pub fn with_segment_size(
+        max: usize,
+        overhead: usize,
+        segment_size: usize,
+        now: Instant,
+    ) -> Self {
+        Self::with_cache(Cache::with_segment_size(max, overhead, segment_size), now)
+    }
+
+    /// Checks `cache`, which must be empty.
+    pub fn with_cache(cache: Cache, now: Instant) -> Self {
+        assert!(cache.is_empty());
         Self {
-            cache: Cache::with_entry_overhead(max, overhead),
-            model: CacheModel::new(max, overhead),
+            cache,
+            model: CacheModel::default(),
             now,
             fill: 0,
         }
     }
 
-    /// Applies `op` to both, then checks `validate()`, the recency order,
-    /// the byte count and the budget.
+    /// Applies `op` to the cache, then checks what it answered and what it
+    /// holds against the oracle, `validate()` and the budget.
     pub fn step(&mut self, op: &CacheOp) -> Result<(), String> {
         let now = self.now;
+        let evictions = self.cache.stats().evictions;
         match *op {
             CacheOp::Get(k) => {
                 let k = k.to_string();
                 let got = self.cache.get(&k, now).map(|h| h.value);
-                let want = self.model.get(&k, now);
-                if got != want {
-                    return Err(format!("get {k}: cache {got:?}, model {want:?}"));
-                }
+                self.check_answer("get", &k, got, now)?;
             }
             CacheOp::Insert { key, len, ttl } => {
                 self.fill = self.fill.wrapping_add(1);
                 let k = key.to_string();
                 let v = Bytes::from(vec![self.fill; len]);
                 let exp = ttl.map(|t| now + Duration::from_millis(u64::from(t)));
-                let a = self.cache.insert(&k, v.clone(), exp, now);
-                let b = self.model.insert(&k, v, exp, now);
-                if a != b {
-                    return Err(format!("insert {k}: cache {a}, model {b}"));
+                let charge = k.len() + len + self.cache.entry_overhead();
+                let bytes_before = self.cache.bytes();
+                let fits = charge <= self.cache.max_bytes() && exp.is_none_or(|t| t > now);
+                let accepted = self.cache.insert(&k, v.clone(), exp, now);
+                if accepted != fits {
+                    return Err(format!("insert {k}: accepted {accepted}, fits {fits}"));
+                }
+                if self.cache.stats().evictions > evictions
+                    && bytes_before + charge <= self.cache.max_bytes()
+                {
+                    return Err(format!("insert {k} evicted with room to spare"));
+                }
+                if accepted {
+                    if self.cache.peek(&k) != Some(v.clone()) {
+                        return Err(format!("insert {k}: not held right after"));
+                    }
+                    let evictions = self.cache.stats().evictions;
+                    let w = Written {
+                        value: v,
+                        expires: exp,
+                        evictions,
+                    };
+                    self.model.latest.insert(k, w);
+                } else {
+                    self.model.latest.remove(&k);
                 }
             }
             CacheOp::Remove(k) => {
                 let k = k.to_string();
-                let want = self.model.pos(&k).map(|i| self.model.entries.remove(i).1);
                 let got = self.cache.remove(&k);
-                if got != want {
-                    return Err(format!("remove {k}: cache {got:?}, model {want:?}"));
+                // A remove answers even an expired value.
+                if let Some(v) = &got {
+                    let want = self.model.latest.get(&k).map(|w| &w.value);
+                    if want != Some(v) {
+                        return Err(format!("remove {k}: {v:?}, latest {want:?}"));
+                    }
+                } else {
+                    self.check_answer("remove", &k, None, now)?;
                 }
+                self.model.latest.remove(&k);
             }
             CacheOp::Advance(ms) => self.now += Duration::from_millis(u64::from(ms)),
-            CacheOp::Budget(b) => {
-                self.cache.set_max_bytes(b);
-                self.model.max = b;
-                self.model.evict();
-            }
+            CacheOp::Budget(b) => self.cache.set_max_bytes(b),
             CacheOp::Sweep(n) => {
                 self.cache.sweep(now, n as usize);
-                self.model.sweep(now, n as usize);
             }
         }
         self.cache.validate()?;
-        let keys: Vec<&str> = self.model.entries.iter().map(|e| e.0.as_str()).collect();
-        if self.cache.keys_by_recency() != keys {
-            return Err(format!(
-                "order: cache {:?}, model {keys:?}",
-                self.cache.keys_by_recency()
-            ));
+        for k in self.cache.keys() {
+            let Some(w) = self.model.latest.get(k) else {
+                return Err(format!("holds {k}, which was removed"));
+            };
+            if self.cache.peek(k).as_ref() != Some(&w.value) {
+                return Err(format!("holds an old value of {k}"));
+            }
         }
-        if self.cache.bytes() != self.model.bytes() {
-            return Err(format!(
-                "bytes: cache {}, model {}",
-                self.cache.bytes(),
-                self.model.bytes()
-            ));
+        if self.cache.keys().len() != self.cache.len() {
+            return Err("keys() and len() disagree".into());
         }
         Ok(())
+    }
+
+    /// A get or remove answered `got`: the latest value if it is fresh,
+    /// and nothing only if it is not or an eviction happened since.
+    fn check_answer(
+        &self,
+        what: &str,
+        k: &str,
+        got: Option<Bytes>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let fresh = self.model.fresh(k, now);
+        match (got, fresh) {
+            (Some(v), Some(w)) if v == w.value => Ok(()),
+            (Some(v), w) => Err(format!("{what} {k}: {v:?}, latest fresh {w:?}")),
+            (None, Some(w)) if self.cache.stats().evictions == w.evictions => {
+                Err(format!("{what} {k}: lost without an eviction"))
+            }
+            (None, _) => Ok(()),
+        }
     }
 }

@@ -1,0 +1,471 @@
+//! Where the cache's keys and values live: segments in FIFO order, each one
+//! buffer holding items back to back, and the open segment being filled.
+//!
+//! An item is `[key length u32 LE][value length u32 LE][key][value]`. A
+//! closed segment's buffer is one `Bytes`, so a hit hands out a slice of it
+//! without allocating. The open segment is a `Vec` still being written; an
+//! item of it handed out is copied once into `staged` and shared from there
+//! until the segment closes. An item larger than a segment gets a segment
+//! of its own ("dedicated").
+//!
+//! Segment ids count up (wrapping) in FIFO order; `segs[id - base]` holds
+//! segment `id`, `None` once it was freed out of order.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use bytes::Bytes;
+
+/// Bytes of an item's header: key length and value length.
+pub(super) const HEADER: usize = 8;
+
+/// Where an entry's item is, and when it expires. 16 bytes: this is what
+/// the index holds per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub seg: u32,
+    /// Offset of the item in its segment; the top bit is [`ACCESSED`].
+    pub off: u32,
+    /// When it expires, as a tick; 0: never.
+    pub expires: u64,
+}
+
+/// [`Entry::off`]'s flag: the entry was read since it was last written or
+/// reinserted, so eviction gives it another round.
+pub(super) const ACCESSED: u32 = 1 << 31;
+
+impl Entry {
+    #[inline]
+    pub fn offset(&self) -> usize {
+        (self.off & !ACCESSED) as usize
+    }
+}
+
+/// One segment.
+#[derive(Debug)]
+pub(super) struct Segment {
+    /// The items, once closed; empty while open (see [`Open::buf`]).
+    pub data: Bytes,
+    /// What its items are charged, live and dead.
+    pub charge: usize,
+    /// Items still indexed.
+    pub live: u32,
+    /// The latest expiry of its items; `u64::MAX` if one never expires.
+    pub expires_max: u64,
+    /// Holds one item larger than a segment.
+    pub dedicated: bool,
+    /// Offsets of its dead items, in the order they died: a dead item
+    /// costs 4 more bytes here until its segment goes, and a live one
+    /// nothing.
+    pub dead: Vec<u32>,
+}
+
+impl Segment {
+    fn new(data: Bytes, dedicated: bool) -> Self {
+        Self {
+            data,
+            charge: 0,
+            live: 0,
+            expires_max: 0,
+            dedicated,
+            dead: Vec::new(),
+        }
+    }
+
+    /// True if the item at `off` is live. Linear in the dead items: for
+    /// tests and debugging; eviction sorts the dead offsets once instead.
+    pub fn is_live(&self, off: usize) -> bool {
+        if self.dedicated {
+            return self.live > 0;
+        }
+        !self.dead.contains(&(off as u32))
+    }
+}
+
+/// The segment being filled.
+#[derive(Debug)]
+pub(super) struct Open {
+    pub id: u32,
+    pub buf: Vec<u8>,
+    /// Copies of its items handed out, by offset, so an item is copied out
+    /// at most once while the segment is open.
+    pub staged: hashbrown::HashMap<u32, Bytes>,
+}
+
+/// One parsed item.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Item {
+    pub off: usize,
+    pub klen: usize,
+    pub vlen: usize,
+}
+
+impl Item {
+    /// Parses the item at `off` of `buf`, if a whole one is there.
+    #[inline]
+    pub fn at(buf: &[u8], off: usize) -> Option<Self> {
+        let h = buf.get(off..off.checked_add(HEADER)?)?;
+        let klen = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let vlen = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let item = Self { off, klen, vlen };
+        (item.end() <= buf.len()).then_some(item)
+    }
+
+    pub fn len(&self) -> usize {
+        HEADER + self.klen + self.vlen
+    }
+
+    pub fn end(&self) -> usize {
+        self.off + self.len()
+    }
+
+    pub fn key<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.off + HEADER..self.off + HEADER + self.klen]
+    }
+
+    pub fn value_range(&self) -> std::ops::Range<usize> {
+        self.off + HEADER + self.klen..self.end()
+    }
+}
+
+/// The segments.
+#[derive(Debug, Default)]
+pub(super) struct Store {
+    segs: VecDeque<Option<Segment>>,
+    /// Id of `segs[0]`.
+    base: u32,
+    pub open: Option<Open>,
+    /// Capacity of an open segment; 0: every item is dedicated.
+    pub seg_size: usize,
+    /// Sum of the segments' charges.
+    pub bytes: usize,
+    /// (latest expiry, id) of closed segments that expire; stale records
+    /// (segment freed) are skipped.
+    pub expiry: BinaryHeap<Reverse<(u64, u32)>>,
+}
+
+/// Items of a segment, in order.
+pub(super) struct Items<'a> {
+    buf: &'a [u8],
+    off: usize,
+}
+
+impl Iterator for Items<'_> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        let item = Item::at(self.buf, self.off)?;
+        self.off = item.end();
+        Some(item)
+    }
+}
+
+impl Store {
+    pub fn new(seg_size: usize) -> Self {
+        Self {
+            seg_size,
+            ..Self::default()
+        }
+    }
+
+    #[inline]
+    fn index(&self, id: u32) -> usize {
+        id.wrapping_sub(self.base) as usize
+    }
+
+    #[inline]
+    pub fn seg(&self, id: u32) -> Option<&Segment> {
+        self.segs.get(self.index(id))?.as_ref()
+    }
+
+    #[inline]
+    pub fn seg_mut(&mut self, id: u32) -> Option<&mut Segment> {
+        let i = self.index(id);
+        self.segs.get_mut(i)?.as_mut()
+    }
+
+    /// The bytes of segment `id`, open or closed.
+    #[inline]
+    pub fn buf(&self, id: u32) -> &[u8] {
+        match &self.open {
+            Some(o) if o.id == id => &o.buf,
+            _ => self.seg(id).map_or(&[], |s| &s.data),
+        }
+    }
+
+    /// The item an entry points at. Entries always point at whole items;
+    /// an out-of-range one reads as empty rather than panicking.
+    #[inline]
+    pub fn item(&self, e: &Entry) -> (&[u8], Item) {
+        let buf = self.buf(e.seg);
+        let item = Item::at(buf, e.offset()).unwrap_or(Item {
+            off: 0,
+            klen: 0,
+            vlen: 0,
+        });
+        (buf, item)
+    }
+
+    #[inline]
+    pub fn key(&self, e: &Entry) -> &[u8] {
+        let (buf, item) = self.item(e);
+        if item.end() > buf.len() {
+            return &[];
+        }
+        item.key(buf)
+    }
+
+    /// The value of a live entry, shared: a slice of a closed segment, or a
+    /// copy staged once for an open one.
+    pub fn value(&mut self, e: &Entry) -> Bytes {
+        match &mut self.open {
+            Some(o) if o.id == e.seg => {
+                let buf = &o.buf;
+                o.staged
+                    .entry(e.off & !ACCESSED)
+                    .or_insert_with(|| match Item::at(buf, e.offset()) {
+                        Some(item) => Bytes::copy_from_slice(&buf[item.value_range()]),
+                        None => Bytes::new(),
+                    })
+                    .clone()
+            }
+            _ => self.value_ref(e),
+        }
+    }
+
+    /// The value without changing anything: an open segment's item is
+    /// copied unless staged.
+    pub fn value_ref(&self, e: &Entry) -> Bytes {
+        if let Some(o) = self.open.as_ref().filter(|o| o.id == e.seg) {
+            if let Some(v) = o.staged.get(&(e.off & !ACCESSED)) {
+                return v.clone();
+            }
+            let (buf, item) = self.item(e);
+            return Bytes::copy_from_slice(&buf[item.value_range()]);
+        }
+        let Some(s) = self.seg(e.seg) else {
+            return Bytes::new();
+        };
+        match Item::at(&s.data, e.offset()) {
+            Some(item) => s.data.slice(item.value_range()),
+            None => Bytes::new(),
+        }
+    }
+
+    /// Items of segment `id`.
+    pub fn items(&self, id: u32) -> Items<'_> {
+        Items {
+            buf: self.buf(id),
+            off: 0,
+        }
+    }
+
+    /// Ids of the segments, oldest first.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.segs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| self.base.wrapping_add(i as u32))
+    }
+
+    pub fn len(&self) -> usize {
+        self.segs.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Slots held, freed ones in the middle included.
+    pub fn slots(&self) -> usize {
+        self.segs.len()
+    }
+
+    fn push(&mut self, seg: Segment) -> u32 {
+        let id = self.base.wrapping_add(self.segs.len() as u32);
+        self.segs.push_back(Some(seg));
+        id
+    }
+
+    /// The oldest segment's id, if any.
+    pub fn front(&self) -> Option<u32> {
+        self.segs.front().map(|_| self.base)
+    }
+
+    /// Writes an item and returns where it is. An item up to the segment
+    /// size goes to the open segment (closing a full one first); a larger
+    /// one gets a dedicated segment.
+    pub fn write(&mut self, key: &[u8], value: &[u8], charge: usize, expires: u64) -> Entry {
+        let len = HEADER + key.len() + value.len();
+        let (id, off) = if len > self.seg_size {
+            let mut data = Vec::with_capacity(len);
+            put_item(&mut data, key, value);
+            let id = self.push(Segment::new(Bytes::from(data), true));
+            (id, 0)
+        } else {
+            if self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.buf.len() + len > self.seg_size)
+            {
+                self.close_open();
+            }
+            let o = self.open_segment();
+            let off = o.buf.len();
+            put_item(&mut o.buf, key, value);
+            (o.id, off)
+        };
+        self.account(id, charge, expires);
+        Entry {
+            seg: id,
+            off: off as u32,
+            expires,
+        }
+    }
+
+    /// True when an item of `len` bytes fits the open segment (or a fresh
+    /// one) without closing it: what reinsertion may use.
+    pub fn fits_open(&self, len: usize) -> bool {
+        len <= self.seg_size
+            && self
+                .open
+                .as_ref()
+                .is_none_or(|o| o.buf.len() + len <= self.seg_size)
+    }
+
+    /// Moves a dedicated segment's item to the back of the queue without
+    /// copying it.
+    pub fn requeue(&mut self, data: Bytes, charge: usize, expires: u64) -> Entry {
+        let id = self.push(Segment::new(data, true));
+        self.account(id, charge, expires);
+        Entry {
+            seg: id,
+            off: 0,
+            expires,
+        }
+    }
+
+    fn account(&mut self, id: u32, charge: usize, expires: u64) {
+        let s = self.seg_mut(id).expect("just written");
+        s.charge += charge;
+        s.live += 1;
+        s.expires_max = s
+            .expires_max
+            .max(if expires == 0 { u64::MAX } else { expires });
+        let (dedicated, max) = (s.dedicated, s.expires_max);
+        self.bytes += charge;
+        if dedicated && max != u64::MAX {
+            self.expiry.push(Reverse((max, id)));
+        }
+    }
+
+    fn open_segment(&mut self) -> &mut Open {
+        if self.open.is_none() {
+            let id = self.push(Segment::new(Bytes::new(), false));
+            self.open = Some(Open {
+                id,
+                buf: Vec::with_capacity(self.seg_size),
+                staged: hashbrown::HashMap::new(),
+            });
+        }
+        self.open.as_mut().expect("just opened")
+    }
+
+    /// Closes the open segment: its buffer becomes the segment's `Bytes`.
+    pub fn close_open(&mut self) {
+        let Some(mut o) = self.open.take() else {
+            return;
+        };
+        // Give back the unwritten tail, so the segment holds what it uses.
+        o.buf.shrink_to_fit();
+        let s = self.seg_mut(o.id).expect("open segment is queued");
+        s.data = Bytes::from(o.buf);
+        let (live, max) = (s.live, s.expires_max);
+        if live == 0 {
+            self.free(o.id);
+        } else if max != u64::MAX {
+            self.expiry.push(Reverse((max, o.id)));
+        }
+    }
+
+    /// Marks the item at `e` dead; frees its segment when it was the last
+    /// live one (an open segment is emptied for reuse instead).
+    pub fn kill(&mut self, e: &Entry) {
+        let Some(s) = self.seg_mut(e.seg) else {
+            return;
+        };
+        if !s.dedicated {
+            s.dead.push(e.offset() as u32);
+        }
+        s.live -= 1;
+        let live = s.live;
+        if let Some(o) = self
+            .open
+            .as_mut()
+            .filter(|o| o.id == e.seg && !o.staged.is_empty())
+        {
+            o.staged.remove(&(e.off & !ACCESSED));
+        }
+        if live > 0 {
+            return;
+        }
+        match &mut self.open {
+            Some(o) if o.id == e.seg => {
+                o.buf.clear();
+                o.staged.clear();
+                let s = self.seg_mut(e.seg).expect("open segment is queued");
+                let charge = std::mem::take(&mut s.charge);
+                s.expires_max = 0;
+                s.dead.clear();
+                self.bytes -= charge;
+            }
+            _ => drop(self.free(e.seg)),
+        }
+    }
+
+    /// Drops segment `id` and releases its charge. Its live items must have
+    /// been taken out of the index.
+    pub fn free(&mut self, id: u32) -> Option<Segment> {
+        let i = self.index(id);
+        let s = self.segs.get_mut(i)?.take()?;
+        self.bytes -= s.charge;
+        if self.open.as_ref().is_some_and(|o| o.id == id) {
+            self.open = None;
+        }
+        while matches!(self.segs.front(), Some(None)) {
+            self.segs.pop_front();
+            self.base = self.base.wrapping_add(1);
+        }
+        Some(s)
+    }
+
+    /// Drops every segment.
+    pub fn clear(&mut self) {
+        self.base = self.base.wrapping_add(self.segs.len() as u32);
+        self.segs.clear();
+        self.open = None;
+        self.bytes = 0;
+        self.expiry.clear();
+    }
+
+    /// Drops expiry records of segments since freed, when they outnumber
+    /// the segments, so the heap stays as small as the queue.
+    pub fn compact_expiry(&mut self) {
+        if self.expiry.len() <= 2 * self.segs.len() + 16 {
+            return;
+        }
+        let mut heap = std::mem::take(&mut self.expiry);
+        heap.retain(|Reverse((t, id))| self.seg(*id).is_some_and(|s| s.expires_max == *t));
+        self.expiry = heap;
+    }
+
+    #[cfg(test)]
+    pub fn set_base(&mut self, base: u32) {
+        assert!(self.segs.is_empty());
+        self.base = base;
+    }
+}
+
+fn put_item(buf: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(value);
+}
