@@ -265,6 +265,7 @@ impl Cache {
     }
 
     /// The instant a nonzero tick stands for.
+    #[inline]
     fn instant(&self, tick: u64) -> Option<Instant> {
         let epoch = self.epoch?;
         (tick != 0).then(|| epoch + Duration::from_nanos(tick - 1))
@@ -303,7 +304,10 @@ impl Cache {
             self.stats.expirations += 1;
             return None;
         }
-        e.off |= ACCESSED;
+        if e.off & ACCESSED == 0 {
+            // Written once per round, so a hot entry's line stays clean.
+            e.off |= ACCESSED;
+        }
         let e = *e;
         self.stats.hits += 1;
         Some(Hit {
@@ -359,11 +363,15 @@ impl Cache {
                 e
             }
         };
-        self.protect = Some(written);
-        self.sweep(now, SWEEP_ON_INSERT);
-        self.evict_to(self.max_bytes);
-        self.protect = None;
-        self.store.compact_expiry();
+        if !self.store.expiry.is_empty() {
+            self.sweep(now, SWEEP_ON_INSERT);
+            self.store.compact_expiry();
+        }
+        if self.store.bytes > self.max_bytes {
+            self.protect = Some(written);
+            self.evict_to(self.max_bytes);
+            self.protect = None;
+        }
         true
     }
 

@@ -92,6 +92,21 @@ pub(super) struct Open {
     pub staged: hashbrown::HashMap<u32, Bytes>,
 }
 
+impl Open {
+    /// The shared copy of the item at `e`, made on its first hit.
+    #[cold]
+    fn stage(&mut self, e: &Entry) -> Bytes {
+        let buf = &self.buf;
+        self.staged
+            .entry(e.off & !ACCESSED)
+            .or_insert_with(|| match Item::at(buf, e.offset()) {
+                Some(item) => Bytes::copy_from_slice(&buf[item.value_range()]),
+                None => Bytes::new(),
+            })
+            .clone()
+    }
+}
+
 /// One parsed item.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Item {
@@ -111,18 +126,22 @@ impl Item {
         (item.end() <= buf.len()).then_some(item)
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         HEADER + self.klen + self.vlen
     }
 
+    #[inline]
     pub fn end(&self) -> usize {
         self.off + self.len()
     }
 
+    #[inline]
     pub fn key<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[self.off + HEADER..self.off + HEADER + self.klen]
     }
 
+    #[inline]
     pub fn value_range(&self) -> std::ops::Range<usize> {
         self.off + HEADER + self.klen..self.end()
     }
@@ -208,29 +227,21 @@ impl Store {
 
     #[inline]
     pub fn key(&self, e: &Entry) -> &[u8] {
-        let (buf, item) = self.item(e);
-        if item.end() > buf.len() {
-            return &[];
+        let buf = self.buf(e.seg);
+        match Item::at(buf, e.offset()) {
+            Some(item) => item.key(buf),
+            None => &[],
         }
-        item.key(buf)
     }
 
     /// The value of a live entry, shared: a slice of a closed segment, or a
     /// copy staged once for an open one.
+    #[inline]
     pub fn value(&mut self, e: &Entry) -> Bytes {
-        match &mut self.open {
-            Some(o) if o.id == e.seg => {
-                let buf = &o.buf;
-                o.staged
-                    .entry(e.off & !ACCESSED)
-                    .or_insert_with(|| match Item::at(buf, e.offset()) {
-                        Some(item) => Bytes::copy_from_slice(&buf[item.value_range()]),
-                        None => Bytes::new(),
-                    })
-                    .clone()
-            }
-            _ => self.value_ref(e),
+        if let Some(o) = self.open.as_mut().filter(|o| o.id == e.seg) {
+            return o.stage(e);
         }
+        self.closed_value(e)
     }
 
     /// The value without changing anything: an open segment's item is
@@ -243,6 +254,11 @@ impl Store {
             let (buf, item) = self.item(e);
             return Bytes::copy_from_slice(&buf[item.value_range()]);
         }
+        self.closed_value(e)
+    }
+
+    #[inline]
+    fn closed_value(&self, e: &Entry) -> Bytes {
         let Some(s) = self.seg(e.seg) else {
             return Bytes::new();
         };
