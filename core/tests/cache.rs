@@ -47,9 +47,9 @@ fn b(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
 }
 
-/// Ten 10-byte items (8 of header, 1 of key, 1 of value) per segment.
+/// Ten 18-byte items (16 of header, 1 of key, 1 of value) per segment.
 fn segmented(max: usize) -> Cache {
-    Cache::with_segment_size(max, 0, 100)
+    Cache::with_segment_size(max, 0, 180)
 }
 
 #[test]
@@ -116,13 +116,13 @@ fn hits_on_a_closed_segment_share_its_buffer() {
     assert_eq!(
         c.segments(),
         2,
-        "the first segment closed after eight items"
+        "the first segment closed after seven items"
     );
     let first = c.get("k00", now).unwrap().value;
     let second = c.get("k01", now).unwrap().value;
     assert_eq!((&first[..], &second[..]), (&[0; 4][..], &[1; 4][..]));
-    // Both are slices of one buffer, an item (8 + 3 + 4 bytes) apart.
-    assert_eq!(second.as_ptr() as usize - first.as_ptr() as usize, 15);
+    // Both are slices of one buffer, an item (16 + 3 + 4 bytes) apart.
+    assert_eq!(second.as_ptr() as usize - first.as_ptr() as usize, 23);
     // An item of the open segment is copied out once and shared after.
     let a = c.get("k10", now).unwrap().value;
     let again = c.get("k10", now).unwrap().value;

@@ -2,13 +2,13 @@
 //! values packed into segments, evicted a segment at a time in FIFO order,
 //! with a second round for entries read since they were written.
 //!
-//! **Layout.** Items (key and value with an 8-byte header) are appended to
-//! an open segment; a full one is closed into one shared buffer and a new
-//! one opened. The index (a `hashbrown::HashTable`) holds 16 bytes per
-//! entry: segment, offset, expiry. A hit hands out a slice of a closed
-//! segment's buffer, without allocating; an item of the open segment is
-//! copied out once, on its first hit, and shared from that copy until the
-//! segment closes. There is no list per entry and no allocation per value,
+//! **Layout.** Items (key and value after a 16-byte header: their lengths
+//! and the expiry) are appended to an open segment; a full one is closed
+//! into one shared buffer and a new one opened. The index (a
+//! `hashbrown::HashTable`) holds 8 bytes per entry: segment and offset. A
+//! hit hands out a slice of a closed segment's buffer, without allocating;
+//! an item of the open segment is copied out once, on its first hit, and
+//! shared from that copy until the segment closes. There is no list per entry and no allocation per value,
 //! which is where an LRU spends most of its memory (see BENCHMARKS.md).
 //!
 //! **Eviction.** When the budget is exceeded, the oldest segment goes. Its
@@ -45,13 +45,13 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use store::{Entry, Item, Segment, Store, ACCESSED, HEADER};
 
 /// Memory spent per entry beyond its key and value, as the node's caches
-/// count it: the item's header in its segment, its index entry (16 bytes
+/// count it: the item's header in its segment, its index entry (8 bytes
 /// and a control byte, at the table's lowest load) and its share of a
 /// segment's bookkeeping. An estimate, kept honest by a test that counts
 /// the allocations of a filled cache (`core/tests/entry_overhead.rs`).
 pub const ENTRY_OVERHEAD: usize = HEADER + INDEX_PER_ENTRY + SEGMENT_SHARE;
 
-/// 16 bytes and a control byte per bucket, buckets at most twice the
+/// 8 bytes and a control byte per bucket, buckets at most twice the
 /// entries divided by the table's 7/8 load factor.
 const INDEX_PER_ENTRY: usize = (2 * (std::mem::size_of::<Entry>() + 1) * 8).div_ceil(7);
 /// A segment's bookkeeping (its queue slot, one liveness bit per 8 bytes,
@@ -202,7 +202,7 @@ impl Cache {
     /// for k in ["a", "b", "c"] {
     ///     c.insert(k, Bytes::from_static(b"value"), None, now);
     /// }
-    /// assert_eq!(c.segments(), 1); // three 14-byte items share one segment
+    /// assert_eq!(c.segments(), 1); // three 22-byte items share one segment
     /// ```
     pub fn with_segment_size(max_bytes: usize, overhead: usize, segment_size: usize) -> Self {
         Self {
@@ -291,19 +291,29 @@ impl Cache {
         self.stats.gets += 1;
         let hash = self.hash(key.as_bytes());
         let store = &self.store;
-        let Ok(mut found) = self
-            .table
-            .find_entry(hash, |e| store.key(e) == key.as_bytes())
-        else {
+        // The key comparison locates the item; the hit reuses that.
+        let mut located = None;
+        let Ok(mut found) = self.table.find_entry(hash, |e| {
+            let Some((data, buf, item)) = store.locate(e) else {
+                return false;
+            };
+            let matched = item.key(buf) == key.as_bytes();
+            if matched {
+                located = Some((data, item));
+            }
+            matched
+        }) else {
             return None;
         };
-        let e = found.get_mut();
-        if expired(self.epoch, e.expires, now) {
+        let (data, item) = located?;
+        if expired(self.epoch, item.expires, now) {
             let (e, _) = found.remove();
             self.store.kill(&e);
             self.stats.expirations += 1;
             return None;
         }
+        let value = data.map(|d| d.slice(item.value_range()));
+        let e = found.get_mut();
         if e.off & ACCESSED == 0 {
             // Written once per round, so a hot entry's line stays clean.
             e.off |= ACCESSED;
@@ -311,15 +321,15 @@ impl Cache {
         let e = *e;
         self.stats.hits += 1;
         Some(Hit {
-            value: self.store.value(&e),
-            expires: self.instant(e.expires),
+            value: value.unwrap_or_else(|| self.store.value(&e)),
+            expires: self.instant(item.expires),
         })
     }
 
     /// True if a fresh entry for `key` is held; changes no flag or counter.
     pub fn contains(&self, key: &str, now: Instant) -> bool {
         self.find(key)
-            .is_some_and(|e| !expired(self.epoch, e.expires, now))
+            .is_some_and(|e| !expired(self.epoch, self.store.expires(e), now))
     }
 
     /// Inserts or replaces `key`, then evicts until the budget holds. The
@@ -520,17 +530,17 @@ impl Cache {
             if protected && !dedicated && !self.store.fits_open(item.len()) {
                 self.store.close_open();
             }
-            if e.expires != 0 && e.expires <= clock {
+            if item.expires != 0 && item.expires <= clock {
                 found.remove();
                 self.stats.expirations += 1;
                 removed += 1;
             } else if read && (dedicated || self.store.fits_open(item.len())) {
                 let charge = item.klen + item.vlen + self.overhead;
                 let moved = if dedicated {
-                    self.store.requeue(data.clone(), charge, e.expires)
+                    self.store.requeue(data.clone(), charge, item.expires)
                 } else {
                     let value = &data[item.value_range()];
-                    self.store.write(key, value, charge, e.expires)
+                    self.store.write(key, value, charge, item.expires)
                 };
                 *found.get_mut() = moved;
                 if protected {

@@ -1,7 +1,9 @@
 //! Where the cache's keys and values live: segments in FIFO order, each one
 //! buffer holding items back to back, and the open segment being filled.
 //!
-//! An item is `[key length u32 LE][value length u32 LE][key][value]`. A
+//! An item is `[key length u32 LE][value length u32 LE][expiry u64 LE]
+//! [key][value]`; an item never changes once written (an update writes a
+//! new one), so its expiry lives here and not in the index. A
 //! closed segment's buffer is one `Bytes`, so a hit hands out a slice of it
 //! without allocating. The open segment is a `Vec` still being written; an
 //! item of it handed out is copied once into `staged` and shared from there
@@ -16,18 +18,16 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use bytes::Bytes;
 
-/// Bytes of an item's header: key length and value length.
-pub(super) const HEADER: usize = 8;
+/// Bytes of an item's header: key length, value length and expiry.
+pub(super) const HEADER: usize = 16;
 
-/// Where an entry's item is, and when it expires. 16 bytes: this is what
-/// the index holds per entry.
+/// Where an entry's item is. 8 bytes: this is what the index holds per
+/// entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Entry {
     pub seg: u32,
     /// Offset of the item in its segment; the top bit is [`ACCESSED`].
     pub off: u32,
-    /// When it expires, as a tick; 0: never.
-    pub expires: u64,
 }
 
 /// [`Entry::off`]'s flag: the entry was read since it was last written or
@@ -113,6 +113,8 @@ pub(super) struct Item {
     pub off: usize,
     pub klen: usize,
     pub vlen: usize,
+    /// When it expires, as a tick; 0: never.
+    pub expires: u64,
 }
 
 impl Item {
@@ -122,7 +124,13 @@ impl Item {
         let h = buf.get(off..off.checked_add(HEADER)?)?;
         let klen = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
         let vlen = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
-        let item = Self { off, klen, vlen };
+        let expires = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        let item = Self {
+            off,
+            klen,
+            vlen,
+            expires,
+        };
         (item.end() <= buf.len()).then_some(item)
     }
 
@@ -212,6 +220,21 @@ impl Store {
         }
     }
 
+    /// Where an entry's item is: its closed segment's buffer (`None` for
+    /// the open segment), the bytes and the parsed item; what a hit
+    /// resolves once.
+    #[inline]
+    pub fn locate(&self, e: &Entry) -> Option<(Option<&Bytes>, &[u8], Item)> {
+        let (data, buf): (Option<&Bytes>, &[u8]) = match &self.open {
+            Some(o) if o.id == e.seg => (None, &o.buf),
+            _ => {
+                let data = &self.seg(e.seg)?.data;
+                (Some(data), data)
+            }
+        };
+        Some((data, buf, Item::at(buf, e.offset())?))
+    }
+
     /// The item an entry points at. Entries always point at whole items;
     /// an out-of-range one reads as empty rather than panicking.
     #[inline]
@@ -221,6 +244,7 @@ impl Store {
             off: 0,
             klen: 0,
             vlen: 0,
+            expires: 0,
         });
         (buf, item)
     }
@@ -232,6 +256,12 @@ impl Store {
             Some(item) => item.key(buf),
             None => &[],
         }
+    }
+
+    /// When the entry's item expires, as a tick; 0: never.
+    #[inline]
+    pub fn expires(&self, e: &Entry) -> u64 {
+        self.item(e).1.expires
     }
 
     /// The value of a live entry, shared: a slice of a closed segment, or a
@@ -312,7 +342,7 @@ impl Store {
         let len = HEADER + key.len() + value.len();
         let (id, off) = if len > self.seg_size {
             let mut data = Vec::with_capacity(len);
-            put_item(&mut data, key, value);
+            put_item(&mut data, key, value, expires);
             let id = self.push(Segment::new(Bytes::from(data), true));
             (id, 0)
         } else {
@@ -325,14 +355,13 @@ impl Store {
             }
             let o = self.open_segment();
             let off = o.buf.len();
-            put_item(&mut o.buf, key, value);
+            put_item(&mut o.buf, key, value, expires);
             (o.id, off)
         };
         self.account(id, charge, expires);
         Entry {
             seg: id,
             off: off as u32,
-            expires,
         }
     }
 
@@ -351,11 +380,7 @@ impl Store {
     pub fn requeue(&mut self, data: Bytes, charge: usize, expires: u64) -> Entry {
         let id = self.push(Segment::new(data, true));
         self.account(id, charge, expires);
-        Entry {
-            seg: id,
-            off: 0,
-            expires,
-        }
+        Entry { seg: id, off: 0 }
     }
 
     fn account(&mut self, id: u32, charge: usize, expires: u64) {
@@ -479,9 +504,10 @@ impl Store {
     }
 }
 
-fn put_item(buf: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+fn put_item(buf: &mut Vec<u8>, key: &[u8], value: &[u8], expires: u64) {
     buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
     buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&expires.to_le_bytes());
     buf.extend_from_slice(key);
     buf.extend_from_slice(value);
 }

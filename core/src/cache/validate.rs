@@ -49,7 +49,11 @@ impl Cache {
                         item.off
                     ));
                 }
-                expires_max = expires_max.max(if e.expires == 0 { u64::MAX } else { e.expires });
+                expires_max = expires_max.max(if item.expires == 0 {
+                    u64::MAX
+                } else {
+                    item.expires
+                });
             }
             let mut dead = seg.dead.clone();
             dead.sort_unstable();

@@ -1,0 +1,133 @@
+//! Hit ratio of the core cache's eviction (segments in FIFO order, a second
+//! round for entries read since written) beside lru (LRU), quick_cache
+//! (S3-FIFO-like) and moka (TinyLFU), on the same traces: a miss inserts
+//! the key. Zipf (exponent 1) over 1M keys, alone and with every other
+//! access a one-time key (a scan), at caches holding 1 % and 10 % of the
+//! keys. The core cache is sized in bytes for that many entries (12-byte
+//! keys, 32-byte values); the others by count. Not a timing benchmark: it
+//! prints a table.
+//!
+//! Run: `cargo bench -p groupcache-benches --bench hit_ratio`
+
+#![allow(missing_docs)]
+
+use std::num::NonZeroUsize;
+use std::time::Instant;
+
+use bytes::Bytes;
+use groupcache_benches::{keys, pattern, Dist};
+use groupcache_core::cache::Cache;
+
+const KEYS: usize = 1_000_000;
+const ACCESSES: usize = 4_000_000;
+const KEY_LEN: usize = 12;
+const VALUE_LEN: usize = 32;
+
+/// A cache as the trace sees it: look up, insert on a miss.
+trait Subject {
+    /// True on a hit; inserts on a miss.
+    fn access(&mut self, k: &str, v: &Bytes) -> bool;
+}
+
+struct Core(Cache, Instant);
+impl Subject for Core {
+    fn access(&mut self, k: &str, v: &Bytes) -> bool {
+        if self.0.get(k, self.1).is_some() {
+            return true;
+        }
+        self.0.insert(k, v.clone(), None, self.1);
+        false
+    }
+}
+
+struct Lru(lru::LruCache<String, Bytes>);
+impl Subject for Lru {
+    fn access(&mut self, k: &str, v: &Bytes) -> bool {
+        if self.0.get(k).is_some() {
+            return true;
+        }
+        self.0.put(k.to_string(), v.clone());
+        false
+    }
+}
+
+struct Quick(quick_cache::unsync::Cache<String, Bytes>);
+impl Subject for Quick {
+    fn access(&mut self, k: &str, v: &Bytes) -> bool {
+        if self.0.get(k).is_some() {
+            return true;
+        }
+        self.0.insert(k.to_string(), v.clone());
+        false
+    }
+}
+
+struct Moka(moka::sync::Cache<String, Bytes>);
+impl Subject for Moka {
+    fn access(&mut self, k: &str, v: &Bytes) -> bool {
+        if self.0.get(k).is_some() {
+            return true;
+        }
+        self.0.insert(k.to_string(), v.clone());
+        false
+    }
+}
+
+/// Hit ratio over the trace, counting only the second half (the first
+/// warms the cache).
+fn ratio(s: &mut dyn Subject, trace: &[&str], v: &Bytes) -> f64 {
+    let half = trace.len() / 2;
+    let mut hits = 0;
+    for (i, k) in trace.iter().enumerate() {
+        if s.access(k, v) && i >= half {
+            hits += 1;
+        }
+    }
+    hits as f64 / (trace.len() - half) as f64
+}
+
+fn main() {
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    let all = keys(KEYS + ACCESSES);
+    let zipf = pattern(KEYS, ACCESSES, Dist::Zipf, 11);
+    let plain: Vec<&str> = zipf.iter().map(|&i| all[i].as_str()).collect();
+    // Every other access a key never seen before, as a scan makes them.
+    let scanned: Vec<&str> = zipf
+        .iter()
+        .enumerate()
+        .map(|(i, &z)| {
+            if i % 2 == 0 {
+                all[z].as_str()
+            } else {
+                all[KEYS + i].as_str()
+            }
+        })
+        .collect();
+    let v = Bytes::from(vec![b'v'; VALUE_LEN]);
+    println!("| trace | cache holds | groupcache | lru | quick_cache | moka |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, trace) in [("Zipf 1.0", &plain), ("Zipf 1.0 + scan", &scanned)] {
+        for share in [100, 10] {
+            let n = KEYS / share;
+            let mut row = Vec::new();
+            let mut core = Core(Cache::new(n * (KEY_LEN + VALUE_LEN)), now);
+            row.push(ratio(&mut core, trace, &v));
+            let cap = NonZeroUsize::new(n).expect("nonzero");
+            row.push(ratio(&mut Lru(lru::LruCache::new(cap)), trace, &v));
+            row.push(ratio(
+                &mut Quick(quick_cache::unsync::Cache::new(n)),
+                trace,
+                &v,
+            ));
+            let moka = moka::sync::Cache::new(n as u64);
+            row.push(ratio(&mut Moka(moka), trace, &v));
+            let cells: Vec<String> = row.iter().map(|r| format!("{:.1} %", r * 100.0)).collect();
+            println!(
+                "| {name} | {} % of keys | {} |",
+                100 / share,
+                cells.join(" | ")
+            );
+        }
+    }
+}
