@@ -40,7 +40,7 @@ impl Subject for Core {
         self.0.get(k, self.1).map(|h| h.value)
     }
     fn put(&mut self, k: &str, v: &Bytes) {
-        self.0.insert(k, v.clone(), None, self.1);
+        self.0.insert(k, v, None, self.1);
     }
 }
 

@@ -44,7 +44,7 @@ fn main() {
         let ours = per_entry(value_len, |keys, value| {
             let mut c = Cache::new(usize::MAX);
             for k in keys {
-                c.insert(k, value(), None, now);
+                c.insert(k, &value(), None, now);
                 drop(c.get(k, now));
             }
             held.push(Box::new(c));

@@ -35,7 +35,7 @@ impl Subject for Core {
         if self.0.get(k, self.1).is_some() {
             return true;
         }
-        self.0.insert(k, v.clone(), None, self.1);
+        self.0.insert(k, v, None, self.1);
         false
     }
 }

@@ -7,7 +7,9 @@
 //!
 //! - [`frame`]: the bttcp framing (8-byte little-endian length + payload).
 //! - [`wire`]: the protobuf `Request` / `Response` of go-needle/groupcache.
-//! - [`cache`]: LRU bounded by bytes, with per-entry expiry.
+//! - [`cache`]: a cache bounded by bytes, keys and values packed in
+//!   segments evicted in FIFO order with a second round for entries read,
+//!   with per-entry expiry.
 //! - [`ring`]: consistent hashing with the original's exact placement.
 //! - [`flight`]: singleflight bookkeeping.
 //! - [`node`]: groups, routing, peer connections and serving, tied together.

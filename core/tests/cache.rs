@@ -59,7 +59,7 @@ fn entries_read_since_written_survive_their_segments_eviction() {
     let mut c = segmented(60);
     let keys: Vec<String> = (0..30).map(|i| char::from(b'A' + i).to_string()).collect();
     for k in &keys {
-        c.insert(k, b("v"), None, now);
+        c.insert(k, &b("v"), None, now);
     }
     assert_eq!((c.segments(), c.len()), (3, 30));
     // Read every other key of the oldest segment.
@@ -67,7 +67,7 @@ fn entries_read_since_written_survive_their_segments_eviction() {
         assert!(c.get(k, now).is_some());
     }
     // A scan of new keys pushes the oldest segment out.
-    c.insert("new", b("v"), None, now);
+    c.insert("new", &b("v"), None, now);
     let held: Vec<bool> = keys[..10].iter().map(|k| c.contains(k, now)).collect();
     assert_eq!(
         held,
@@ -76,7 +76,7 @@ fn entries_read_since_written_survive_their_segments_eviction() {
     assert_eq!(c.stats().evictions, 5);
     // Their second round used up, unread since, they go next time round.
     for i in 0..40 {
-        c.insert(&format!("scan{i}"), b("v"), None, now);
+        c.insert(&format!("scan{i}"), &b("v"), None, now);
     }
     assert!(keys[..10].iter().all(|k| !c.contains(k, now)));
     c.validate().unwrap();
@@ -87,11 +87,11 @@ fn removed_and_replaced_items_stay_charged_until_their_segment_goes() {
     let now = t0();
     let mut c = segmented(1000);
     for k in ["a", "b", "c"] {
-        c.insert(k, b("1234"), None, now);
+        c.insert(k, &b("1234"), None, now);
     }
     assert_eq!(c.bytes(), 15);
     // A replacement is written anew; the old item is dead but still there.
-    c.insert("a", b("12"), None, now);
+    c.insert("a", &b("12"), None, now);
     assert_eq!((c.bytes(), c.len()), (15 + 3, 3));
     assert_eq!(c.remove("b"), Some(b("1234")));
     assert_eq!((c.bytes(), c.len()), (18, 2));
@@ -111,7 +111,7 @@ fn hits_on_a_closed_segment_share_its_buffer() {
     let now = t0();
     let mut c = segmented(1000);
     for i in 0..12 {
-        c.insert(&format!("k{i:02}"), Bytes::from(vec![i; 4]), None, now);
+        c.insert(&format!("k{i:02}"), &Bytes::from(vec![i; 4]), None, now);
     }
     assert_eq!(
         c.segments(),
@@ -133,8 +133,8 @@ fn hits_on_a_closed_segment_share_its_buffer() {
 fn entry_larger_than_budget_is_refused_and_drops_the_old_value() {
     let now = t0();
     let mut c = Cache::new(8);
-    assert!(c.insert("k", b("v"), None, now));
-    assert!(!c.insert("k", b("too large a value"), None, now));
+    assert!(c.insert("k", &b("v"), None, now));
+    assert!(!c.insert("k", &b("too large a value"), None, now));
     assert!(c.get("k", now).is_none());
     assert_eq!(c.bytes(), 0);
 }
@@ -146,7 +146,7 @@ fn an_insert_keeps_its_entry_even_when_its_segment_must_go() {
     let now = t0();
     let mut c = Cache::with_segment_size(20, 0, 1000);
     for k in ["a", "b", "c", "d", "e", "f"] {
-        assert!(c.insert(k, b("123456789"), None, now));
+        assert!(c.insert(k, &b("123456789"), None, now));
         assert!(c.contains(k, now), "{k} held right after its insert");
         c.validate().unwrap();
     }
@@ -159,9 +159,9 @@ fn re_added_key_keeps_its_new_deadline() {
     let now = t0();
     let mut c = Cache::new(100);
     let s = Duration::from_secs(1);
-    c.insert("k", b("1"), Some(now + s), now);
+    c.insert("k", &b("1"), Some(now + s), now);
     c.remove("k");
-    c.insert("k", b("2"), Some(now + 3 * s), now + s / 2);
+    c.insert("k", &b("2"), Some(now + 3 * s), now + s / 2);
     c.sweep(now + 2 * s, usize::MAX);
     assert_eq!(c.get("k", now + 2 * s).unwrap().value, b("2"));
     assert!(c.get("k", now + 3 * s).is_none());
@@ -174,14 +174,14 @@ fn expired_entries_are_swept_on_insert() {
     for i in 0..8 {
         c.insert(
             &format!("k{i}"),
-            b("v"),
+            &b("v"),
             Some(now + Duration::from_millis(1)),
             now,
         );
     }
     let later = now + Duration::from_millis(5);
-    c.insert("x", b("v"), None, later);
-    c.insert("y", b("v"), None, later);
+    c.insert("x", &b("v"), None, later);
+    c.insert("y", &b("v"), None, later);
     assert_eq!(c.len(), 2, "two inserts sweep up to eight expired entries");
     assert_eq!(c.stats().expirations, 8);
     c.validate().unwrap();
@@ -193,9 +193,9 @@ fn a_segment_is_swept_when_its_last_entry_expires() {
     let ms = Duration::from_millis;
     let mut c = segmented(1000);
     for i in 0..10u64 {
-        c.insert(&i.to_string(), b("v"), Some(now + ms(10 + i)), now);
+        c.insert(&i.to_string(), &b("v"), Some(now + ms(10 + i)), now);
     }
-    c.insert("later", b("v"), Some(now + ms(100)), now);
+    c.insert("later", &b("v"), Some(now + ms(100)), now);
     assert_eq!(c.segments(), 2);
     assert_eq!(
         c.next_expiry(),
@@ -215,11 +215,11 @@ fn a_segment_is_swept_when_its_last_entry_expires() {
 fn stats_count_gets_hits_and_evictions() {
     let now = t0();
     let mut c = Cache::new(4);
-    c.insert("a", b("1"), None, now);
+    c.insert("a", &b("1"), None, now);
     c.get("a", now);
     c.get("z", now);
-    c.insert("b", b("1"), None, now);
-    c.insert("c", b("1"), None, now); // b goes: a was read, it gets a second round
+    c.insert("b", &b("1"), None, now);
+    c.insert("c", &b("1"), None, now); // b goes: a was read, it gets a second round
     let s = c.stats();
     assert_eq!(
         (s.gets, s.hits, s.evictions, s.items, s.bytes),

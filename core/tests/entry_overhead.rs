@@ -27,7 +27,7 @@ fn allocated_per_entry(n: usize, value_len: usize) -> f64 {
     let counted = allocation_counter::measure(|| {
         for k in &keys {
             let v = Bytes::from(vec![7u8; value_len]);
-            cache.insert(k, v, Some(now + Duration::from_secs(3600)), now);
+            cache.insert(k, &v, Some(now + Duration::from_secs(3600)), now);
             handed.push(cache.get(k, now).expect("just inserted").value);
         }
         handed.clear();

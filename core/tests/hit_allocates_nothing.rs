@@ -12,7 +12,7 @@ fn cache_and_node_hits_allocate_nothing() {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
     let mut cache = Cache::new(1 << 20);
-    cache.insert("k", Bytes::from(vec![1u8; 64]), None, now);
+    cache.insert("k", &[1u8; 64], None, now);
     let mut node = Node::new(Config::new("self:1"));
     node.add_group(GroupConfig::new("g", 1 << 20)).unwrap();
     let Get::Pending(_) = node.get(now, "g", "k") else {

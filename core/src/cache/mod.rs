@@ -105,7 +105,7 @@ pub struct Hit {
 /// # #[allow(clippy::disallowed_methods)]
 /// let t0 = Instant::now();
 /// let mut c = Cache::new(64);
-/// c.insert("k", Bytes::from_static(b"v"), Some(t0 + Duration::from_secs(1)), t0);
+/// c.insert("k", b"v", Some(t0 + Duration::from_secs(1)), t0);
 /// assert_eq!(c.get("k", t0).unwrap().value, "v");
 /// assert!(c.get("k", t0 + Duration::from_secs(1)).is_none()); // expired
 /// ```
@@ -175,11 +175,11 @@ impl Cache {
     /// # #[allow(clippy::disallowed_methods)]
     /// let now = Instant::now();
     /// let mut c = Cache::with_entry_overhead(100, 40);
-    /// c.insert("k", Bytes::from_static(b"v"), None, now);
+    /// c.insert("k", b"v", None, now);
     /// assert_eq!(c.bytes(), 42);
-    /// c.insert("l", Bytes::from_static(b"w"), None, now);
+    /// c.insert("l", b"w", None, now);
     /// assert_eq!(c.len(), 2);
-    /// c.insert("m", Bytes::from_static(b"x"), None, now); // 126 > 100: evicts "k"
+    /// c.insert("m", b"x", None, now); // 126 > 100: evicts "k"
     /// assert!(!c.contains("k", now));
     /// ```
     pub fn with_entry_overhead(max_bytes: usize, overhead: usize) -> Self {
@@ -200,7 +200,7 @@ impl Cache {
     /// let now = Instant::now();
     /// let mut c = Cache::with_segment_size(1000, 0, 100);
     /// for k in ["a", "b", "c"] {
-    ///     c.insert(k, Bytes::from_static(b"value"), None, now);
+    ///     c.insert(k, b"value", None, now);
     /// }
     /// assert_eq!(c.segments(), 1); // three 22-byte items share one segment
     /// ```
@@ -332,15 +332,15 @@ impl Cache {
             .is_some_and(|e| !expired(self.epoch, self.store.expires(e), now))
     }
 
-    /// Inserts or replaces `key`, then evicts until the budget holds. The
-    /// entry just inserted is never the one evicted.
+    /// Inserts or replaces `key` with a copy of `value`, then evicts until
+    /// the budget holds. The entry just inserted is never the one evicted.
     ///
     /// Returns false (and drops any older value of `key`) when the entry alone
     /// is larger than the whole budget or already expired.
     pub fn insert(
         &mut self,
         key: &str,
-        value: Bytes,
+        value: &[u8],
         expires: Option<Instant>,
         now: Instant,
     ) -> bool {
@@ -362,11 +362,11 @@ impl Cache {
             Some(e) => {
                 let old = *e;
                 store.kill(&old);
-                *e = store.write(key.as_bytes(), &value, charge, exp);
+                *e = store.write(key.as_bytes(), value, charge, exp);
                 *e
             }
             None => {
-                let e = store.write(key.as_bytes(), &value, charge, exp);
+                let e = store.write(key.as_bytes(), value, charge, exp);
                 let hasher = &self.hasher;
                 self.table
                     .insert_unique(hash, e, |e| hasher.hash_one(store.key(e)));
@@ -551,6 +551,9 @@ impl Cache {
                 self.stats.evictions += 1;
                 removed += 1;
             }
+        }
+        if !dedicated {
+            self.store.recycle(data);
         }
         removed
     }

@@ -169,6 +169,9 @@ pub(super) struct Store {
     /// (latest expiry, id) of closed segments that expire; stale records
     /// (segment freed) are skipped.
     pub expiry: BinaryHeap<Reverse<(u64, u32)>>,
+    /// An evicted segment's buffer, kept for the next open segment: a
+    /// fresh allocation per segment costs page faults once memory churns.
+    spare: Option<Vec<u8>>,
 }
 
 /// Items of a segment, in order.
@@ -400,9 +403,13 @@ impl Store {
     fn open_segment(&mut self) -> &mut Open {
         if self.open.is_none() {
             let id = self.push(Segment::new(Bytes::new(), false));
+            let buf = match self.spare.take() {
+                Some(buf) if buf.capacity() >= self.seg_size => buf,
+                _ => Vec::with_capacity(self.seg_size),
+            };
             self.open = Some(Open {
                 id,
-                buf: Vec::with_capacity(self.seg_size),
+                buf,
                 staged: hashbrown::HashMap::new(),
             });
         }
@@ -414,8 +421,12 @@ impl Store {
         let Some(mut o) = self.open.take() else {
             return;
         };
-        // Give back the unwritten tail, so the segment holds what it uses.
-        o.buf.shrink_to_fit();
+        // Give back an unwritten tail worth giving back, so the segment
+        // holds what it uses; a short one stays, and the buffer can be
+        // reused whole when the segment goes.
+        if o.buf.capacity() - o.buf.len() > o.buf.capacity() / 256 {
+            o.buf.shrink_to_fit();
+        }
         let s = self.seg_mut(o.id).expect("open segment is queued");
         s.data = Bytes::from(o.buf);
         let (live, max) = (s.live, s.expires_max);
@@ -475,6 +486,21 @@ impl Store {
             self.base = self.base.wrapping_add(1);
         }
         Some(s)
+    }
+
+    /// Keeps an evicted segment's buffer for the next open segment, if
+    /// nothing else holds it (no hit handed out of it is still alive).
+    pub fn recycle(&mut self, data: Bytes) {
+        if self.spare.is_some() || data.len() < self.seg_size / 2 {
+            return;
+        }
+        if let Ok(mut buf) = data.try_into_mut() {
+            buf.clear();
+            let buf = Vec::from(buf);
+            if buf.capacity() >= self.seg_size {
+                self.spare = Some(buf);
+            }
+        }
     }
 
     /// Drops every segment.

@@ -23,7 +23,7 @@ fn segment_ids_wrap_around() {
         let key = format!("k{i}");
         let t = now + Duration::from_millis(i / 100);
         let ttl = (i % 3 == 0).then(|| t + Duration::from_millis(1 + i % 50));
-        assert!(c.insert(&key, value.clone(), ttl, t));
+        assert!(c.insert(&key, &value, ttl, t));
         if i % 7 == 0 {
             c.get(&format!("k{}", i / 2), now);
         }

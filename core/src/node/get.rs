@@ -191,7 +191,7 @@ impl Node {
                     .map(|t| now + t);
                 // A load the flight no longer waits on may predate a write.
                 if ours {
-                    g.main.insert(&key, value.clone(), expires, now);
+                    g.main.insert(&key, &value, expires, now);
                 }
                 Ok((value, expires))
             }

@@ -143,7 +143,7 @@ impl Node {
         .into_iter()
         .flatten()
         .min();
-        g.main.insert(&sent.key, resp.value.clone(), expires, now);
+        g.main.insert(&sent.key, &resp.value, expires, now);
         self.land(now, &sent.group, &sent.key, Ok((resp.value, expires)));
     }
 

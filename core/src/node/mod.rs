@@ -357,7 +357,7 @@ impl Node {
     }
 
     /// The value this node holds for `key` of `group` in its main or hot
-    /// cache, expired or not, without touching recency or counters; for
+    /// cache, expired or not, without touching eviction flags or counters; for
     /// tests and debugging.
     pub fn peek(&self, group: &str, key: &str) -> Option<Bytes> {
         let g = self.groups.get(group)?;

@@ -401,7 +401,7 @@ impl Node {
             WriteOp::Set { key, value, ttl } => {
                 let expires = [*ttl, g.ttl].into_iter().flatten().min().map(|t| now + t);
                 g.hot.remove(key);
-                g.main.insert(key, value.clone(), expires, now);
+                g.main.insert(key, value, expires, now);
                 self.settle_flight(now, &group, key, Some((value.clone(), expires)));
             }
             WriteOp::Remove { key } => {

@@ -121,7 +121,7 @@ impl CacheCheck {
                 let charge = k.len() + len + self.cache.entry_overhead();
                 let bytes_before = self.cache.bytes();
                 let fits = charge <= self.cache.max_bytes() && exp.is_none_or(|t| t > now);
-                let accepted = self.cache.insert(&k, v.clone(), exp, now);
+                let accepted = self.cache.insert(&k, &v, exp, now);
                 if accepted != fits {
                     return Err(format!("insert {k}: accepted {accepted}, fits {fits}"));
                 }
