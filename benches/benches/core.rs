@@ -161,7 +161,7 @@ fn node(c: &mut Criterion) {
     }
     let mut cache = Cache::new(1 << 24);
     for k in &ks {
-        cache.insert(k, v.clone(), None, now);
+        cache.insert(k, &v, None, now);
     }
     let mut g = c.benchmark_group("node");
     let mut i = 0;
