@@ -30,6 +30,10 @@ pub(super) struct Entry {
     pub off: u32,
 }
 
+/// Copies out of the open segment before it may close early because half
+/// its items were read, so early-closed segments are not tiny.
+const STAGED_MIN: usize = 64;
+
 /// [`Entry::off`]'s flag: the entry was read since it was last written or
 /// reinserted, so eviction gives it another round.
 pub(super) const ACCESSED: u32 = 1 << 31;
@@ -90,17 +94,22 @@ pub(super) struct Open {
     /// Copies of its items handed out, by offset, so an item is copied out
     /// at most once while the segment is open.
     pub staged: hashbrown::HashMap<u32, Bytes>,
+    /// Bytes of those copies.
+    pub staged_bytes: usize,
 }
 
 impl Open {
     /// The shared copy of the item at `e`, made on its first hit.
     #[cold]
     fn stage(&mut self, e: &Entry) -> Bytes {
-        let buf = &self.buf;
+        let (buf, bytes) = (&self.buf, &mut self.staged_bytes);
         self.staged
             .entry(e.off & !ACCESSED)
             .or_insert_with(|| match Item::at(buf, e.offset()) {
-                Some(item) => Bytes::copy_from_slice(&buf[item.value_range()]),
+                Some(item) => {
+                    *bytes += item.vlen;
+                    Bytes::copy_from_slice(&buf[item.value_range()])
+                }
                 None => Bytes::new(),
             })
             .clone()
@@ -272,7 +281,16 @@ impl Store {
     #[inline]
     pub fn value(&mut self, e: &Entry) -> Bytes {
         if let Some(o) = self.open.as_mut().filter(|o| o.id == e.seg) {
-            return o.stage(e);
+            let value = o.stage(e);
+            let (copied, copied_bytes) = (o.staged.len(), o.staged_bytes);
+            // Once half its items or half a segment's worth were copied
+            // out, the segment closes early, so its hits become slices and
+            // the copies stop.
+            let live = self.seg(e.seg).map_or(0, |s| s.live as usize);
+            if copied >= STAGED_MIN && 2 * copied >= live || copied_bytes >= self.seg_size / 2 {
+                self.close_open();
+            }
+            return value;
         }
         self.closed_value(e)
     }
@@ -411,6 +429,7 @@ impl Store {
                 id,
                 buf,
                 staged: hashbrown::HashMap::new(),
+                staged_bytes: 0,
             });
         }
         self.open.as_mut().expect("just opened")
@@ -453,7 +472,9 @@ impl Store {
             .as_mut()
             .filter(|o| o.id == e.seg && !o.staged.is_empty())
         {
-            o.staged.remove(&(e.off & !ACCESSED));
+            if let Some(v) = o.staged.remove(&(e.off & !ACCESSED)) {
+                o.staged_bytes -= v.len();
+            }
         }
         if live > 0 {
             return;
@@ -462,6 +483,7 @@ impl Store {
             Some(o) if o.id == e.seg => {
                 o.buf.clear();
                 o.staged.clear();
+                o.staged_bytes = 0;
                 let s = self.seg_mut(e.seg).expect("open segment is queued");
                 let charge = std::mem::take(&mut s.charge);
                 s.expires_max = 0;

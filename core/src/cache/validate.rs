@@ -97,6 +97,13 @@ impl Cache {
             if store.seg(o.id).is_none() {
                 return Err("open segment not queued".into());
             }
+            let staged: usize = o.staged.values().map(|v| v.len()).sum();
+            if staged != o.staged_bytes {
+                return Err(format!(
+                    "staged {} bytes, counted {}",
+                    staged, o.staged_bytes
+                ));
+            }
             let seg = store.seg(o.id).expect("checked");
             for &off in o.staged.keys() {
                 if !seg.is_live((off & !ACCESSED) as usize) {
