@@ -25,51 +25,52 @@ const VALUE_LEN: usize = 32;
 
 /// A cache as the trace sees it: look up, insert on a miss.
 trait Subject {
+    fn hit(&mut self, k: &str) -> bool;
+    fn put(&mut self, k: &str, v: &Bytes);
     /// True on a hit; inserts on a miss.
-    fn access(&mut self, k: &str, v: &Bytes) -> bool;
+    fn access(&mut self, k: &str, v: &Bytes) -> bool {
+        let hit = self.hit(k);
+        if !hit {
+            self.put(k, v);
+        }
+        hit
+    }
 }
 
 struct Core(Cache, Instant);
 impl Subject for Core {
-    fn access(&mut self, k: &str, v: &Bytes) -> bool {
-        if self.0.get(k, self.1).is_some() {
-            return true;
-        }
+    fn hit(&mut self, k: &str) -> bool {
+        self.0.get(k, self.1).is_some()
+    }
+    fn put(&mut self, k: &str, v: &Bytes) {
         self.0.insert(k, v, None, self.1);
-        false
     }
 }
 
-struct Lru(lru::LruCache<String, Bytes>);
-impl Subject for Lru {
-    fn access(&mut self, k: &str, v: &Bytes) -> bool {
-        if self.0.get(k).is_some() {
-            return true;
-        }
-        self.0.put(k.to_string(), v.clone());
-        false
+impl Subject for lru::LruCache<String, Bytes> {
+    fn hit(&mut self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+    fn put(&mut self, k: &str, v: &Bytes) {
+        lru::LruCache::put(self, k.to_string(), v.clone());
     }
 }
 
-struct Quick(quick_cache::unsync::Cache<String, Bytes>);
-impl Subject for Quick {
-    fn access(&mut self, k: &str, v: &Bytes) -> bool {
-        if self.0.get(k).is_some() {
-            return true;
-        }
-        self.0.insert(k.to_string(), v.clone());
-        false
+impl Subject for quick_cache::unsync::Cache<String, Bytes> {
+    fn hit(&mut self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+    fn put(&mut self, k: &str, v: &Bytes) {
+        self.insert(k.to_string(), v.clone());
     }
 }
 
-struct Moka(moka::sync::Cache<String, Bytes>);
-impl Subject for Moka {
-    fn access(&mut self, k: &str, v: &Bytes) -> bool {
-        if self.0.get(k).is_some() {
-            return true;
-        }
-        self.0.insert(k.to_string(), v.clone());
-        false
+impl Subject for moka::sync::Cache<String, Bytes> {
+    fn hit(&mut self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+    fn put(&mut self, k: &str, v: &Bytes) {
+        self.insert(k.to_string(), v.clone());
     }
 }
 
@@ -114,14 +115,12 @@ fn main() {
             let mut core = Core(Cache::new(n * (KEY_LEN + VALUE_LEN)), now);
             row.push(ratio(&mut core, trace, &v));
             let cap = NonZeroUsize::new(n).expect("nonzero");
-            row.push(ratio(&mut Lru(lru::LruCache::new(cap)), trace, &v));
-            row.push(ratio(
-                &mut Quick(quick_cache::unsync::Cache::new(n)),
-                trace,
-                &v,
-            ));
-            let moka = moka::sync::Cache::new(n as u64);
-            row.push(ratio(&mut Moka(moka), trace, &v));
+            let mut lru = lru::LruCache::<String, Bytes>::new(cap);
+            row.push(ratio(&mut lru, trace, &v));
+            let mut quick = quick_cache::unsync::Cache::<String, Bytes>::new(n);
+            row.push(ratio(&mut quick, trace, &v));
+            let mut moka = moka::sync::Cache::<String, Bytes>::new(n as u64);
+            row.push(ratio(&mut moka, trace, &v));
             let cells: Vec<String> = row.iter().map(|r| format!("{:.1} %", r * 100.0)).collect();
             println!(
                 "| {name} | {} % of keys | {} |",
