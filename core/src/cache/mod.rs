@@ -54,9 +54,8 @@ pub const ENTRY_OVERHEAD: usize = HEADER + INDEX_PER_ENTRY + SEGMENT_SHARE;
 /// 8 bytes and a control byte per bucket, buckets at most twice the
 /// entries divided by the table's 7/8 load factor.
 const INDEX_PER_ENTRY: usize = (2 * (std::mem::size_of::<Entry>() + 1) * 8).div_ceil(7);
-/// A segment's bookkeeping (its queue slot, one liveness bit per 8 bytes,
-/// the buffer's allocator header and shared-ownership header), spread over
-/// its items.
+/// A segment's bookkeeping (its queue slot, the buffer's allocator header
+/// and shared-ownership header), spread over its items.
 const SEGMENT_SHARE: usize = 2;
 /// Largest open segment: eviction walks a segment at once, so this bounds
 /// the work one insert can do.
@@ -99,7 +98,6 @@ pub struct Hit {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use bytes::Bytes;
 /// use groupcache_core::cache::Cache;
 ///
 /// # #[allow(clippy::disallowed_methods)]
@@ -169,7 +167,6 @@ impl Cache {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use bytes::Bytes;
     /// use groupcache_core::cache::Cache;
     ///
     /// # #[allow(clippy::disallowed_methods)]
@@ -187,13 +184,12 @@ impl Cache {
     }
 
     /// An empty cache as [`Cache::with_entry_overhead`] makes it, with
-    /// segments of `segment_size` bytes instead of a 64th of the budget (0:
-    /// every entry gets a segment of its own). For tests, which need many
-    /// segments in a small cache, and for tuning.
+    /// segments of `segment_size` bytes (at most 1 GiB) instead of a 64th
+    /// of the budget (0: every entry gets a segment of its own). For tests,
+    /// which need many segments in a small cache, and for tuning.
     ///
     /// ```
     /// use std::time::Instant;
-    /// use bytes::Bytes;
     /// use groupcache_core::cache::Cache;
     ///
     /// # #[allow(clippy::disallowed_methods)]
@@ -210,7 +206,8 @@ impl Cache {
             overhead,
             table: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            store: Store::new(segment_size),
+            // Offsets keep their top bit for the read flag.
+            store: Store::new(segment_size.min(1 << 30)),
             epoch: None,
             last_now: None,
             protect: None,

@@ -3,12 +3,12 @@
 //!
 //! An item is `[key length u32 LE][value length u32 LE][expiry u64 LE]
 //! [key][value]`; an item never changes once written (an update writes a
-//! new one), so its expiry lives here and not in the index. A
-//! closed segment's buffer is one `Bytes`, so a hit hands out a slice of it
+//! new one), so its expiry lives here and not in the index. A closed
+//! segment's buffer is one `Bytes`, so a hit hands out a slice of it
 //! without allocating. The open segment is a `Vec` still being written; an
 //! item of it handed out is copied once into `staged` and shared from there
-//! until the segment closes. An item larger than a segment gets a segment
-//! of its own ("dedicated").
+//! until the segment closes, which it does early once many were. An item
+//! larger than a segment gets a segment of its own ("dedicated").
 //!
 //! Segment ids count up (wrapping) in FIFO order; `segs[id - base]` holds
 //! segment `id`, `None` once it was freed out of order.
