@@ -1,5 +1,6 @@
 //! `groupcache-load`: drives a node (or a memcached server, for comparison)
-//! over TCP and reports requests/s, errors and latency percentiles.
+//! over TCP and reports requests/s, errors and latency percentiles, and with
+//! `--server-pid` the server's CPU time per request.
 //!
 //! ```sh
 //! groupcache serve --listen 127.0.0.1:8001 --group bench:1073741824:0:synthetic:100 &
@@ -71,6 +72,10 @@ struct Args {
     /// CA that signed the node's certificate.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// The server's process id: report the CPU time it spent during the
+    /// measured run (user + system, from /proc) and requests per CPU second.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 /// A connection: plaintext or TLS.
@@ -288,6 +293,7 @@ async fn run(args: Args) -> io::Result<()> {
         }
     }
     let until = Instant::now() + Duration::from_secs(args.duration);
+    let cpu_before = args.server_pid.map(cpu_seconds).transpose()?;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.connections {
@@ -311,6 +317,10 @@ async fn run(args: Args) -> io::Result<()> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = match (args.server_pid, cpu_before) {
+        (Some(pid), Some(before)) => Some(cpu_seconds(pid)? - before),
+        _ => None,
+    };
     let reqs = total.ok + total.errors;
     println!(
         "protocol={:?} addr={} connections={} pipeline={} keys={} dist={:?}",
@@ -321,6 +331,15 @@ async fn run(args: Args) -> io::Result<()> {
         total.errors,
         reqs as f64 / secs
     );
+    if let Some(cpu) = cpu {
+        // Clock ticks are coarse (10 ms): a run of a few seconds is needed
+        // for a figure worth comparing.
+        println!(
+            "server_cpu_seconds={cpu:.2} server_cpu_us_per_request={:.2} requests_per_cpu_second={:.0}",
+            cpu * 1e6 / reqs.max(1) as f64,
+            reqs as f64 / cpu.max(f64::MIN_POSITIVE)
+        );
+    }
     if args.tls_cert.is_some() {
         // Every connection shakes hands once when it opens (the warm-up's
         // included); none does while requests flow.
@@ -339,6 +358,34 @@ async fn run(args: Args) -> io::Result<()> {
     Ok(())
 }
 
+/// Clock ticks per second in /proc: the kernel's USER_HZ, 100 on every
+/// architecture this runs on (it is part of the /proc ABI, not the
+/// scheduler's tick rate).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user + system, all threads) process `pid` has used.
+fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("--server-pid {pid}: {path}: {e}")))?;
+    let ticks = parse_cpu_ticks(&stat).ok_or_else(|| {
+        io::Error::other(format!("--server-pid {pid}: {path}: unexpected format"))
+    })?;
+    Ok(ticks as f64 / USER_HZ)
+}
+
+/// utime + stime, in clock ticks, from a /proc/PID/stat line. The command
+/// name (field 2) is in parentheses and may hold spaces and parentheses, so
+/// fields are counted from the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // Fields 3 (state) to 13 come first; utime is 14, stime 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -352,5 +399,41 @@ fn main() -> std::process::ExitCode {
             eprintln!("groupcache-load: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (my (odd) server) S 1 4242 4242 0 -1 4194560 \
+                    1000 0 0 0 250 75 0 0 20 0 3 0 12345 1000000 500";
+        assert_eq!(parse_cpu_ticks(stat), Some(250 + 75));
+        assert_eq!(parse_cpu_ticks("4242 (cut short) S 1 2"), None);
+        assert_eq!(parse_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn cpu_seconds_of_this_process_grow_with_work() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).unwrap();
+        // Burn CPU until the 10 ms clock tick has moved: bounded by work,
+        // not by waiting.
+        let mut x = 0u64;
+        let mut after = before;
+        for i in 0..10_000_000_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+            if i % 1_000_000 == 0 {
+                after = cpu_seconds(pid).unwrap();
+                if after > before {
+                    break;
+                }
+            }
+        }
+        std::hint::black_box(x);
+        assert!(after > before, "no CPU time counted");
+        assert!(cpu_seconds(u32::MAX).is_err(), "no such process");
     }
 }
