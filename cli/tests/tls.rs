@@ -128,6 +128,7 @@ async fn node_clients_and_https_front_over_mutual_tls() {
         "reason=\"not_tls\"} 1",
         "reason=\"bad_certificate\"} 1",
         "groupcache_tls_handshakes_total",
+        "groupcache_tls_reloads_total{node=",
     ] {
         assert!(metrics.contains(want), "{want}:\n{metrics}");
     }

@@ -247,15 +247,20 @@ impl Snapshot {
         if tls.is_empty() {
             return Ok(());
         }
-        let mut m = enc.encode_descriptor(
+        let per_node =
+            |enc: &mut DescriptorEncoder<'_>, name, help, field: fn(&TlsStats) -> u64| {
+                let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+                for (node, t) in &tls {
+                    ConstCounter::new(field(t)).encode(m.encode_family(&[("node", *node)])?)?;
+                }
+                Ok::<_, fmt::Error>(())
+            };
+        per_node(
+            enc,
             "groupcache_tls_handshakes",
             "TLS handshakes completed, both directions.",
-            None,
-            MetricType::Counter,
+            |t| t.handshakes,
         )?;
-        for (node, t) in &tls {
-            ConstCounter::new(t.handshakes).encode(m.encode_family(&[("node", *node)])?)?;
-        }
         let mut m = enc.encode_descriptor(
             "groupcache_tls_failures",
             "TLS handshakes refused or cut off, by reason.",
@@ -274,16 +279,12 @@ impl Snapshot {
                 ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
             }
         }
-        let mut m = enc.encode_descriptor(
+        per_node(
+            enc,
             "groupcache_tls_reloads",
             "Times changed certificate files were loaded.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (node, t) in &tls {
-            ConstCounter::new(t.reloads).encode(m.encode_family(&[("node", *node)])?)?;
-        }
-        Ok(())
+            |t| t.reloads,
+        )
     }
 }
 

@@ -247,33 +247,17 @@ impl Store {
         Some((data, buf, Item::at(buf, e.offset())?))
     }
 
-    /// The item an entry points at. Entries always point at whole items;
-    /// an out-of-range one reads as empty rather than panicking.
-    #[inline]
-    pub fn item(&self, e: &Entry) -> (&[u8], Item) {
-        let buf = self.buf(e.seg);
-        let item = Item::at(buf, e.offset()).unwrap_or(Item {
-            off: 0,
-            klen: 0,
-            vlen: 0,
-            expires: 0,
-        });
-        (buf, item)
-    }
-
+    /// The key of an entry's item (empty for an entry that points at no
+    /// whole item, which `validate` rules out).
     #[inline]
     pub fn key(&self, e: &Entry) -> &[u8] {
-        let buf = self.buf(e.seg);
-        match Item::at(buf, e.offset()) {
-            Some(item) => item.key(buf),
-            None => &[],
-        }
+        self.locate(e).map_or(&[], |(_, buf, item)| item.key(buf))
     }
 
     /// When the entry's item expires, as a tick; 0: never.
     #[inline]
     pub fn expires(&self, e: &Entry) -> u64 {
-        self.item(e).1.expires
+        self.locate(e).map_or(0, |(_, _, item)| item.expires)
     }
 
     /// The value of a live entry, shared: a slice of a closed segment, or a
@@ -292,29 +276,22 @@ impl Store {
             }
             return value;
         }
-        self.closed_value(e)
+        self.value_ref(e)
     }
 
     /// The value without changing anything: an open segment's item is
     /// copied unless staged.
     pub fn value_ref(&self, e: &Entry) -> Bytes {
-        if let Some(o) = self.open.as_ref().filter(|o| o.id == e.seg) {
-            if let Some(v) = o.staged.get(&(e.off & !ACCESSED)) {
-                return v.clone();
-            }
-            let (buf, item) = self.item(e);
-            return Bytes::copy_from_slice(&buf[item.value_range()]);
-        }
-        self.closed_value(e)
-    }
-
-    #[inline]
-    fn closed_value(&self, e: &Entry) -> Bytes {
-        let Some(s) = self.seg(e.seg) else {
-            return Bytes::new();
-        };
-        match Item::at(&s.data, e.offset()) {
-            Some(item) => s.data.slice(item.value_range()),
+        match self.locate(e) {
+            Some((Some(data), _, item)) => data.slice(item.value_range()),
+            Some((None, buf, item)) => match self
+                .open
+                .as_ref()
+                .and_then(|o| o.staged.get(&(e.off & !ACCESSED)))
+            {
+                Some(v) => v.clone(),
+                None => Bytes::copy_from_slice(&buf[item.value_range()]),
+            },
             None => Bytes::new(),
         }
     }
