@@ -129,6 +129,10 @@ pub struct ServeConfig {
     /// Answer bytes a client may leave unread before the node stops reading
     /// its requests (default 8 MiB).
     pub max_unwritten: Option<usize>,
+    /// Threads serving the peer port, each with a single-threaded runtime
+    /// and a listener of its own (`SO_REUSEPORT`): thread-per-core. 0: the
+    /// main runtime accepts and serves (the default).
+    pub accept_threads: Option<usize>,
     /// HTTP front: time allowed to send a request's headers, in
     /// milliseconds (default 5000).
     pub http_header_timeout_ms: Option<u64>,

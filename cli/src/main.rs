@@ -13,7 +13,7 @@ use groupcache_cli::check;
 use groupcache_cli::config::{GroupSpec, ServeConfig, TlsSpec};
 use groupcache_cli::http::{self, HttpLimits};
 use groupcache_driver::core::ring::Ring;
-use groupcache_tokio::{sample, Bytes, Client, Node, Tokio, WriteOp};
+use groupcache_tokio::{sample, Bytes, Client, CoreThreads, Node, Tokio, WriteOp};
 
 /// A distributed read-through cache, wire-compatible with go-needle/groupcache.
 #[derive(Parser)]
@@ -204,6 +204,11 @@ struct ServeArgs {
     /// its requests (default 8 MiB).
     #[arg(long)]
     max_unwritten: Option<usize>,
+    /// Threads serving the peer port, each with a single-threaded runtime
+    /// and a listener of its own (SO_REUSEPORT): thread-per-core. 0: the
+    /// main runtime accepts and serves (the default).
+    #[arg(long)]
+    accept_threads: Option<usize>,
     /// HTTP front: milliseconds a client has to send a request's headers,
     /// also the longest an idle keep-alive connection stays (default 5000).
     #[arg(long)]
@@ -242,6 +247,7 @@ impl ServeArgs {
         c.max_connections_per_addr = self.max_connections_per_addr.or(c.max_connections_per_addr);
         c.max_peer_connections = self.max_peer_connections.or(c.max_peer_connections);
         c.max_unwritten = self.max_unwritten.or(c.max_unwritten);
+        c.accept_threads = self.accept_threads.or(c.accept_threads);
         c.http_header_timeout_ms = self.http_header_timeout_ms.or(c.http_header_timeout_ms);
         c.http_max_connections = self.http_max_connections.or(c.http_max_connections);
         c.http_max_connections_per_addr = self
@@ -401,7 +407,18 @@ async fn serve(mut cfg: ServeConfig) -> Result<(), String> {
             tracing::warn!("{warning}");
         }
     }
-    let node = cfg.builder()?.start().await.map_err(|e| e.to_string())?;
+    let mut builder = cfg.builder()?;
+    // Kept until the node has shut down: dropping it stops its threads.
+    let cores = match cfg.accept_threads {
+        Some(n) if n > 0 => {
+            Some(CoreThreads::start(n).map_err(|e| format!("cannot start the accept threads: {e}"))?)
+        }
+        _ => None,
+    };
+    if let Some(cores) = &cores {
+        builder = builder.accept_on(cores.runtimes());
+    }
+    let node = builder.start().await.map_err(|e| e.to_string())?;
     println!(
         "node {} listening on {}",
         node.self_addr(),
@@ -417,6 +434,7 @@ async fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     stop_signal().await;
     eprintln!("groupcache: shutting down");
     node.shutdown().await;
+    drop(cores);
     Ok(())
 }
 

@@ -60,6 +60,11 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         addr: SocketAddr,
     ) -> impl Future<Output = io::Result<Self::Listener>> + Send + 'static;
 
+    /// Adopts a bound, listening standard-library listener (one whose
+    /// socket the driver set up itself, for example with `SO_REUSEPORT`).
+    /// Called from outside the runtime's threads.
+    fn adopt_listener(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener>;
+
     /// The address a listener is bound to.
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;
 

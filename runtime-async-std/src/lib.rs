@@ -150,6 +150,10 @@ impl groupcache_driver::Runtime for AsyncIo {
         async move { TcpListener::bind(addr).await }
     }
 
+    fn adopt_listener(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener> {
+        TcpListener::try_from(listener)
+    }
+
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
         listener.local_addr()
     }

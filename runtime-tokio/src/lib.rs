@@ -115,6 +115,12 @@ impl groupcache_driver::Runtime for Tokio {
         TcpListener::bind(addr)
     }
 
+    fn adopt_listener(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener> {
+        listener.set_nonblocking(true)?;
+        let _in_runtime = self.handle.enter();
+        TcpListener::from_std(listener)
+    }
+
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
         listener.local_addr()
     }
@@ -130,6 +136,75 @@ impl groupcache_driver::Runtime for Tokio {
 
     fn set_tls(&mut self, tls: Option<Tls>) {
         self.tls = tls;
+    }
+}
+
+/// Single-threaded tokio runtimes, each on a thread of its own: the
+/// runtimes [`Builder::accept_on`](groupcache_driver::Builder::accept_on)
+/// takes for thread-per-core serving. Dropping it stops the threads (after
+/// their current task yields), so keep it until the node has shut down.
+///
+/// ```no_run
+/// use groupcache_tokio::{Builder, CoreThreads};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cores = CoreThreads::start(2)?;
+/// let node = Builder::new()
+///     .listen("127.0.0.1:8001".parse()?)
+///     .accept_on(cores.runtimes())
+///     .group("score", 1 << 20, None, |key: String| async move { Ok(key) })
+///     .start()
+///     .await?;
+/// node.shutdown().await;
+/// drop(cores);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct CoreThreads {
+    runtimes: Vec<Tokio>,
+    stop: Option<tokio::sync::watch::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CoreThreads {
+    /// Starts `n` threads, each running a single-threaded runtime with IO
+    /// and time enabled.
+    pub fn start(n: usize) -> io::Result<Self> {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut me = Self {
+            runtimes: Vec::with_capacity(n),
+            stop: Some(stop),
+            threads: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            me.runtimes.push(Tokio::from_handle(rt.handle().clone()));
+            let mut stopped = stopped.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("groupcache-core-{i}"))
+                // A current-thread runtime runs its tasks only inside
+                // `block_on`: this thread is that runtime's worker until
+                // the sender goes.
+                .spawn(move || rt.block_on(async move { while stopped.changed().await.is_ok() {} }))?;
+            me.threads.push(thread);
+        }
+        Ok(me)
+    }
+
+    /// A handle to each runtime, for [`Builder::accept_on`](groupcache_driver::Builder::accept_on).
+    pub fn runtimes(&self) -> Vec<Tokio> {
+        self.runtimes.clone()
+    }
+}
+
+impl Drop for CoreThreads {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 

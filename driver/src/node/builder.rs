@@ -47,6 +47,7 @@ pub struct Builder<R: Runtime> {
     pub(super) shutdown_timeout: Duration,
     pub(super) discovery: Option<Arc<dyn Discovery>>,
     pub(super) discovery_interval: Duration,
+    pub(super) accept_on: Vec<R>,
 }
 
 impl<R: Runtime + Default> Builder<R> {
@@ -71,6 +72,7 @@ impl<R: Runtime> Builder<R> {
             shutdown_timeout: Duration::from_secs(5),
             discovery: None,
             discovery_interval: Duration::from_secs(30),
+            accept_on: Vec::new(),
         }
     }
 
@@ -255,6 +257,22 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
+    /// Accepts on one listener per runtime in `runtimes`, all bound to the
+    /// listen address with `SO_REUSEPORT` (Linux spreads new connections
+    /// over them), each runtime running its listener's accept loop and the
+    /// connections it accepts. Given one single-threaded runtime per core,
+    /// this is thread-per-core serving: a connection's task never moves
+    /// between threads and no worker steals it. Timers, loads and outgoing
+    /// connections stay on the builder's runtime.
+    ///
+    /// Empty (the default): one listener, on the builder's runtime.
+    /// Any other process of the same user may bind the same port with
+    /// `SO_REUSEPORT` too and take a share of the connections.
+    pub fn accept_on(mut self, runtimes: impl IntoIterator<Item = R>) -> Self {
+        self.accept_on = runtimes.into_iter().collect();
+        self
+    }
+
     /// How long [`Node::shutdown`] waits for requests in flight (default 5 s).
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.shutdown_timeout = d;
@@ -263,21 +281,17 @@ impl<R: Runtime> Builder<R> {
 
     /// Binds the listener and starts serving in the background.
     pub async fn start(self) -> Result<Node<R>, StartError> {
-        let listener = self
-            .rt
-            .bind(self.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: self.listen,
-                source,
-            })?;
-        let local = self
-            .rt
-            .local_addr(&listener)
-            .map_err(|source| StartError::Bind {
-                addr: self.listen,
-                source,
-            })?;
+        let bind_error = |source| StartError::Bind {
+            addr: self.listen,
+            source,
+        };
+        let listeners = if self.accept_on.is_empty() {
+            let listener = self.rt.bind(self.listen).await.map_err(bind_error)?;
+            vec![(self.rt.clone(), listener)]
+        } else {
+            bind_reuse_port(self.accept_on, self.listen).map_err(bind_error)?
+        };
+        let local = self.rt.local_addr(&listeners[0].1).map_err(bind_error)?;
         let mut cfg = self.cfg;
         cfg.self_addr = self.self_addr.unwrap_or_else(|| local.to_string());
         let mut peers = self.peers.unwrap_or_else(|| vec![cfg.self_addr.clone()]);
@@ -317,8 +331,9 @@ impl<R: Runtime> Builder<R> {
             self.rt
                 .spawn(discovery_loop(shared.clone(), watch, stop_rx.clone()));
         }
-        self.rt
-            .spawn(accept_loop(shared.clone(), listener, stop_rx));
+        for (rt, listener) in listeners {
+            rt.spawn(accept_loop(shared.clone(), rt.clone(), listener, stop_rx.clone()));
+        }
         tracing::debug!(%local, self_addr, "groupcache node started");
         Ok(Node {
             shared,
@@ -328,4 +343,27 @@ impl<R: Runtime> Builder<R> {
             shutdown_timeout: self.shutdown_timeout,
         })
     }
+}
+
+/// One listener per runtime, all on `addr` with `SO_REUSEPORT`; a port 0 is
+/// the one the OS gives the first.
+fn bind_reuse_port<R: Runtime>(
+    runtimes: Vec<R>,
+    mut addr: SocketAddr,
+) -> std::io::Result<Vec<(R, R::Listener)>> {
+    use socket2::{Domain, Socket, Type};
+    let mut out = Vec::with_capacity(runtimes.len());
+    for rt in runtimes {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        // As the standard library's bind does: a restarted node can listen
+        // at once, past connections of its last run in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        out.push((rt.clone(), rt.adopt_listener(listener)?));
+    }
+    Ok(out)
 }

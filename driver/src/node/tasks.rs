@@ -44,13 +44,18 @@ pub(super) async fn timer_loop<R: Runtime>(shared: Arc<Shared<R>>, wake: Receive
     }
 }
 
+/// Accepts on `listener` through `rt`, which also runs the connections'
+/// tasks (the node's own runtime, or one of [`Builder::accept_on`]'s).
+///
+/// [`Builder::accept_on`]: super::Builder::accept_on
 pub(super) async fn accept_loop<R: Runtime>(
     shared: Arc<Shared<R>>,
+    rt: R,
     listener: R::Listener,
     stop: Receiver<()>,
 ) {
     loop {
-        let accepted = async { Some(shared.rt.accept(&listener).await) }
+        let accepted = async { Some(rt.accept(&listener).await) }
             .or(async {
                 let _ = stop.recv().await;
                 None
@@ -61,7 +66,7 @@ pub(super) async fn accept_loop<R: Runtime>(
             Some(Err(e)) => {
                 // Out of descriptors or similar: back off rather than spin.
                 tracing::warn!("accept failed: {e}");
-                shared.rt.sleep(Duration::from_millis(50)).await;
+                rt.sleep(Duration::from_millis(50)).await;
             }
             Some(Ok((stream, peer))) => {
                 let mut st = shared.lock();
@@ -72,13 +77,11 @@ pub(super) async fn accept_loop<R: Runtime>(
                         shared.drain(st);
                         if shared.rt.tls().is_none() {
                             let (r, w) = transport::plain::<R>(stream);
-                            shared.spawn_io(conn, r, w, outbox);
+                            rt.spawn(conn_loop(shared.clone(), conn, r, w, outbox));
                         } else {
                             // The handshake runs in the connection's own task:
                             // one that never finishes must not stop accepting.
-                            shared
-                                .rt
-                                .spawn(handshake(shared.clone(), conn, stream, outbox));
+                            rt.spawn(handshake(shared.clone(), conn, stream, outbox));
                         }
                     }
                     Err(why) => tracing::debug!(%peer, "refused connection: {why}"),
