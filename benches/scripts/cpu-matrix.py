@@ -8,6 +8,11 @@ only; ports are chosen by the OS.
 
     python3 benches/scripts/cpu-matrix.py LOAD_BIN ROUNDS NAME='COMMAND {port}' ...
 
+The server runs on the CPUs in SERVER_CPUS (default 0) and the load tool on
+LOAD_CPUS (default 1), so that neither moves onto the other's core between
+rounds (unpinned, the same binary's figures varied by a third on a 2-core
+machine).
+
 A NAME starting with `memcached` is spoken to in memcached's text protocol
 (the load tool stores its values first) and gets no pipelined load. The first
 memcached server named is the baseline of the ratio column.
@@ -22,12 +27,15 @@ import socket
 import statistics
 import subprocess
 import sys
+import os
 import time
 
 load_bin = sys.argv[1]
 rounds = int(sys.argv[2])
 servers = [a.split("=", 1) for a in sys.argv[3:]]
 duration = "3"
+server_cpus = os.environ.get("SERVER_CPUS", "0")
+load_cpus = os.environ.get("LOAD_CPUS", "1")
 loads = [(f"{c} conns, {'hot key' if k == 1 else '10k keys'}", c, k, 1)
          for c in (4, 16, 64) for k in (1, 10000)]
 loads.append(("4 conns, 10k keys, pipeline 16", 4, 10000, 16))
@@ -56,7 +64,7 @@ for r in range(rounds):
     order = servers if r % 2 == 0 else list(reversed(servers))
     for name, cmd in order:
         port = free_port()
-        srv = subprocess.Popen(shlex.split(cmd.format(port=port)),
+        srv = subprocess.Popen(["taskset", "-c", server_cpus, *shlex.split(cmd.format(port=port))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_listening(port, srv)
@@ -64,7 +72,7 @@ for r in range(rounds):
             for label, conns, keys, depth in loads:
                 if memcached and depth > 1:
                     continue
-                args = [load_bin, "--addr", f"127.0.0.1:{port}", "--connections", str(conns),
+                args = ["taskset", "-c", load_cpus, load_bin, "--addr", f"127.0.0.1:{port}", "--connections", str(conns),
                         "--keys", str(keys), "--pipeline", str(depth), "--duration", duration,
                         "--server-pid", str(srv.pid)]
                 if memcached:
@@ -79,7 +87,8 @@ for r in range(rounds):
             srv.wait()
 
 base = next((n for n, _ in servers if n.startswith("memcached")), None)
-print(f"{rounds} alternating rounds of {duration} s per load; medians")
+print(f"{rounds} alternating rounds of {duration} s per load; medians; "
+      f"server on CPUs {server_cpus}, load on {load_cpus}")
 print("| load | server | req/s | req per CPU s | vs memcached | p99 µs |")
 print("|---|---|---:|---:|---:|---:|")
 for label, *_ in loads:

@@ -410,9 +410,9 @@ async fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     let mut builder = cfg.builder()?;
     // Kept until the node has shut down: dropping it stops its threads.
     let cores = match cfg.accept_threads {
-        Some(n) if n > 0 => {
-            Some(CoreThreads::start(n).map_err(|e| format!("cannot start the accept threads: {e}"))?)
-        }
+        Some(n) if n > 0 => Some(
+            CoreThreads::start(n).map_err(|e| format!("cannot start the accept threads: {e}"))?,
+        ),
         _ => None,
     };
     if let Some(cores) = &cores {

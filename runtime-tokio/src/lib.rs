@@ -187,7 +187,9 @@ impl CoreThreads {
                 // A current-thread runtime runs its tasks only inside
                 // `block_on`: this thread is that runtime's worker until
                 // the sender goes.
-                .spawn(move || rt.block_on(async move { while stopped.changed().await.is_ok() {} }))?;
+                .spawn(move || {
+                    rt.block_on(async move { while stopped.changed().await.is_ok() {} })
+                })?;
             me.threads.push(thread);
         }
         Ok(me)

@@ -12,8 +12,8 @@ use groupcache_core::testing::vectors;
 use crate::{sample, transport, Builder, Client, Error, LoadError, Runtime};
 
 use super::{
-    bounded, cluster, cold_gets_over_three_nodes, get_in_background, index_of, raw, read_frame,
-    read_to_close, refused, request_frame, Loads,
+    bounded, cluster, cold_gets_over_three_nodes, get_in_background, index_of, raw, raw_get,
+    read_frame, read_to_close, refused, request_frame, Loads,
 };
 
 /// A get through any node returns the value, loaded once, by the owner.
@@ -513,4 +513,28 @@ pub async fn ipv6_peers_and_allowlist<R: Runtime>(rt: R) {
     .await;
     assert!(refused(&rt, &nodes[0]).await, "::1 is outside 127.0.0.0/8");
     nodes[0].shutdown().await;
+}
+
+/// Nodes with a listener per runtime ([`Builder::accept_on`]) share their
+/// port among the listeners: gets over many connections to it, whichever
+/// listener took each, are answered, and keys owned by the other node are
+/// fetched from it and loaded once.
+pub async fn listeners_per_runtime_share_the_port<R: Runtime>(rt: R) {
+    let runtimes = [rt.clone(), rt.clone(), rt.clone()];
+    let (nodes, loads) = cluster(&rt, 2, |b| b.accept_on(runtimes.clone())).await;
+    let mut conns = Vec::new();
+    for _ in 0..24 {
+        conns.push(raw(&rt, &nodes[0]).await);
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let (key, want) = sample::SCORE[i % sample::SCORE.len()];
+        let got = bounded(&rt, "get", raw_get(&rt, c, "score", key)).await;
+        assert_eq!(got.value, want.as_bytes(), "{key} on connection {i}");
+    }
+    for (key, _) in sample::SCORE {
+        assert_eq!(loads.of("score", key).len(), 1, "{key} loaded once");
+    }
+    for n in &nodes {
+        n.shutdown().await;
+    }
 }

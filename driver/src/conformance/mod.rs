@@ -17,9 +17,10 @@ pub use cluster::{
     allowlist_refuses_other_addresses, bad_input_closes_only_that_connection,
     client_decodes_vector_responses, concurrent_cold_gets_load_once_in_the_cluster,
     gets_through_any_node_return_the_owners_value, ipv6_peers_and_allowlist,
-    panicking_loader_fails_its_waiters_only, peer_list_replaced_at_run_time,
-    shutdown_lets_requests_in_flight_finish, slow_sender_is_cut_off,
-    stopped_node_keys_still_served_within_the_timeout, wire_vectors_answered_byte_for_byte,
+    listeners_per_runtime_share_the_port, panicking_loader_fails_its_waiters_only,
+    peer_list_replaced_at_run_time, shutdown_lets_requests_in_flight_finish,
+    slow_sender_is_cut_off, stopped_node_keys_still_served_within_the_timeout,
+    wire_vectors_answered_byte_for_byte,
 };
 pub use discovery::{
     dns_a_records_name_each_node_by_its_address, dns_answer_renames_a_node_found_by_its_port,
@@ -79,6 +80,7 @@ macro_rules! conformance_tests {
             peer_list_replaced_at_run_time,
             allowlist_refuses_other_addresses,
             ipv6_peers_and_allowlist,
+            listeners_per_runtime_share_the_port,
             shutdown_lets_requests_in_flight_finish,
             unread_answers_pause_only_that_connection,
             one_address_cannot_lock_out_others,

@@ -332,7 +332,12 @@ impl<R: Runtime> Builder<R> {
                 .spawn(discovery_loop(shared.clone(), watch, stop_rx.clone()));
         }
         for (rt, listener) in listeners {
-            rt.spawn(accept_loop(shared.clone(), rt.clone(), listener, stop_rx.clone()));
+            rt.spawn(accept_loop(
+                shared.clone(),
+                rt.clone(),
+                listener,
+                stop_rx.clone(),
+            ));
         }
         tracing::debug!(%local, self_addr, "groupcache node started");
         Ok(Node {

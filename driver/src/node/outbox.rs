@@ -222,7 +222,11 @@ mod tests {
         let mut want = Vec::new();
         for i in 0..100u8 {
             // Small answers go to the tail, large ones stay shared buffers.
-            let len = if i % 3 == 0 { SHARE_VALUE_MIN + usize::from(i) } else { 5 };
+            let len = if i % 3 == 0 {
+                SHARE_VALUE_MIN + usize::from(i)
+            } else {
+                5
+            };
             let piece = Bytes::from(vec![i; len]);
             want.extend_from_slice(&piece);
             c.push(piece);

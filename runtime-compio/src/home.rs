@@ -1,0 +1,181 @@
+//! Where work runs: on the compio thread asking for it, or sent to a
+//! runtime value's home thread from anywhere else.
+
+use std::future::Future;
+use std::io;
+use std::thread::JoinHandle;
+
+use async_channel::{Receiver, Sender};
+use futures_lite::FutureExt;
+
+use crate::Compio;
+
+/// Work sent to a compio thread from outside it.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A compio thread that takes jobs from other threads: the thread a
+/// [`Compio`] value spawns on when used outside compio.
+#[derive(Clone, Debug)]
+pub(crate) struct Home {
+    jobs: Sender<Job>,
+}
+
+impl Home {
+    /// The compio runtime running the caller, which takes jobs from now
+    /// until it stops.
+    ///
+    /// # Panics
+    /// Outside a compio runtime.
+    pub(crate) fn current() -> Self {
+        let (jobs, rx) = async_channel::unbounded();
+        compio::runtime::spawn(take_jobs(rx)).detach();
+        Self { jobs }
+    }
+
+    /// Runs `job` now if the caller is on a compio thread, else on the home
+    /// thread. Dropped if the home thread has stopped, as a stopped
+    /// runtime's tasks are.
+    pub(crate) fn run(&self, job: impl FnOnce() + Send + 'static) {
+        if on_compio() {
+            job();
+        } else {
+            let _ = self.jobs.try_send(Box::new(job));
+        }
+    }
+
+    /// Spawns `fut` on the caller's compio thread, or the home thread.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.run(move || compio::runtime::spawn(fut).detach());
+    }
+
+    /// Runs the future `make` builds (one that must stay on a compio
+    /// thread, such as an io_uring operation) on the caller's compio thread
+    /// or the home thread, and gives its output to the caller, wherever that
+    /// is. Dropping the returned future cancels the work.
+    pub(crate) fn run_io<T, F, M>(
+        &self,
+        make: M,
+    ) -> impl Future<Output = io::Result<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: Future<Output = io::Result<T>> + 'static,
+        M: FnOnce() -> F + Send + 'static,
+    {
+        let (tx, rx) = async_channel::bounded(1);
+        let (cancel, cancelled) = async_channel::bounded::<()>(1);
+        self.run(move || {
+            compio::runtime::spawn(async move {
+                let out = async { Some(make().await) }
+                    .or(async {
+                        // Only ever closed: the caller gave up.
+                        let _ = cancelled.recv().await;
+                        None
+                    })
+                    .await;
+                if let Some(out) = out {
+                    let _ = tx.try_send(out);
+                }
+            })
+            .detach();
+        });
+        async move {
+            let _cancel_on_drop = cancel;
+            rx.recv().await.unwrap_or_else(|_| Err(stopped()))
+        }
+    }
+}
+
+/// The error of work whose compio thread stopped before it finished.
+pub(crate) fn stopped() -> io::Error {
+    io::Error::other("the compio runtime has stopped")
+}
+
+fn on_compio() -> bool {
+    compio::runtime::Runtime::try_with_current(|_| ()).is_ok()
+}
+
+async fn take_jobs(jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv().await {
+        job();
+    }
+}
+
+/// Threads each running a compio runtime: the runtimes
+/// [`Builder::accept_on`](groupcache_driver::Builder::accept_on) takes for
+/// thread-per-core serving, and homes for work started outside compio.
+/// Dropping it stops the threads and the tasks on them, so keep it until
+/// the nodes on it have shut down.
+#[derive(Debug)]
+pub struct CompioThreads {
+    runtimes: Vec<Compio>,
+    stop: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl CompioThreads {
+    /// Starts `n` threads (at least one), each running a compio runtime.
+    pub fn start(n: usize) -> io::Result<Self> {
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let mut me = Self {
+            runtimes: Vec::with_capacity(n),
+            stop: Some(stop),
+            threads: Vec::with_capacity(n),
+        };
+        for i in 0..n.max(1) {
+            let (jobs, rx) = async_channel::unbounded::<Job>();
+            let (started_tx, started) = std::sync::mpsc::channel();
+            let stopped = stopped.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("groupcache-compio-{i}"))
+                .spawn(move || {
+                    let rt = match runtime() {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started_tx.send(Ok(()));
+                    rt.block_on(take_jobs(rx).or(async {
+                        let _ = stopped.recv().await;
+                    }));
+                })?;
+            me.threads.push(thread);
+            started.recv().map_err(|_| stopped_thread())??;
+            me.runtimes.push(Compio {
+                home: Home { jobs },
+                tls: None,
+            });
+        }
+        Ok(me)
+    }
+
+    /// A runtime value per thread, each with its thread as home.
+    pub fn runtimes(&self) -> Vec<Compio> {
+        self.runtimes.clone()
+    }
+}
+
+/// A compio runtime whose io_uring runs completions' kernel work when the
+/// thread next enters the kernel, rather than interrupting it for each
+/// (`IORING_SETUP_COOP_TASKRUN`): this thread is the ring's only user.
+pub fn runtime() -> io::Result<compio::runtime::Runtime> {
+    let mut proactor = compio::driver::ProactorBuilder::new();
+    proactor.coop_taskrun(true).taskrun_flag(true);
+    compio::runtime::RuntimeBuilder::new()
+        .with_proactor(proactor)
+        .build()
+}
+
+fn stopped_thread() -> io::Error {
+    io::Error::other("a compio thread ended while starting")
+}
+
+impl Drop for CompioThreads {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! groupcache-rs on [compio]: every socket operation an io_uring
+//! submission on Linux, under the same driver as the tokio, async-std and
+//! smol adapters.
+//!
+//! compio is thread-per-core: a task stays on the thread that spawned it,
+//! and its operations' futures cannot move between threads. The driver
+//! needs `Send` streams and tasks, so each connection keeps its io_uring
+//! operations in two small tasks on a compio thread (one reads, one
+//! writes), and hands the driver `Send` halves that talk to them over
+//! channels ([`Stream`]). A task spawned from a compio thread runs on that
+//! thread; one spawned from elsewhere goes to the runtime value's home
+//! thread.
+//!
+//! ```no_run
+//! use groupcache_compio::{Builder, CompioThreads};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let threads = CompioThreads::start(2)?;
+//! let cores = threads.runtimes();
+//! let node = futures_lite::future::block_on(
+//!     Builder::with_runtime(cores[0].clone())
+//!         .listen("127.0.0.1:8001".parse()?)
+//!         .accept_on(cores)
+//!         .group("score", 1 << 20, None, |key: String| async move { Ok(key) })
+//!         .start(),
+//! )?;
+//! futures_lite::future::block_on(node.shutdown());
+//! # Ok(()) }
+//! ```
+//!
+//! [compio]: https://docs.rs/compio
+
+mod home;
+mod read;
+mod stream;
+mod write;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use compio::net::TcpListener;
+
+use home::Home;
+pub use home::{runtime, CompioThreads};
+pub use read::Reader;
+pub use stream::Stream;
+pub use write::Writer;
+
+pub use groupcache_driver::{
+    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, DnsConfig, DnsDiscovery, Error,
+    GroupConfig, GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader,
+    MembersFuture, PeerSource, PeerSourceError, StartError, Tls, TlsError, TlsFiles, TlsStats,
+    WriteOp, WriteReport,
+};
+
+/// Configures a node on compio; see [`groupcache_driver::Builder`].
+pub type Builder = groupcache_driver::Builder<Compio>;
+/// A running node; see [`groupcache_driver::Node`].
+pub type Node = groupcache_driver::Node<Compio>;
+/// A handle on one group; see [`groupcache_driver::Group`].
+pub type Group = groupcache_driver::Group<Compio>;
+/// A client for non-members; see [`groupcache_driver::Client`].
+pub type Client = groupcache_driver::Client<Compio>;
+
+/// A compio runtime as the driver sees it: the thread it spawns on when
+/// called from outside compio (its home), and the TLS settings it carries.
+#[derive(Clone, Debug)]
+pub struct Compio {
+    home: Home,
+    tls: Option<Tls>,
+}
+
+impl Compio {
+    /// The compio runtime this is called from, as home.
+    ///
+    /// # Panics
+    /// Outside a compio runtime. Use [`CompioThreads`] there.
+    pub fn current() -> Self {
+        Self {
+            home: Home::current(),
+            tls: None,
+        }
+    }
+}
+
+/// A bound listener; it becomes compio's on the first accept, which runs
+/// on a compio thread.
+#[derive(Clone, Debug)]
+pub struct Listener(
+    Arc<stream::Bridge<TcpListener, std::net::TcpListener>>,
+    SocketAddr,
+);
+
+impl groupcache_driver::Runtime for Compio {
+    type Stream = Stream;
+    type Reader = Reader;
+    type Writer = Writer;
+    type Listener = Listener;
+
+    fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.home.spawn(fut);
+    }
+
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send + 'static {
+        // compio's timer runs on a compio thread like any operation; the
+        // caller may be anywhere. A stopped runtime's timers never fire.
+        let timer = self.home.run_io(move || async move {
+            compio::time::sleep(d).await;
+            Ok(())
+        });
+        async move {
+            if timer.await.is_err() {
+                futures_lite::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn connect(
+        &self,
+        addr: String,
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send + 'static {
+        let home = self.home.clone();
+        let connected = self.home.run_io(move || async move {
+            let s = compio::net::TcpStream::connect(addr).await?;
+            // Small request/response frames: send them now.
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        });
+        async move { Ok(Stream::new(home, stream::Source::Compio(connected.await?))) }
+    }
+
+    fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<Self::Stream> {
+        stream.set_nodelay(true)?;
+        Ok(Stream::new(self.home.clone(), stream::Source::Std(stream)))
+    }
+
+    fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer) {
+        stream.into_split()
+    }
+
+    fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<Self::Listener>> + Send + 'static {
+        let listener = std::net::TcpListener::bind(addr).and_then(|l| self.adopt_listener(l));
+        async move { listener }
+    }
+
+    fn adopt_listener(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener> {
+        let local = listener.local_addr()?;
+        Ok(Listener(Arc::new(stream::Bridge::new(listener)), local))
+    }
+
+    fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
+        Ok(listener.1)
+    }
+
+    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
+        let bridge = listener.0.clone();
+        let (s, peer) = self
+            .home
+            .run_io(move || async move {
+                let l = bridge.get(TcpListener::from_std)?;
+                let (s, peer) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((s, peer))
+            })
+            .await?;
+        Ok((
+            Stream::new(self.home.clone(), stream::Source::Compio(s)),
+            peer,
+        ))
+    }
+
+    fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    fn set_tls(&mut self, tls: Option<Tls>) {
+        self.tls = tls;
+    }
+}
