@@ -59,6 +59,11 @@ impl Tokio {
     pub fn from_handle(handle: Handle) -> Self {
         Self { handle, tls: None }
     }
+
+    /// The runtime's handle: its tasks are spawned here.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
 }
 
 impl Default for Tokio {
