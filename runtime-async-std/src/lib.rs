@@ -173,4 +173,18 @@ impl groupcache_driver::Runtime for AsyncIo {
     }
 }
 
-groupcache_driver::adapter_api!(AsyncIo);
+pub use groupcache_driver::{
+    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, DnsConfig, DnsDiscovery, Error,
+    GroupConfig, GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader,
+    MembersFuture, PeerSource, PeerSourceError, StartError, Tls, TlsError, TlsFiles, TlsStats,
+    WriteOp, WriteReport,
+};
+
+/// Configures a node on smol or async-std; see [`groupcache_driver::Builder`].
+pub type Builder = groupcache_driver::Builder<AsyncIo>;
+/// A running node; see [`groupcache_driver::Node`].
+pub type Node = groupcache_driver::Node<AsyncIo>;
+/// A handle on one group; see [`groupcache_driver::Group`].
+pub type Group = groupcache_driver::Group<AsyncIo>;
+/// A client for non-members; see [`groupcache_driver::Client`].
+pub type Client = groupcache_driver::Client<AsyncIo>;

@@ -221,4 +221,18 @@ fn nodelay(s: TcpStream) -> Compat<TcpStream> {
     s.compat()
 }
 
-groupcache_driver::adapter_api!(Tokio);
+pub use groupcache_driver::{
+    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, DnsConfig, DnsDiscovery, Error,
+    GroupConfig, GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader,
+    MembersFuture, PeerSource, PeerSourceError, StartError, Tls, TlsError, TlsFiles, TlsStats,
+    WriteOp, WriteReport,
+};
+
+/// Configures a node on tokio (`Builder::new()` uses the current runtime); see [`groupcache_driver::Builder`].
+pub type Builder = groupcache_driver::Builder<Tokio>;
+/// A running node; see [`groupcache_driver::Node`].
+pub type Node = groupcache_driver::Node<Tokio>;
+/// A handle on one group; see [`groupcache_driver::Group`].
+pub type Group = groupcache_driver::Group<Tokio>;
+/// A client for non-members; see [`groupcache_driver::Client`].
+pub type Client = groupcache_driver::Client<Tokio>;
