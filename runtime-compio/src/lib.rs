@@ -74,7 +74,9 @@ pub struct Compio {
 }
 
 impl Compio {
-    /// The compio runtime this is called from, as home.
+    /// The compio runtime this is called from, as home. Each call starts a
+    /// small task there that takes work sent from other threads, for as
+    /// long as the runtime runs: call it once and clone the value.
     ///
     /// # Panics
     /// Outside a compio runtime. Use [`CompioThreads`] there.
