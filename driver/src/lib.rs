@@ -3,8 +3,9 @@
 //!
 //! Users do not pick this crate: they pick `groupcache-tokio`,
 //! `groupcache-async-std` (for async-std and smol) or `groupcache-compio`
-//! (io_uring), which implement [`Runtime`] and re-export this API. Everything the adapters share lives
-//! here once; every decision lives in the core.
+//! (io_uring), which implement [`Runtime`] and re-export this API.
+//! Everything the adapters share lives here once; every decision lives in
+//! the core.
 //!
 //! - [`Builder`] / [`Node`]: a member of the cluster, serving its peer port.
 //! - [`Client`]: asks a node for values, and to write, without being a

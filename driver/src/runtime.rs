@@ -62,7 +62,7 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// Adopts a bound, listening standard-library listener (one whose
     /// socket the driver set up itself, for example with `SO_REUSEPORT`).
-    /// Called from outside the runtime's threads.
+    /// May be called from any thread, inside the runtime or not.
     fn adopt_listener(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener>;
 
     /// The address a listener is bound to.

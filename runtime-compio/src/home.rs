@@ -65,13 +65,8 @@ impl Home {
         let (cancel, cancelled) = async_channel::bounded::<()>(1);
         self.run(move || {
             compio::runtime::spawn(async move {
-                let out = async { Some(make().await) }
-                    .or(async {
-                        // Only ever closed: the caller gave up.
-                        let _ = cancelled.recv().await;
-                        None
-                    })
-                    .await;
+                // `cancel` is only ever dropped: the caller gave up.
+                let out = async { Some(make().await) }.or(closed(&cancelled)).await;
                 if let Some(out) = out {
                     let _ = tx.try_send(out);
                 }
@@ -88,6 +83,13 @@ impl Home {
 /// The error of work whose compio thread stopped before it finished.
 pub(crate) fn stopped() -> io::Error {
     io::Error::other("the compio runtime has stopped")
+}
+
+/// Completes when the half sending on `rx` is dropped; what it sends
+/// meanwhile (nothing, or wake-ups) is dropped.
+pub(crate) async fn closed<T, X>(rx: &Receiver<T>) -> Option<X> {
+    while rx.recv().await.is_ok() {}
+    None
 }
 
 fn on_compio() -> bool {

@@ -13,8 +13,8 @@ use compio::io::AsyncRead as _;
 use compio::net::TcpStream;
 use futures_lite::{AsyncRead, FutureExt, Stream as _};
 
-use crate::home::stopped;
-use crate::stream::{closed, Start};
+use crate::home::{closed, stopped};
+use crate::stream::Start;
 
 /// What a read brings back: its result and the buffer it filled.
 pub(crate) type ReadDone = (io::Result<usize>, Vec<u8>);

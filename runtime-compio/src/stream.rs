@@ -10,6 +10,7 @@
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
@@ -74,12 +75,19 @@ struct Tasks {
 /// Starts a connection's tasks once, from whichever half is used first.
 pub(crate) struct Start {
     home: Home,
+    /// Set once the tasks are handed over: every read and write asks, and
+    /// after the first none needs the lock.
+    started: AtomicBool,
     tasks: Mutex<Option<Tasks>>,
 }
 
 impl Start {
     pub(crate) fn ensure(&self) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.started.store(true, Ordering::Release);
         if let Some(tasks) = tasks {
             self.home.run(move || start_tasks(tasks));
         }
@@ -110,13 +118,6 @@ pub(crate) fn copy_error(e: &io::Error) -> io::Error {
     io::Error::new(e.kind(), e.to_string())
 }
 
-/// Completes when the half sending on `rx` is dropped; what it sends
-/// meanwhile (nothing, or wake-ups) is dropped.
-pub(crate) async fn closed<T, X>(rx: &Receiver<T>) -> Option<X> {
-    while rx.recv().await.is_ok() {}
-    None
-}
-
 /// A TCP connection on compio, whole (what TLS wraps); see the module docs.
 #[derive(Debug)]
 pub struct Stream {
@@ -132,6 +133,7 @@ impl Stream {
         let queue = write::Shared::default();
         let start = Arc::new(Start {
             home,
+            started: AtomicBool::new(false),
             tasks: Mutex::new(Some(Tasks {
                 source,
                 asks,

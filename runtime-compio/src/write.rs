@@ -21,7 +21,8 @@ use compio::io::{AsyncWrite as _, AsyncWriteExt as _};
 use compio::net::TcpStream;
 use futures_lite::{AsyncWrite, FutureExt};
 
-use crate::stream::{closed, copy_error, Start};
+use crate::home::closed;
+use crate::stream::{copy_error, Start};
 
 /// Bytes a connection may have queued and not yet taken by its task: far
 /// above one batch of answers; a peer that does not read stalls writes
