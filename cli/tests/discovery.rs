@@ -93,11 +93,15 @@ fn deployment_files_are_accepted_by_serve_check() {
     for want in [
         "clusterIP: None",
         "kind: StatefulSet",
+        "readinessProbe:",
+        "startupProbe:",
         "path: /healthz",
         "resources:",
     ] {
         assert!(k8s.contains(want), "{want}");
     }
+    // Readiness never waits to be listed, so only ready pods are listed.
+    assert!(!k8s.contains("publishNotReadyAddresses: true"));
     let cmd = yaml_list(&k8s, "args");
     let (ok, out, err) = check(&serve_args(&cmd, &dns));
     assert!(ok, "kubernetes args: {err}");
@@ -236,4 +240,81 @@ fn m_has(metrics: &str, prefix: &str, part: &str) -> bool {
     metrics
         .lines()
         .any(|l| l.starts_with(prefix) && l.contains(part))
+}
+
+/// Readiness as the Kubernetes manifest uses it: a node that the DNS answer
+/// does not list yet (a pod is ready before the headless Service names it)
+/// answers `/healthz` once it serves, and serves every key by forwarding to
+/// the members, loading nothing itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_outside_the_answer_is_ready_and_serves_by_forwarding() {
+    let dns = TestDns::start();
+    let server = dns.addr().to_string();
+    let srv = "_peer._tcp.gc.test";
+    let peers = format!("dnssrv+{srv}");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--group",
+        "score:65536:0:sample",
+        "--peers",
+        &peers,
+        "--dns-server",
+        &server,
+        "--dns-interval",
+        "50ms",
+    ];
+    let (_member, peer, _) = serve(&args).await;
+    let port = peer.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
+    dns.set_ips("n.gc.test", &["127.0.0.1".parse().unwrap()]);
+    dns.set_srv(srv, &[("n.gc.test", port)]);
+    // Its first round finds the member alone: it is outside the answer.
+    let (_outside, own, http) = serve(&args).await;
+    let c = reqwest::Client::new();
+    let health = c.get(format!("{http}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+    for (key, want) in [("Tom", "630"), ("Jack", "589"), ("Sam", "567")] {
+        let r = c
+            .get(format!("{http}/api?group=score&key={key}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{key}");
+        assert_eq!(r.text().await.unwrap(), want, "{key}");
+    }
+    let metrics = c
+        .get(format!("{http}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit_once(' '))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert_eq!(series("groupcache_peers"), "1", "only the member");
+    assert!(
+        m_has(
+            &metrics,
+            "groupcache_peer_info{",
+            &format!("peer=\"{peer}\"")
+        ),
+        "{metrics}"
+    );
+    assert!(!m_has(
+        &metrics,
+        "groupcache_peer_info{",
+        &format!("peer=\"{own}\"")
+    ));
+    assert_eq!(series("groupcache_local_loads_total"), "0", "{metrics}");
+    assert_eq!(series("groupcache_peer_loads_total"), "3", "{metrics}");
 }

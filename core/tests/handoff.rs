@@ -238,3 +238,155 @@ fn a_go_previous_owner_only_ever_sees_the_probe() {
     assert!(matches!(&out[..], [Output::Load { .. }]), "{out:?}");
     assert_eq!(node.stats(GROUP).unwrap().handoff_misses, 1);
 }
+
+/// Keys `k0..n`, each asked once through the nodes in `via`, in turn.
+fn ask_all(sim: &mut Sim, keys: &[String], via: &[usize]) {
+    for (n, k) in keys.iter().enumerate() {
+        let i = via[n % via.len()];
+        assert_eq!(
+            sim.get_and_wait(i, GROUP, k),
+            Ok(value_of(k)),
+            "{k} via {i}"
+        );
+    }
+}
+
+fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Origin loads since `since` of keys now owned by node `i`.
+fn loads_of_keys_owned_by(sim: &Sim, since: usize, i: usize) -> Vec<String> {
+    let addr = sim.nodes[i].addr.clone();
+    sim.load_calls[since..]
+        .iter()
+        .filter(|(_, _, k)| sim.nodes[0].node.owner(k) == Some(addr.as_str()))
+        .map(|(_, _, k)| k.clone())
+        .collect()
+}
+
+/// Three members and a fourth node that runs outside the list (a pod that
+/// is ready before DNS lists it): it forwards to the three, and gets go
+/// through every node, its own included, for longer than a handoff window.
+fn three_and_one_outside(keys: &[String]) -> Sim {
+    let mut sim = Sim::new(3, config(true), setup, loader);
+    sim.add_member(config(true), setup, loader(3));
+    sim.set_peers_of(3, &[0, 1, 2]);
+    ask_all(&mut sim, keys, &[0, 1, 2, 3]);
+    assert!(
+        sim.load_calls.iter().all(|(i, _, _)| *i < 3),
+        "the node outside loads nothing"
+    );
+    sim.run_for(Duration::from_secs(61));
+    sim
+}
+
+#[test]
+fn a_node_that_served_outside_the_list_warms_its_moved_keys_by_handoff() {
+    let keys = keys("k", 400);
+    let mut sim = three_and_one_outside(&keys);
+    let loads = sim.load_calls.len();
+    sim.set_members(&[0, 1, 2, 3]);
+    let moved = keys
+        .iter()
+        .filter(|k| sim.nodes[0].node.owner(k) == Some("node-3:9000"))
+        .count();
+    assert!(moved > 40, "{moved} keys moved");
+    ask_all(&mut sim, &keys, &[1, 2, 3, 0]);
+    assert_eq!(sim.load_calls[loads..], [], "origin loads after the change");
+    // The moved keys it asked for as a forwarder may still be hot copies;
+    // the others came from their previous owners.
+    let hits = sim.nodes[3].node.stats(GROUP).unwrap().handoff_hits as usize;
+    assert!(hits >= moved / 2 && hits <= moved, "{hits} of {moved}");
+}
+
+/// The list reaches the nodes one by one (each resolves DNS on its own
+/// timer) while gets run: whichever learns first, no moved key is loaded
+/// from the origin again.
+#[test]
+fn a_change_that_reaches_the_nodes_one_by_one_reloads_no_moved_key() {
+    for order in [[0, 1, 2, 3], [3, 0, 1, 2], [1, 3, 2, 0]] {
+        let keys = keys("k", 300);
+        let mut sim = three_and_one_outside(&keys);
+        let loads = sim.load_calls.len();
+        for (step, &i) in order.iter().enumerate() {
+            sim.set_peers_of(i, &[0, 1, 2, 3]);
+            // Every key through every node while the rings disagree.
+            let via: Vec<usize> = (0..4).map(|v| (v + step) % 4).collect();
+            ask_all(&mut sim, &keys, &via);
+            sim.run_for(Duration::from_secs(1));
+        }
+        assert_eq!(
+            loads_of_keys_owned_by(&sim, loads, 3),
+            Vec::<String>::new(),
+            "order {order:?}"
+        );
+        assert_eq!(sim.load_calls.len(), loads, "order {order:?}");
+    }
+}
+
+#[test]
+fn a_node_dropped_from_the_list_and_added_back_is_warmed_by_handoff() {
+    let first = keys("k", 300);
+    let mut sim = Sim::new(4, config(true), setup, loader);
+    ask_all(&mut sim, &first, &[0, 1, 2, 3]);
+    sim.run_for(Duration::from_secs(61));
+    // Dropped from the answer while it runs: it keeps serving, forwarding
+    // to the three; its keys are handed to the three, and new keys arrive.
+    sim.set_members(&[0, 1, 2]);
+    sim.set_peers_of(3, &[0, 1, 2]);
+    let loads = sim.load_calls.len();
+    ask_all(&mut sim, &first, &[3, 2, 1, 0]);
+    assert_eq!(sim.load_calls.len(), loads, "handed to the three");
+    let second = keys("n", 300);
+    ask_all(&mut sim, &second, &[0, 1, 2, 3]);
+    sim.run_for(Duration::from_secs(61));
+    // Back in the answer, long after the window of its leaving closed.
+    let loads = sim.load_calls.len();
+    sim.set_members(&[0, 1, 2, 3]);
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    ask_all(&mut sim, &all, &[1, 2, 3, 0]);
+    assert_eq!(
+        sim.load_calls[loads..],
+        [],
+        "origin loads after coming back"
+    );
+}
+
+#[test]
+fn several_nodes_added_in_one_change_are_each_warmed_by_handoff() {
+    let keys = keys("k", 400);
+    let mut sim = Sim::new(3, config(true), setup, loader);
+    for i in [3, 4] {
+        sim.add_member(config(true), setup, loader(i));
+        sim.set_peers_of(i, &[0, 1, 2]);
+    }
+    ask_all(&mut sim, &keys, &[0, 1, 2, 3, 4]);
+    sim.run_for(Duration::from_secs(61));
+    let loads = sim.load_calls.len();
+    sim.set_members(&[0, 1, 2, 3, 4]);
+    let moved = |sim: &Sim, i: usize| {
+        keys.iter()
+            .filter(|k| sim.nodes[0].node.owner(k) == Some(sim.nodes[i].addr.as_str()))
+            .count()
+    };
+    assert!(moved(&sim, 3) > 20 && moved(&sim, 4) > 20);
+    ask_all(&mut sim, &keys, &[4, 3, 2, 1, 0]);
+    assert_eq!(sim.load_calls[loads..], [], "origin loads after the change");
+}
+
+#[test]
+fn a_node_that_ran_alone_until_the_list_came_is_warmed_by_handoff() {
+    // Discovery had not answered when it started: it served alone, on a
+    // ring of itself only, which says nothing of where the keys were.
+    let keys = keys("k", 300);
+    let mut sim = Sim::new(3, config(true), setup, loader);
+    sim.add_member(config(true), setup, loader(3));
+    sim.set_peers_of(3, &[3]);
+    ask_all(&mut sim, &keys, &[0, 1, 2]);
+    sim.run_for(Duration::from_secs(61));
+    let loads = sim.load_calls.len();
+    sim.set_members(&[0, 1, 2, 3]);
+    ask_all(&mut sim, &keys, &[3, 2, 1, 0]);
+    assert_eq!(sim.load_calls[loads..], [], "origin loads after the change");
+}

@@ -35,15 +35,22 @@ pub(super) struct Pending {
 
 impl Node {
     /// Opens a handoff window for a change from the current ring to
-    /// `peers`. A node that was not in the ring counts the new list
-    /// without itself as the previous ring: that is what the others had.
+    /// `peers`.
+    ///
+    /// The previous ring is where the keys were: the current ring as it is
+    /// for a member; for a node outside the ring (one that served, only
+    /// forwarding, before it appeared in the list, or was dropped and comes
+    /// back) the current ring too, since it is the others' ring. Only a
+    /// node that knew no other node (it started, or ran alone until
+    /// discovery answered) takes the new list without itself: that is the
+    /// best guess of what the others had.
     pub(super) fn open_handoff(&mut self, now: Instant, peers: &[Arc<str>]) {
         if self.cfg.handoff_period.is_zero() {
             return;
         }
         let me = self.cfg.self_addr.as_str();
-        let was_member = self.ring.peers().iter().any(|p| &**p == me);
-        let prev = if was_member {
+        let knew_others = self.ring.peers().iter().any(|p| &**p != me);
+        let prev = if knew_others {
             self.ring.clone()
         } else {
             let mut r = Ring::with_hash(self.cfg.replicas, self.cfg.hash);
@@ -56,19 +63,30 @@ impl Node {
         });
     }
 
-    /// The peer to ask for `key` before loading it here: its owner before
-    /// the last membership change, while the window lasts, if that was
-    /// another node and it is not backed off.
+    /// The peer to ask for `key` before loading it here, if it is another
+    /// node that is not backed off:
+    ///
+    /// - the key's owner on this node's ring, when that is another node: a
+    ///   peer asked us as the owner, so the rings disagree while a change
+    ///   spreads, and the owner we know holds the value if anyone does;
+    /// - else its owner before the last membership change, while the
+    ///   window lasts.
     fn previous_owner(&mut self, now: Instant, key: &str) -> Option<Arc<str>> {
-        let w = self.handoff.as_ref()?;
-        if w.until <= now {
-            self.handoff = None;
+        if self.cfg.handoff_period.is_zero() {
             return None;
         }
-        let prev = w.prev.owner(key)?;
-        if prev == self.cfg.self_addr {
-            return None;
-        }
+        let me = self.cfg.self_addr.as_str();
+        let prev = match self.ring.owner(key).filter(|o| *o != me) {
+            Some(current) => current,
+            None => {
+                let w = self.handoff.as_ref()?;
+                if w.until <= now {
+                    self.handoff = None;
+                    return None;
+                }
+                w.prev.owner(key).filter(|o| *o != me)?
+            }
+        };
         let prev: Arc<str> = prev.into();
         match self.pools.get(&prev).map(|p| (p.health, p.writes)) {
             Some((_, Some(false))) => None,

@@ -369,10 +369,11 @@ impl Node {
     ///
     /// A list that differs from the current one opens a handoff window
     /// ([`Config::handoff_period`]): a key this node now owns and another
-    /// node owned before is asked of that node before the origin. A node
-    /// that was not in the ring before (one that starts, or joins) takes
-    /// the new list without itself as the previous ring. The same list
-    /// again changes nothing.
+    /// node owned before is asked of that node before the origin. The
+    /// previous ring is the current one, also for a node that ran outside
+    /// the list (it forwarded to the same ring as the others); a node that
+    /// knew no other node (it starts, or ran alone) takes the new list
+    /// without itself. The same list again changes nothing.
     pub fn set_peers<I, S>(&mut self, now: Instant, peers: I)
     where
         I: IntoIterator<Item = S>,

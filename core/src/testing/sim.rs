@@ -161,14 +161,21 @@ impl Sim {
     /// Gives every node in `members` the peer list naming exactly them,
     /// now; the others are left as they are.
     pub fn set_members(&mut self, members: &[usize]) {
+        for &i in members {
+            self.set_peers_of(i, members);
+        }
+    }
+
+    /// Gives node `i` the peer list naming exactly `members`, now, whether
+    /// or not it is one of them (a node outside a DNS answer forwards to
+    /// the members it lists).
+    pub fn set_peers_of(&mut self, i: usize, members: &[usize]) {
         let addrs: Vec<String> = members
             .iter()
-            .map(|&i| self.nodes[i].addr.clone())
+            .map(|&m| self.nodes[m].addr.clone())
             .collect();
-        for &i in members {
-            self.nodes[i].node.set_peers(self.now, &addrs);
-            self.drain(i);
-        }
+        self.nodes[i].node.set_peers(self.now, &addrs);
+        self.drain(i);
     }
 
     /// Cuts the link between two nodes both ways: bytes are lost.

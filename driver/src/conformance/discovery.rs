@@ -20,9 +20,10 @@ fn discovery(dns: &TestDns, entry: &str) -> DnsDiscovery {
     DnsDiscovery::new(PeerSource::parse_all([entry]).unwrap(), cfg).expect("resolver")
 }
 
-/// A node whose group "g" answers `v-KEY` and counts its loads; its group
-/// "live" answers the same without counting, for gets that run meanwhile.
-async fn node<R: Runtime>(b: Builder<R>, loads: &Arc<AtomicUsize>) -> Node<R> {
+/// Gives a node the groups of these cases: "g" answers `v-KEY` and counts
+/// its loads; "live" answers the same without counting, for gets that run
+/// meanwhile.
+fn with_groups<R: Runtime>(b: Builder<R>, loads: &Arc<AtomicUsize>) -> Builder<R> {
     let l = loads.clone();
     b.request_timeout(Duration::from_millis(500))
         .group("live", 1 << 20, None, |key: String| async move {
@@ -32,9 +33,11 @@ async fn node<R: Runtime>(b: Builder<R>, loads: &Arc<AtomicUsize>) -> Node<R> {
             l.fetch_add(1, Ordering::SeqCst);
             async move { Ok(format!("v-{key}")) }
         })
-        .start()
-        .await
-        .expect("node starts")
+}
+
+/// A node with the groups of [`with_groups`].
+async fn node<R: Runtime>(b: Builder<R>, loads: &Arc<AtomicUsize>) -> Node<R> {
+    with_groups(b, loads).start().await.expect("node starts")
 }
 
 /// Waits until every node uses exactly `want` (sorted) as its members;
@@ -172,38 +175,30 @@ pub async fn dns_members_follow_the_records_and_survive_a_blip<R: Runtime>(rt: R
     }
 }
 
-/// A and AAAA records at one port: each node, on its own loopback address,
-/// finds itself in the answers, and keys are routed to their owners.
-pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(rt: R) {
-    let dns = TestDns::start();
-    let loads = Arc::new(AtomicUsize::new(0));
-    // One port on three loopback addresses: the first is the OS's choice;
-    // if another process holds it on the others, choose again.
-    let ips: Vec<IpAddr> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let nodes = 'pick: loop {
+/// Nodes on `ips`, one port, found by `dns+all.gc.test:PORT` every
+/// `interval`, each set up by `setup`. The answer lists the first `listed`
+/// of them. The port is the OS's choice on the first address; if another
+/// process holds it on the others, it is chosen again.
+async fn nodes_at_one_port<R: Runtime>(
+    rt: &R,
+    dns: &TestDns,
+    ips: &[IpAddr],
+    listed: usize,
+    interval: Duration,
+    setup: impl Fn(Builder<R>) -> Builder<R>,
+) -> Vec<Node<R>> {
+    'pick: loop {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
-        dns.set_ips("all.gc.test", &ips);
+        dns.set_ips("all.gc.test", &ips[..listed]);
         let mut nodes = Vec::new();
-        for ip in &ips {
+        for ip in ips {
             let b = Builder::with_runtime(rt.clone())
                 .listen(std::net::SocketAddr::new(*ip, port))
-                .discovery(discovery(&dns, &format!("dns+all.gc.test:{port}")));
-            let l = loads.clone();
-            let started = b
-                .request_timeout(Duration::from_millis(500))
-                .discovery_interval(INTERVAL)
-                .group("g", 1 << 20, None, move |key: String| {
-                    l.fetch_add(1, Ordering::SeqCst);
-                    async move { Ok(format!("v-{key}")) }
-                })
-                .start()
-                .await;
-            match started {
+                .discovery(discovery(dns, &format!("dns+all.gc.test:{port}")))
+                .discovery_interval(interval);
+            match setup(b).start().await {
                 Ok(n) => nodes.push(n),
                 Err(_) => {
                     for n in &nodes {
@@ -213,8 +208,23 @@ pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(rt: R) {
                 }
             }
         }
-        break nodes;
-    };
+        return nodes;
+    }
+}
+
+/// `n` addresses of the loopback range, from 127.0.0.1 on.
+fn loopback_ips(n: u8) -> Vec<IpAddr> {
+    (1..=n).map(|i| IpAddr::from([127, 0, 0, i])).collect()
+}
+
+/// A and AAAA records at one port: each node, on its own loopback address,
+/// finds itself in the answers, and keys are routed to their owners.
+pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(rt: R) {
+    let dns = TestDns::start();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let ips = loopback_ips(3);
+    let setup = |b| with_groups(b, &loads);
+    let nodes = nodes_at_one_port(&rt, &dns, &ips, ips.len(), INTERVAL, setup).await;
     let port = nodes[0].local_addr().port();
     let want: Vec<String> = sorted(ips.iter().map(|ip| format!("{ip}:{port}")).collect());
     // The first round ran before each node served: they agree at once.
@@ -233,6 +243,51 @@ pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(rt: R) {
         "loaded at its owner"
     );
     assert_eq!(loads.load(Ordering::SeqCst), 1);
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+/// The Kubernetes case: a node runs, and serves by forwarding, before the
+/// answer lists it (a pod is ready before the headless Service names it).
+/// Bound to 127.0.0.3 beside members on 127.0.0.1 and 127.0.0.2 at the
+/// same port, it stays outside the answer rather than taking a member's
+/// address for its own; once listed, the keys that move to it come from
+/// their previous owners, not from the origin.
+pub async fn dns_answer_adds_a_node_that_ran_outside_it<R: Runtime>(rt: R) {
+    let dns = TestDns::start();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let ips = loopback_ips(3);
+    let setup = |b| with_groups(b, &loads);
+    let nodes = nodes_at_one_port(&rt, &dns, &ips, 2, INTERVAL, setup).await;
+    let addrs: Vec<String> = nodes.iter().map(|n| n.local_addr().to_string()).collect();
+    for n in &nodes {
+        assert_eq!(sorted(n.members()), addrs[..2].to_vec());
+    }
+    assert_eq!(
+        nodes[2].self_addr(),
+        addrs[2],
+        "outside, under its own name"
+    );
+    let names: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    // Through every node, the one outside included: it forwards.
+    ask_all(&rt, &nodes, &names).await;
+    assert_eq!(loads.load(Ordering::SeqCst), names.len());
+    assert_eq!(nodes[2].stats("g").unwrap().local_loads, 0);
+    dns.set_ips("all.gc.test", &ips);
+    converge(&rt, &nodes, &addrs).await;
+    let moved = names
+        .iter()
+        .filter(|k| nodes[0].owner(k).as_deref() == Some(addrs[2].as_str()))
+        .count();
+    assert!(moved > 0, "no key moved");
+    ask_all(&rt, &nodes[1..], &names).await;
+    ask_all(&rt, &nodes, &names).await;
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        names.len(),
+        "origin loads after the change ({moved} keys moved)"
+    );
     for n in &nodes {
         n.shutdown().await;
     }
@@ -294,37 +349,79 @@ pub struct ScaleOut {
     pub failed_gets: usize,
 }
 
-/// Three nodes found by DNS (SRV records, re-resolved every `interval`)
-/// serve `keys` keys; the records then add a fourth. Gets keep running
-/// through every node until all four agree; then every key is asked again
-/// and the origin loads are counted. `handoff` turns warm handoff on or off.
+/// How the fourth node of [`measure_scale_out`] comes to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Joiner {
+    /// Nodes on 127.0.0.1 at ports of their own, named by SRV records; the
+    /// fourth runs, idle, outside the records until they add it.
+    Idle,
+    /// The Kubernetes layout: each node on its own loopback address
+    /// (127.0.0.1-4) at one port, named by A records, as pods of a headless
+    /// Service. The fourth is ready, and serves by forwarding (a share of
+    /// the measured keys and other gets, for three intervals) before the
+    /// answer lists it.
+    ServedOutside,
+}
+
+/// Three nodes found by DNS (re-resolved every `interval`) serve `keys`
+/// keys; the answer then adds a fourth, which ran outside it as `joiner`
+/// says. Gets keep running through every node until all four agree; then
+/// every key is asked again, through another node than the first time,
+/// and the origin loads are counted. `handoff`
+/// turns warm handoff on or off.
 pub async fn measure_scale_out<R: Runtime>(
     rt: &R,
     keys: usize,
     handoff: bool,
     interval: Duration,
+    joiner: Joiner,
 ) -> ScaleOut {
     let dns = TestDns::start();
     let loads = Arc::new(AtomicUsize::new(0));
-    let mut nodes = Vec::new();
-    for _ in 0..4 {
-        let mut b = Builder::with_runtime(rt.clone())
-            .discovery(discovery(&dns, &format!("dnssrv+{SRV}")))
-            .discovery_interval(interval);
-        if !handoff {
-            b = b.handoff(Duration::ZERO, Duration::ZERO);
+    let setup = |b: Builder<R>| {
+        let b = with_groups(b, &loads);
+        if handoff {
+            b
+        } else {
+            b.handoff(Duration::ZERO, Duration::ZERO)
         }
-        nodes.push(node(b, &loads).await);
-    }
-    let addrs: Vec<String> = nodes.iter().map(|n| n.self_addr()).collect();
+    };
+    let ips = loopback_ips(4);
+    let nodes = match joiner {
+        Joiner::Idle => {
+            let mut nodes = Vec::new();
+            for _ in 0..4 {
+                let b = Builder::with_runtime(rt.clone())
+                    .discovery(discovery(&dns, &format!("dnssrv+{SRV}")))
+                    .discovery_interval(interval);
+                nodes.push(setup(b).start().await.expect("node starts"));
+            }
+            nodes
+        }
+        Joiner::ServedOutside => nodes_at_one_port(rt, &dns, &ips, 3, interval, setup).await,
+    };
+    let addrs: Vec<String> = nodes.iter().map(|n| n.local_addr().to_string()).collect();
     let port = |i: usize| nodes[i].local_addr().port();
     let target = |n: usize| (0..n).map(|i| ("n.gc.test", port(i))).collect::<Vec<_>>();
+    let list = |n: usize| match joiner {
+        Joiner::Idle => dns.set_srv(SRV, &target(n)),
+        Joiner::ServedOutside => dns.set_ips("all.gc.test", &ips[..n]),
+    };
     dns.set_ips("n.gc.test", &["127.0.0.1".parse().unwrap()]);
-    dns.set_srv(SRV, &target(3));
+    list(3);
     converge(rt, &nodes, &sorted(addrs[..3].to_vec())).await;
     let names: Vec<String> = (0..keys).map(|i| format!("k{i}")).collect();
-    ask_all(rt, &nodes[..3], &names).await;
+    let serving = match joiner {
+        Joiner::Idle => &nodes[..3],
+        Joiner::ServedOutside => &nodes[..],
+    };
+    ask_all(rt, serving, &names).await;
     assert_eq!(loads.load(Ordering::SeqCst), keys, "each key loaded once");
+    // The gets that run during the change find their keys cached, as in a
+    // cluster that has served for a while.
+    let live: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
+    ask_all_of(rt, "live", serving, &live).await;
     let before: Vec<Option<String>> = names.iter().map(|k| nodes[0].owner(k)).collect();
     // Gets through every node while the change spreads.
     let stop = Arc::new(AtomicBool::new(false));
@@ -357,7 +454,10 @@ pub async fn measure_scale_out<R: Runtime>(
             done.fetch_add(1, Ordering::SeqCst);
         });
     }
-    dns.set_srv(SRV, &target(4));
+    if joiner == Joiner::ServedOutside {
+        rt.sleep(3 * interval).await;
+    }
+    list(4);
     let converged = converge(rt, &nodes, &sorted(addrs.clone())).await;
     stop.store(true, Ordering::SeqCst);
     bounded(rt, "gets to stop", async {
@@ -371,7 +471,11 @@ pub async fn measure_scale_out<R: Runtime>(
         .zip(&before)
         .filter(|(k, b)| nodes[0].owner(k) != **b)
         .count();
-    ask_all(rt, &nodes, &names).await;
+    // Each key through another node than before, so a copy the first
+    // pass left on the asking node does not answer for it.
+    let mut rotated = nodes.clone();
+    rotated.rotate_left(1);
+    ask_all(rt, &rotated, &names).await;
     for n in &nodes {
         n.shutdown().await;
     }
@@ -385,18 +489,25 @@ pub async fn measure_scale_out<R: Runtime>(
     }
 }
 
-/// Asks every key once, through the nodes in turn, 64 at a time.
+/// Asks every key of group "g" once, through the nodes in turn, 64 at a
+/// time.
 async fn ask_all<R: Runtime>(rt: &R, nodes: &[Node<R>], keys: &[String]) {
+    ask_all_of(rt, "g", nodes, keys).await;
+}
+
+/// Asks every key of `group` once, through the nodes in turn, 64 at a time.
+async fn ask_all_of<R: Runtime>(rt: &R, group: &str, nodes: &[Node<R>], keys: &[String]) {
     for (c, chunk) in keys.chunks(64).enumerate() {
         let (tx, rx) = async_channel::unbounded();
         for (i, k) in chunk.iter().enumerate() {
-            let (n, k, tx) = (
+            let (n, group, k, tx) = (
                 nodes[(c * 64 + i) % nodes.len()].clone(),
+                group.to_string(),
                 k.clone(),
                 tx.clone(),
             );
             rt.spawn(async move {
-                let r = n.get("g", &k).await;
+                let r = n.get(&group, &k).await;
                 let _ = tx.send((k, r)).await;
             });
         }
@@ -411,10 +522,10 @@ async fn ask_all<R: Runtime>(rt: &R, nodes: &[Node<R>], keys: &[String]) {
 /// they converge; with handoff almost no moved key goes to the origin
 /// again; without, most do.
 pub async fn dns_scale_out_hands_moved_keys_over<R: Runtime>(rt: R) {
-    let with = measure_scale_out(&rt, 2_000, true, INTERVAL).await;
+    let with = measure_scale_out(&rt, 2_000, true, INTERVAL, Joiner::Idle).await;
     // Ports, so ring positions, differ from run to run: each run counts
     // its own moved keys.
-    let without = measure_scale_out(&rt, 2_000, false, INTERVAL).await;
+    let without = measure_scale_out(&rt, 2_000, false, INTERVAL, Joiner::Idle).await;
     println!("with handoff {with:?}\nwithout {without:?}");
     for r in [&with, &without] {
         // About a quarter moves; how many depends on the ports' ring points.

@@ -23,8 +23,9 @@ pub use cluster::{
     wire_vectors_answered_byte_for_byte,
 };
 pub use discovery::{
-    dns_a_records_name_each_node_by_its_address, dns_answer_renames_a_node_found_by_its_port,
-    dns_members_follow_the_records_and_survive_a_blip, dns_scale_out_hands_moved_keys_over,
+    dns_a_records_name_each_node_by_its_address, dns_answer_adds_a_node_that_ran_outside_it,
+    dns_answer_renames_a_node_found_by_its_port, dns_members_follow_the_records_and_survive_a_blip,
+    dns_scale_out_hands_moved_keys_over,
 };
 pub use limits::{
     empty_frames_do_not_hold_a_connection, hung_origin_is_cancelled_at_the_load_timeout,
@@ -95,6 +96,7 @@ macro_rules! conformance_tests {
             writes_name_the_peers_they_could_not_reach,
             dns_members_follow_the_records_and_survive_a_blip,
             dns_a_records_name_each_node_by_its_address,
+            dns_answer_adds_a_node_that_ran_outside_it,
             dns_answer_renames_a_node_found_by_its_port,
             dns_scale_out_hands_moved_keys_over,
             tls_refuses_bad_clients_and_serves_good_ones,

@@ -175,26 +175,38 @@ impl Discovery for Vec<String> {
     }
 }
 
-/// Which of `members` is this node: its own name if listed, else an
-/// address on this machine at `port` (its listen port). Returns the member
-/// list to use, sorted so every node builds the same ring, and this node's
-/// name in it, if it is listed.
+/// Which of `members` is this node: its own name if listed, else the
+/// address it listens on; a node listening on every address (`0.0.0.0`,
+/// `::`) is any address of this machine at its listen port. Returns the
+/// member list to use, sorted so every node builds the same ring, and this
+/// node's name in it, if it is listed.
+///
+/// A node bound to one address never takes another local address for its
+/// own: several nodes on one machine (127.0.0.1, 127.0.0.2, … at one port)
+/// are each other's peers, and a node not yet in the answer is outside it.
 pub(crate) fn recognise_self(
     mut members: Vec<String>,
     self_addr: &str,
-    port: u16,
+    listen: SocketAddr,
 ) -> (Vec<String>, Option<String>) {
     members.sort();
     members.dedup();
     let want = self_addr.parse::<SocketAddr>().ok();
+    let is_me = |a: SocketAddr| {
+        a.port() == listen.port()
+            && if listen.ip().is_unspecified() {
+                is_local(a.ip())
+            } else {
+                a.ip() == listen.ip()
+            }
+    };
     let me = members
         .iter()
         .find(|m| *m == self_addr || (want.is_some() && m.parse::<SocketAddr>().ok() == want))
         .or_else(|| {
-            members.iter().find(|m| {
-                m.parse::<SocketAddr>()
-                    .is_ok_and(|a| a.port() == port && is_local(a.ip()))
-            })
+            members
+                .iter()
+                .find(|m| m.parse::<SocketAddr>().is_ok_and(is_me))
         })
         .cloned();
     (members, me)
@@ -238,17 +250,43 @@ mod tests {
     #[test]
     fn a_node_finds_itself_by_name_or_by_a_local_address_at_its_port() {
         let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (m, me) = recognise_self(list(&["127.0.0.2:80", "127.0.0.1:80"]), "127.0.0.1:80", 80);
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let (m, me) = recognise_self(
+            list(&["127.0.0.2:80", "127.0.0.1:80"]),
+            "127.0.0.1:80",
+            at("127.0.0.1:80"),
+        );
         assert_eq!(m, list(&["127.0.0.1:80", "127.0.0.2:80"]));
         assert_eq!(me.as_deref(), Some("127.0.0.1:80"));
         // Listening on 0.0.0.0: the answer on this machine at the port.
-        let (_, me) = recognise_self(list(&["192.0.2.7:80", "127.0.0.1:80"]), "0.0.0.0:80", 80);
+        let any = at("0.0.0.0:80");
+        let (_, me) = recognise_self(list(&["192.0.2.7:80", "127.0.0.1:80"]), "0.0.0.0:80", any);
         assert_eq!(me.as_deref(), Some("127.0.0.1:80"));
         // Another port on this machine is another node.
-        let (_, me) = recognise_self(list(&["127.0.0.1:81"]), "0.0.0.0:80", 80);
+        let (_, me) = recognise_self(list(&["127.0.0.1:81"]), "0.0.0.0:80", any);
         assert_eq!(me, None);
         // 192.0.2.0/24 is documentation space: never local.
-        let (_, me) = recognise_self(list(&["192.0.2.7:80"]), "0.0.0.0:80", 80);
+        let (_, me) = recognise_self(list(&["192.0.2.7:80"]), "0.0.0.0:80", any);
+        assert_eq!(me, None);
+        // Named otherwise, bound to one address: that address at the port.
+        let (_, me) = recognise_self(
+            list(&["127.0.0.1:80", "127.0.0.2:80"]),
+            "first",
+            at("127.0.0.2:80"),
+        );
+        assert_eq!(me.as_deref(), Some("127.0.0.2:80"));
+    }
+
+    #[test]
+    fn a_node_bound_to_one_address_is_not_another_local_address() {
+        // Three nodes on 127.0.0.1-3 at one port; the answer lists only
+        // the first two. The third is outside it, not the first.
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let members = list(&["127.0.0.1:80", "127.0.0.2:80"]);
+        let me3: SocketAddr = "127.0.0.3:80".parse().unwrap();
+        let (_, me) = recognise_self(members.clone(), "127.0.0.3:80", me3);
+        assert_eq!(me, None);
+        let (_, me) = recognise_self(members, "node-3", me3);
         assert_eq!(me, None);
     }
 }

@@ -302,7 +302,7 @@ impl<R: Runtime> Builder<R> {
             peers = vec![cfg.self_addr.clone()];
             match first {
                 Some(Ok(m)) if !m.is_empty() => {
-                    let (m, me) = recognise_self(m, &cfg.self_addr, local.port());
+                    let (m, me) = recognise_self(m, &cfg.self_addr, local);
                     cfg.self_addr = me.unwrap_or(cfg.self_addr);
                     peers = m;
                 }
@@ -325,7 +325,7 @@ impl<R: Runtime> Builder<R> {
             let watch = Watch {
                 discovery: d,
                 interval: self.discovery_interval,
-                port: local.port(),
+                listen: local,
                 last: peers,
             };
             self.rt

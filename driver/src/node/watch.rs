@@ -16,8 +16,8 @@ use crate::runtime::Runtime;
 pub(super) struct Watch {
     pub(super) discovery: Arc<dyn Discovery>,
     pub(super) interval: Duration,
-    /// The listen port: an address of this machine at it is this node.
-    pub(super) port: u16,
+    /// The listen address: how this node finds itself in an answer.
+    pub(super) listen: std::net::SocketAddr,
     /// The last good member list, sorted.
     pub(super) last: Vec<String>,
 }
@@ -75,11 +75,11 @@ pub(super) async fn discovery_loop<R: Runtime>(
 /// Gives the core a changed member list, renaming this node first if the
 /// answers know it by another name.
 fn apply<R: Runtime>(shared: &Arc<Shared<R>>, w: &mut Watch, members: Vec<String>) {
-    let port = w.port;
+    let listen = w.listen;
     let last = &mut w.last;
     shared.input(|n, now| {
         let self_addr = n.config().self_addr.clone();
-        let (members, me) = recognise_self(members, &self_addr, port);
+        let (members, me) = recognise_self(members, &self_addr, listen);
         if members == *last {
             return;
         }
