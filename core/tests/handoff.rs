@@ -390,3 +390,39 @@ fn a_node_that_ran_alone_until_the_list_came_is_warmed_by_handoff() {
     ask_all(&mut sim, &keys, &[3, 2, 1, 0]);
     assert_eq!(sim.load_calls[loads..], [], "origin loads after the change");
 }
+
+#[test]
+fn peeks_never_wait_behind_gets_the_peer_is_loading() {
+    // Two nodes that start together each take the other as the previous
+    // ring. Cold keys asked through both at once make each node forward
+    // gets to the other while it peeks at the other: were a peek queued on
+    // a connection behind a get, each node's answer would wait on the
+    // other's, until the handoff timeout broke the cycle.
+    let mut sim = Sim::new(2, config(true), setup, loader);
+    let keys = keys("k", 200);
+    let start = sim.now;
+    let mut pending = Vec::new();
+    for k in &keys {
+        for i in 0..2 {
+            match sim.get(i, GROUP, k) {
+                Ok(r) => panic!("{k} was cached: {r:?}"),
+                Err(id) => pending.push((i, id, k)),
+            }
+        }
+    }
+    assert!(sim.run_until(Duration::from_secs(10), |s| pending
+        .iter()
+        .all(|&(i, id, _)| s.result(i, id).is_some())));
+    for &(i, id, k) in &pending {
+        assert_eq!(sim.result(i, id), Some(&Ok(value_of(k))));
+    }
+    assert_eq!(sim.load_calls.len(), keys.len(), "each key loaded once");
+    // Every peek was answered (a miss: the cluster is cold), none waited
+    // out its timeout.
+    let timeout = Config::new("x").handoff_timeout;
+    assert!(sim.now - start < timeout, "took {:?}", sim.now - start);
+    let misses: u64 = (0..2)
+        .map(|i| sim.nodes[i].node.stats(GROUP).unwrap().handoff_misses)
+        .sum();
+    assert_eq!(misses as usize, keys.len());
+}

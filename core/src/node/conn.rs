@@ -143,7 +143,7 @@ impl Node {
                     // back it off and fail what waits for it too, so that no
                     // get waits on it again until a probe brings it back.
                     pool.back_off(now + self.cfg.peer_backoff);
-                    failed.extend(pool.backlog.drain(..));
+                    failed.extend(pool.drain_queued());
                 }
                 let why = if timed_out {
                     Failure::Timeout

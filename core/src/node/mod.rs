@@ -133,6 +133,17 @@ struct Sent {
     max_deadline: Instant,
 }
 
+impl Sent {
+    /// Whether the peer answers this at once, from memory: a peek never
+    /// loads and a probe names no group. Such requests go on a connection
+    /// of their own, so that none waits behind a get the peer is loading,
+    /// which could wait on a peek of its own back to this node: two nodes
+    /// peeking each other behind gets would each hold the other's answer.
+    fn is_quick(&self) -> bool {
+        matches!(self.ask, Ask::Handoff { .. } | Ask::Probe)
+    }
+}
+
 struct Inbound {
     buf: BytesMut,
     dec: FrameDecoder,
@@ -166,6 +177,9 @@ struct Outbound {
     inflight: VecDeque<Sent>,
     pipelining: bool,
     last_active: Instant,
+    /// The pool's quick connection: it carries only requests the peer
+    /// answers at once ([`Sent::is_quick`]), so none waits behind a get.
+    quick: bool,
 }
 
 enum Conn {
@@ -177,6 +191,8 @@ enum Conn {
 struct Pool {
     conns: Vec<ConnId>,
     backlog: VecDeque<Sent>,
+    /// Requests for the quick connection (peeks and probes), in order.
+    quick: VecDeque<Sent>,
     health: Health,
     /// Whether the peer understands writes, as its last answer said; `None`
     /// until it answered anything.
@@ -191,6 +207,30 @@ impl Pool {
     /// No request goes to the peer until `until`, and then only a probe.
     fn back_off(&mut self, until: Instant) {
         self.health = Health::Down { until };
+    }
+
+    /// The queue a request waits in for a connection.
+    fn queue_for(&mut self, s: &Sent) -> &mut VecDeque<Sent> {
+        if s.is_quick() {
+            &mut self.quick
+        } else {
+            &mut self.backlog
+        }
+    }
+
+    /// Empties both queues.
+    fn drain_queued(&mut self) -> impl Iterator<Item = Sent> + '_ {
+        self.quick.drain(..).chain(self.backlog.drain(..))
+    }
+
+    /// The earlier of the queues' front deadlines: what the pool's timer
+    /// waits for.
+    fn next_deadline(&self) -> Option<Instant> {
+        [self.quick.front(), self.backlog.front()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.deadline)
+            .min()
     }
 }
 
@@ -397,6 +437,7 @@ impl Node {
         self.pools.retain(|p, pool| {
             !pool.conns.is_empty()
                 || !pool.backlog.is_empty()
+                || !pool.quick.is_empty()
                 || !pool.held.is_empty()
                 || ring.peers().iter().any(|r| r == p)
         });
@@ -582,11 +623,26 @@ impl Node {
         self.validate_writes()?;
         self.validate_handoffs()?;
         for (peer, p) in &self.pools {
+            let mut quick = 0;
             for c in &p.conns {
                 match self.conns.get(c) {
-                    Some(Conn::Out(o)) if &o.peer == peer => {}
+                    Some(Conn::Out(o)) if &o.peer == peer => {
+                        quick += usize::from(o.quick);
+                        if o.inflight.iter().any(|s| s.is_quick() != o.quick) {
+                            return Err(format!("{c} to {peer} carries another lane's request"));
+                        }
+                    }
                     _ => return Err(format!("pool {peer} lists a stray {c}")),
                 }
+            }
+            if quick > 1 || p.conns.len() - quick > self.cfg.max_conns_per_peer {
+                return Err(format!(
+                    "pool {peer} has {} connections, {quick} quick",
+                    p.conns.len()
+                ));
+            }
+            if p.quick.iter().any(|s| !s.is_quick()) || p.backlog.iter().any(Sent::is_quick) {
+                return Err(format!("pool {peer} queues a request in the wrong lane"));
             }
         }
         Ok(())

@@ -131,11 +131,8 @@ impl Node {
     /// can take it.
     pub(super) fn enqueue(&mut self, now: Instant, peer: &Arc<str>, s: Sent) {
         let deadline = s.deadline;
-        self.pools
-            .entry(peer.clone())
-            .or_default()
-            .backlog
-            .push_back(s);
+        let pool = self.pools.entry(peer.clone()).or_default();
+        pool.queue_for(&s).push_back(s);
         self.arm(deadline, Timer::Peer(peer.clone()));
         self.pump(now, peer);
     }
@@ -147,7 +144,7 @@ impl Node {
         let deadline = s.deadline;
         let pool = self.pools.entry(peer.clone()).or_default();
         pool.hello = true;
-        pool.backlog.push_front(s);
+        pool.quick.push_front(s);
         self.arm(deadline, Timer::Peer(peer.clone()));
         self.pump(now, peer);
     }
@@ -201,13 +198,16 @@ impl Node {
         };
         let max_pipe = self.cfg.max_pipeline;
         let mut connecting = 0;
+        let (mut quick_conn, mut others) = (false, 0);
         let mut sends: Vec<(ConnId, BytesMut)> = Vec::new();
         for &c in &pool.conns {
             let Some(Conn::Out(o)) = self.conns.get_mut(&c) else {
                 continue;
             };
+            quick_conn |= o.quick;
+            others += usize::from(!o.quick);
             if o.connect_deadline.is_some() {
-                connecting += 1;
+                connecting += usize::from(!o.quick);
                 continue;
             }
             let room = if o.pipelining {
@@ -215,9 +215,14 @@ impl Node {
             } else {
                 usize::from(o.inflight.is_empty())
             };
+            let queue = if o.quick {
+                &mut pool.quick
+            } else {
+                &mut pool.backlog
+            };
             let mut data = BytesMut::new();
             for _ in 0..room {
-                let Some(s) = pool.backlog.pop_front() else {
+                let Some(s) = queue.pop_front() else {
                     break;
                 };
                 encode_frame(&request_of(&s), &mut data);
@@ -229,13 +234,15 @@ impl Node {
             }
         }
         let want = pool.backlog.len().saturating_sub(connecting);
-        let open = want.min(self.cfg.max_conns_per_peer.saturating_sub(pool.conns.len()));
+        let open = want.min(self.cfg.max_conns_per_peer.saturating_sub(others));
         let mut new_conns = Vec::new();
-        for _ in 0..open {
+        // The quick connection comes on top of the others' budget.
+        let quick = (!quick_conn && !pool.quick.is_empty()).then_some(true);
+        for quick in quick.into_iter().chain(std::iter::repeat_n(false, open)) {
             self.next_id += 1;
             let conn = ConnId(self.next_id);
             pool.conns.push(conn);
-            new_conns.push(conn);
+            new_conns.push((conn, quick));
         }
         for (conn, data) in sends {
             self.arm_conn(conn);
@@ -244,7 +251,7 @@ impl Node {
                 data: data.freeze(),
             });
         }
-        for conn in new_conns {
+        for (conn, quick) in new_conns {
             let deadline = now + self.cfg.connect_timeout;
             self.conns.insert(
                 conn,
@@ -256,6 +263,7 @@ impl Node {
                     inflight: VecDeque::new(),
                     pipelining: false,
                     last_active: now,
+                    quick,
                 }),
             );
             self.arm_conn(conn);

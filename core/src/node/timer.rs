@@ -80,8 +80,8 @@ impl Node {
             }
         }
         for (peer, p) in &self.pools {
-            if let Some(s) = p.backlog.front() {
-                fresh.push(Reverse((s.deadline, Timer::Peer(peer.clone()))));
+            if let Some(at) = p.next_deadline() {
+                fresh.push(Reverse((at, Timer::Peer(peer.clone()))));
             }
         }
         for (&id, l) in &self.loads {
@@ -166,12 +166,14 @@ impl Node {
             return;
         };
         let mut expired = Vec::new();
-        while pool.backlog.front().is_some_and(|s| s.deadline <= now) {
-            expired.extend(pool.backlog.pop_front());
+        for queue in [&mut pool.quick, &mut pool.backlog] {
+            while queue.front().is_some_and(|s| s.deadline <= now) {
+                expired.extend(queue.pop_front());
+            }
         }
         // Timer records may have been compacted to one per pool: re-arm for
-        // the new front, or its requests would wait forever.
-        if let Some(next) = pool.backlog.front().map(|s| s.deadline) {
+        // the new fronts, or their requests would wait forever.
+        if let Some(next) = pool.next_deadline() {
             self.arm(next, Timer::Peer(peer.clone()));
         }
         for s in expired {

@@ -482,7 +482,7 @@ impl Node {
             let Some(p) = self.pools.get_mut(&peer) else {
                 continue;
             };
-            let mut queued: Vec<super::Sent> = p.backlog.drain(..).collect();
+            let mut queued: Vec<super::Sent> = p.drain_queued().collect();
             queued.append(&mut p.held);
             for s in queued {
                 self.peer_failed(now, &peer, s, super::peer::Failure::Shutdown);
