@@ -1,10 +1,11 @@
 //! The cache against its oracle, and its eviction, accounting and expiry
 //! rules one by one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use groupcache_core::cache::Cache;
+use groupcache_core::testing::epoch;
 use groupcache_core::testing::model::{CacheCheck, CacheOp};
 use proptest::prelude::*;
 
@@ -29,18 +30,13 @@ proptest! {
         overhead in prop_oneof![Just(0usize), 1usize..24],
         segment in prop_oneof![Just(0usize), 8usize..160],
     ) {
-        let mut check = CacheCheck::with_segment_size(max, overhead, segment, t0());
+        let mut check = CacheCheck::with_segment_size(max, overhead, segment, epoch());
         for op in &ops {
             if let Err(e) = check.step(op) {
                 return Err(TestCaseError::fail(format!("{op:?}: {e}")));
             }
         }
     }
-}
-
-fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
 }
 
 fn b(s: &'static str) -> Bytes {
@@ -54,7 +50,7 @@ fn segmented(max: usize) -> Cache {
 
 #[test]
 fn entries_read_since_written_survive_their_segments_eviction() {
-    let now = t0();
+    let now = epoch();
     // Room for 30 two-byte entries: three segments.
     let mut c = segmented(60);
     let keys: Vec<String> = (0..30).map(|i| char::from(b'A' + i).to_string()).collect();
@@ -84,7 +80,7 @@ fn entries_read_since_written_survive_their_segments_eviction() {
 
 #[test]
 fn removed_and_replaced_items_stay_charged_until_their_segment_goes() {
-    let now = t0();
+    let now = epoch();
     let mut c = segmented(1000);
     for k in ["a", "b", "c"] {
         c.insert(k, &b("1234"), None, now);
@@ -108,7 +104,7 @@ fn removed_and_replaced_items_stay_charged_until_their_segment_goes() {
 
 #[test]
 fn hits_on_a_closed_segment_share_its_buffer() {
-    let now = t0();
+    let now = epoch();
     let mut c = segmented(1000);
     for i in 0..12 {
         c.insert(&format!("k{i:02}"), &Bytes::from(vec![i; 4]), None, now);
@@ -131,7 +127,7 @@ fn hits_on_a_closed_segment_share_its_buffer() {
 
 #[test]
 fn entry_larger_than_budget_is_refused_and_drops_the_old_value() {
-    let now = t0();
+    let now = epoch();
     let mut c = Cache::new(8);
     assert!(c.insert("k", &b("v"), None, now));
     assert!(!c.insert("k", &b("too large a value"), None, now));
@@ -143,7 +139,7 @@ fn entry_larger_than_budget_is_refused_and_drops_the_old_value() {
 fn an_insert_keeps_its_entry_even_when_its_segment_must_go() {
     // A segment as large as the budget: making room for the new entry
     // evicts the segment it was written to, and the entry moves instead.
-    let now = t0();
+    let now = epoch();
     let mut c = Cache::with_segment_size(20, 0, 1000);
     for k in ["a", "b", "c", "d", "e", "f"] {
         assert!(c.insert(k, &b("123456789"), None, now));
@@ -156,7 +152,7 @@ fn an_insert_keeps_its_entry_even_when_its_segment_must_go() {
 #[test]
 fn re_added_key_keeps_its_new_deadline() {
     // The original's per-insert timer deleted a re-added key early.
-    let now = t0();
+    let now = epoch();
     let mut c = Cache::new(100);
     let s = Duration::from_secs(1);
     c.insert("k", &b("1"), Some(now + s), now);
@@ -169,7 +165,7 @@ fn re_added_key_keeps_its_new_deadline() {
 
 #[test]
 fn expired_entries_are_swept_on_insert() {
-    let now = t0();
+    let now = epoch();
     let mut c = Cache::new(1000);
     for i in 0..8 {
         c.insert(
@@ -189,7 +185,7 @@ fn expired_entries_are_swept_on_insert() {
 
 #[test]
 fn a_segment_is_swept_when_its_last_entry_expires() {
-    let now = t0();
+    let now = epoch();
     let ms = Duration::from_millis;
     let mut c = segmented(1000);
     for i in 0..10u64 {
@@ -213,7 +209,7 @@ fn a_segment_is_swept_when_its_last_entry_expires() {
 
 #[test]
 fn stats_count_gets_hits_and_evictions() {
-    let now = t0();
+    let now = epoch();
     let mut c = Cache::new(4);
     c.insert("a", &b("1"), None, now);
     c.get("a", now);

@@ -3,20 +3,16 @@
 //! while entries are inserted the way a node inserts them (a fresh value
 //! from the loader, with an expiry) and handed out once (a get).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use groupcache_core::cache::{Cache, ENTRY_OVERHEAD};
+use groupcache_core::testing::epoch;
 
 /// What the charge may exceed this test's count by: the index is half full
 /// here, and the charge assumes its lowest load (7/16), 5 bytes more; the
 /// allocator's headers are per segment, a fraction of a byte per entry.
 const ALLOCATOR_PER_ENTRY: usize = 8;
-
-fn epoch() -> Instant {
-    #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
-    Instant::now()
-}
 
 /// Bytes allocated per entry beyond key and value, for `n` entries.
 fn allocated_per_entry(n: usize, value_len: usize) -> f64 {

@@ -207,8 +207,7 @@ fn a_go_previous_owner_only_ever_sees_the_probe() {
     // A Go node reads a peek as a get and would load the key: a new owner
     // sends it the empty probe only, and loads once the answer shows it
     // does not understand the extensions.
-    #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
-    let now = std::time::Instant::now();
+    let now = groupcache_core::testing::epoch();
     let (me, go) = ("rust:1", "go:1");
     let mut node = Node::new(Config::new(me));
     setup(&mut node);

@@ -2,22 +2,18 @@
 //! checked here on the pure state machine with a fake clock.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use groupcache_core::frame::decode_all;
 use groupcache_core::node::{
     CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, LoadId, Node, Output, Refused,
 };
+use groupcache_core::testing::epoch;
 use groupcache_core::testing::{request_frame, Fault, Sim, SimLoader};
 use groupcache_core::wire::{encode_frame, Request, Response};
 
 const GROUP: &str = "g";
-
-fn epoch() -> Instant {
-    #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
-    Instant::now()
-}
 
 fn value_of(key: &str) -> Bytes {
     Bytes::from(format!("value of {key}"))

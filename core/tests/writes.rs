@@ -7,12 +7,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use groupcache_core::node::{
     Config, Error, Get, GroupConfig, Loaded, Node, Output, WriteOp, WriteReport, Written,
 };
+use groupcache_core::testing::epoch;
 use groupcache_core::testing::{
     connected, drain, frame, probe_answered_as_go, requests, sent_on, Fault, Sim, SimLoader,
 };
@@ -414,11 +415,6 @@ fn a_client_that_is_not_a_member_gets_and_writes_through_a_node() {
         sim.result(c, get),
         Some(Err(Error::Unreachable(_)))
     ));
-}
-
-fn epoch() -> Instant {
-    #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
-    Instant::now()
 }
 
 #[test]

@@ -1,20 +1,16 @@
 //! Tests that need the cache's insides.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::Cache;
-
-fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
-}
+use crate::testing::epoch;
 
 #[test]
 fn segment_ids_wrap_around() {
     // Ids count up in a u32; a long-lived cache passes u32::MAX.
-    let now = t0();
+    let now = epoch();
     let mut c = Cache::new(64 * 1024);
     c.store.set_base(u32::MAX - 3);
     assert!(c.segment_size() > 0);

@@ -477,7 +477,7 @@ impl Node {
     /// written. Loads under way still complete.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
-        let idle: Vec<ConnId> = self
+        let mut idle: Vec<ConnId> = self
             .conns
             .iter()
             .filter(|(_, c)| match c {
@@ -486,6 +486,8 @@ impl Node {
             })
             .map(|(&id, _)| id)
             .collect();
+        // In the order they were opened, not a hash seed's.
+        idle.sort();
         for id in idle {
             self.close(now, id, Some(CloseReason::Shutdown));
         }

@@ -18,13 +18,9 @@ use crate::node::{
     Config, ConnId, Get, GetId, GroupConfig, LoadError, LoadId, Node, Output, WriteId, WriteOp,
     Written,
 };
+use crate::testing::epoch;
 use crate::testing::model::{CacheCheck, CacheOp};
 use crate::wire::{encode_frame, Request, Response, OP_GET, OP_PEEK, OP_PURGE, OP_REMOVE, OP_SET};
-
-fn epoch() -> Instant {
-    #[allow(clippy::disallowed_methods)] // the one real instant: the epoch
-    Instant::now()
-}
 
 /// Feeds bytes to the frame decoder in the splits the input chooses and
 /// compares with one-shot decoding. No frame exceeds the maximum and the

@@ -10,11 +10,21 @@ pub mod vectors;
 
 pub use sim::{Fault, Sim, SimLoader, SimNode};
 
+use std::time::Instant;
+
 use bytes::BytesMut;
 
 use crate::frame::decode_all;
 use crate::node::{ConnId, Node, Output};
 use crate::wire::{encode_frame, Request, Response, CODE_NO_GROUP, NO_GROUP_MESSAGE};
+
+/// The one real instant of a test or fuzz run: where its fake clock starts.
+/// Every later time is this plus a simulated duration, so nothing the test
+/// checks depends on how fast the machine runs it.
+pub fn epoch() -> Instant {
+    #[allow(clippy::disallowed_methods)] // the one real instant
+    Instant::now()
+}
 
 /// A whole request frame for `group`/`key` as a Go client sends it: no
 /// extension fields.

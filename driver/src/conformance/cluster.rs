@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -71,14 +71,18 @@ pub async fn stopped_node_keys_still_served_within_the_timeout<R: Runtime>(rt: R
         .take(3)
         .collect();
     nodes[2].shutdown().await;
-    let request_timeout = Duration::from_millis(500);
+    // The stopped node refuses connections: a get falls back at once, or
+    // at worst after the request timeout (500 ms). What must never happen
+    // is a wait for the load timeout or the longest wait (30 s and more);
+    // the bound sits far from both, so a busy machine cannot trip it.
+    let bound = Duration::from_secs(10);
     for k in &keys {
         for n in &nodes[..2] {
-            let start = Instant::now();
+            let start = rt.now();
             let r = bounded(&rt, "get", n.get("score", k)).await;
             assert_eq!(r, Err(Error::NotFound(format!("{k} not exist").into())));
-            let took = start.elapsed();
-            assert!(took < request_timeout * 2, "{k} took {took:?}");
+            let took = rt.now() - start;
+            assert!(took < bound, "{k} took {took:?}");
         }
     }
     // Each survivor loaded the keys itself.
@@ -139,7 +143,7 @@ pub async fn slow_sender_is_cut_off<R: Runtime>(rt: R) {
     let node = &nodes[0];
     let (mut r, mut w) = raw(&rt, node).await;
     let frame = request_frame("score", "Tom");
-    let start = Instant::now();
+    let start = rt.now();
     w.write_all(&frame[..9]).await.unwrap();
     w.flush().await.unwrap();
     let tick = rt.clone();
@@ -158,11 +162,8 @@ pub async fn slow_sender_is_cut_off<R: Runtime>(rt: R) {
     })
     .await;
     assert!(answer.is_empty());
-    assert!(
-        start.elapsed() >= limit,
-        "cut off after {:?}",
-        start.elapsed()
-    );
+    let took = rt.now() - start;
+    assert!(took >= limit, "cut off after {took:?}");
     let v = bounded(
         &rt,
         "get",
