@@ -2,8 +2,9 @@
 //!
 //! Everything a groupcache node decides lives here as plain state machines
 //! with no sockets, no tasks and no clock: time is always an input (`now`).
-//! Runtime adapters (`groupcache-tokio`, `groupcache-async-std`) move bytes
-//! and run loaders; this crate tells them what to do.
+//! Runtime adapters (`groupcache-tokio`, `groupcache-async-std` for
+//! async-std and smol, `groupcache-compio` for io_uring) move bytes and run
+//! loaders; this crate tells them what to do.
 //!
 //! - [`frame`]: the bttcp framing (8-byte little-endian length + payload).
 //! - [`wire`]: the protobuf `Request` / `Response` of go-needle/groupcache.

@@ -12,7 +12,7 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use crate::tls::Tls;
 
 /// An async runtime the driver can run on. The adapters implement it for
-/// tokio, async-std and smol; it holds no logic of its own.
+/// tokio, async-std, smol and compio; it holds no logic of its own.
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// A TCP connection, whole: what TLS wraps.
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;

@@ -1,31 +1,4 @@
-//! groupcache-rs on tokio.
-//!
-//! A distributed read-through cache: named groups, each with a byte budget,
-//! a TTL and a loader; every key has one owner on a consistent-hash ring; a
-//! miss is loaded once in the cluster. Peers speak go-needle/groupcache's
-//! protocol, so Rust and Go nodes can share a cluster.
-//!
-//! ```no_run
-//! use std::time::{Duration, Instant};
-//! use groupcache_tokio::{Builder, LoadError};
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let node = Builder::new()
-//!     .listen("127.0.0.1:8001".parse()?)
-//!     .peers(["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"])
-//!     .group("score", 2 << 10, Some(Duration::from_secs(1024)), |key: String| async move {
-//!         match key.as_str() {
-//!             "Tom" => Ok("630"),
-//!             _ => Err(LoadError::NotFound(format!("{key} not exist"))),
-//!         }
-//!     })
-//!     .start()
-//!     .await?;
-//! let score = node.group("score").unwrap();
-//! println!("{:?}", score.get("Tom").await?);
-//! node.shutdown().await;
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 
 use std::future::Future;
 use std::io;

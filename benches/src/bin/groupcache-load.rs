@@ -30,7 +30,11 @@ use tokio_util::either::Either;
 
 /// Load generator for groupcache nodes and memcached.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "groupcache-load", version, about)]
+#[command(
+    name = "groupcache-load",
+    version,
+    about = "Load generator for groupcache nodes and memcached: requests/s, latency percentiles and server CPU per request"
+)]
 struct Args {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:8001")]
