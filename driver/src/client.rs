@@ -39,6 +39,7 @@ pub struct Client<R: Runtime> {
     rt: R,
     addr: Arc<str>,
     cfg: Config,
+    tls: Option<Tls>,
     /// Started on first use, stopped when the last clone is dropped.
     engine: Arc<OnceLock<Engine<R>>>,
 }
@@ -59,6 +60,7 @@ impl<R: Runtime> Clone for Client<R> {
             rt: self.rt.clone(),
             addr: self.addr.clone(),
             cfg: self.cfg.clone(),
+            tls: self.tls.clone(),
             engine: self.engine.clone(),
         }
     }
@@ -81,6 +83,7 @@ impl<R: Runtime> Client<R> {
             addr: addr.into().into(),
             // Not a member: its name is in no peer list.
             cfg: Config::new(""),
+            tls: None,
             engine: Arc::default(),
         }
     }
@@ -96,7 +99,7 @@ impl<R: Runtime> Client<R> {
     /// Speaks mutual TLS with the node (its certificate verified against
     /// the CA, this client's presented). Set it before the first request.
     pub fn tls(mut self, tls: Tls) -> Self {
-        self.rt.set_tls(Some(tls));
+        self.tls = Some(tls);
         self.engine = Arc::default();
         self
     }
@@ -116,7 +119,8 @@ impl<R: Runtime> Client<R> {
             .engine
             .get_or_init(|| {
                 let node = core::Node::new(self.cfg.clone());
-                let (shared, _idle) = Shared::start(self.rt.clone(), node, Default::default());
+                let (shared, _idle) =
+                    Shared::start(self.rt.clone(), self.tls.clone(), node, Default::default());
                 Engine(shared)
             })
             .0

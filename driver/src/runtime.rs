@@ -1,6 +1,7 @@
 //! What the driver needs from an async runtime: tasks, sleeps and TCP.
-//! TLS is not the runtime's business: a runtime value only carries the
-//! [`Tls`] settings it was given, and the driver wraps the streams.
+//! TLS is not the runtime's business: a node or client holds its own
+//! [`Tls`](crate::Tls) settings, and the driver wraps the runtime's
+//! streams.
 
 use std::future::Future;
 use std::io;
@@ -8,8 +9,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
-
-use crate::tls::Tls;
 
 /// An async runtime the driver can run on. The adapters implement it for
 /// tokio, async-std, smol and compio; it holds no logic of its own.
@@ -35,7 +34,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// here, so a runtime with a test clock (tokio's paused time) drives the
     /// node's timeouts too. Must agree with [`Runtime::sleep`].
     fn now(&self) -> Instant {
-        // The one place the driver reads the system clock.
+        // Every time the node decides by is read here. (TLS also reads the
+        // clock, only to look at its files at most once a second.)
         Instant::now()
     }
 
@@ -73,14 +73,6 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         &'a self,
         listener: &'a Self::Listener,
     ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send + 'a;
-
-    /// The TLS settings this runtime value carries: every connection a node
-    /// or client on it accepts or opens speaks TLS with them.
-    fn tls(&self) -> Option<&Tls>;
-
-    /// Carries `tls` from now on (`None`: plaintext). Nodes and clients
-    /// built on this value afterwards use it.
-    fn set_tls(&mut self, tls: Option<Tls>);
 }
 
 /// Runs `fut` for at most `d`; `None` if time ran out first.

@@ -1,7 +1,7 @@
 //! The byte streams of a connection: the runtime's own halves, or halves
-//! of a TLS stream over it when the runtime value carries [`Tls`]
-//! settings. Every connection the driver accepts or opens goes through
-//! here, so nodes, clients and tests speak TLS alike.
+//! of a TLS stream over it when the node or client has [`Tls`] settings.
+//! Every connection the driver accepts or opens goes through here, so
+//! nodes, clients and tests speak TLS alike.
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +13,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsStream;
 
 use crate::runtime::Runtime;
+use crate::tls::Tls;
 
 /// The read half of a connection.
 pub(crate) enum Reader<R: Runtime> {
@@ -30,39 +31,42 @@ pub(crate) enum Writer<R: Runtime> {
     Tls(WriteHalf<TlsStream<R::Stream>>),
 }
 
-/// Opens a connection to `addr`, with a TLS handshake if `rt` carries TLS
-/// settings; the handshake is cut off after `limit`.
+/// Opens a connection to `addr`, with a TLS handshake if `tls` is given;
+/// the handshake is cut off after `limit`.
 pub(crate) async fn connect<R: Runtime>(
     rt: &R,
+    tls: Option<&Tls>,
     addr: &str,
     limit: Duration,
 ) -> io::Result<(Reader<R>, Writer<R>)> {
     let stream = rt.connect(addr.to_string()).await?;
-    outbound(rt, stream, addr, limit).await
+    outbound(rt, tls, stream, addr, limit).await
 }
 
 /// Makes a connection this side opened to `addr` usable: a TLS handshake
-/// if `rt` carries TLS settings, cut off after `limit`.
+/// if `tls` is given, cut off after `limit`.
 pub(crate) async fn outbound<R: Runtime>(
     rt: &R,
+    tls: Option<&Tls>,
     stream: R::Stream,
     addr: &str,
     limit: Duration,
 ) -> io::Result<(Reader<R>, Writer<R>)> {
-    match rt.tls() {
+    match tls {
         None => Ok(plain::<R>(stream)),
         Some(tls) => Ok(halves(tls.connect(rt, stream, addr, limit).await?)),
     }
 }
 
-/// Makes an accepted connection usable: a TLS handshake if `rt` carries
-/// TLS settings, cut off after `limit`.
+/// Makes an accepted connection usable: a TLS handshake if `tls` is given,
+/// cut off after `limit`.
 pub(crate) async fn accepted<R: Runtime>(
     rt: &R,
+    tls: Option<&Tls>,
     stream: R::Stream,
     limit: Duration,
 ) -> io::Result<(Reader<R>, Writer<R>)> {
-    match rt.tls() {
+    match tls {
         None => Ok(plain::<R>(stream)),
         Some(tls) => Ok(halves(tls.accept(rt, stream, limit).await?)),
     }

@@ -56,7 +56,6 @@ pub enum Executor {
 #[derive(Clone, Debug)]
 pub struct AsyncIo {
     exec: Executor,
-    tls: Option<Tls>,
 }
 
 impl AsyncIo {
@@ -65,7 +64,6 @@ impl AsyncIo {
     pub fn smol() -> Self {
         Self {
             exec: Executor::Smol,
-            tls: None,
         }
     }
 
@@ -74,7 +72,6 @@ impl AsyncIo {
     pub fn async_std() -> Self {
         Self {
             exec: Executor::AsyncStd,
-            tls: None,
         }
     }
 
@@ -162,14 +159,6 @@ impl groupcache_driver::Runtime for AsyncIo {
         let (s, peer) = listener.accept().await?;
         let _ = s.set_nodelay(true);
         Ok((s, peer))
-    }
-
-    fn tls(&self) -> Option<&Tls> {
-        self.tls.as_ref()
-    }
-
-    fn set_tls(&mut self, tls: Option<Tls>) {
-        self.tls = tls;
     }
 }
 

@@ -146,7 +146,6 @@ impl CompioThreads {
             started.recv().map_err(|_| stopped_thread())??;
             me.runtimes.push(Compio {
                 home: Home { jobs },
-                tls: None,
             });
         }
         Ok(me)

@@ -66,11 +66,10 @@ pub type Group = groupcache_driver::Group<Compio>;
 pub type Client = groupcache_driver::Client<Compio>;
 
 /// A compio runtime as the driver sees it: the thread it spawns on when
-/// called from outside compio (its home), and the TLS settings it carries.
+/// called from outside compio (its home).
 #[derive(Clone, Debug)]
 pub struct Compio {
     home: Home,
-    tls: Option<Tls>,
 }
 
 impl Compio {
@@ -83,7 +82,6 @@ impl Compio {
     pub fn current() -> Self {
         Self {
             home: Home::current(),
-            tls: None,
         }
     }
 }
@@ -178,13 +176,5 @@ impl groupcache_driver::Runtime for Compio {
             Stream::new(self.home.clone(), stream::Source::Compio(s)),
             peer,
         ))
-    }
-
-    fn tls(&self) -> Option<&Tls> {
-        self.tls.as_ref()
-    }
-
-    fn set_tls(&mut self, tls: Option<Tls>) {
-        self.tls = tls;
     }
 }

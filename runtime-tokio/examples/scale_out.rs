@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use groupcache_driver::conformance::discovery::{measure_scale_out, Joiner};
+use groupcache_driver::conformance::Suite;
 use groupcache_tokio::Tokio;
 
 #[tokio::main]
@@ -37,7 +38,14 @@ async fn main() {
     for joiner in joiners {
         for handoff in [true, false] {
             for _ in 0..rounds {
-                let r = measure_scale_out(&Tokio::current(), keys, handoff, interval, joiner).await;
+                let r = measure_scale_out(
+                    &Suite::plain(Tokio::current()),
+                    keys,
+                    handoff,
+                    interval,
+                    joiner,
+                )
+                .await;
                 println!(
                     "{:<7} {:<8} {:>6} {:>13} {:>10.2}% {:>9.3}s {:>12} {:>7}",
                     if joiner == Joiner::Idle {

@@ -13,7 +13,6 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatE
 #[derive(Clone, Debug)]
 pub struct Tokio {
     handle: Handle,
-    tls: Option<Tls>,
 }
 
 impl Tokio {
@@ -24,13 +23,12 @@ impl Tokio {
     pub fn current() -> Self {
         Self {
             handle: Handle::current(),
-            tls: None,
         }
     }
 
     /// A given runtime.
     pub fn from_handle(handle: Handle) -> Self {
-        Self { handle, tls: None }
+        Self { handle }
     }
 
     /// The runtime's handle: its tasks are spawned here.
@@ -106,14 +104,6 @@ impl groupcache_driver::Runtime for Tokio {
     async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
         let (s, peer) = listener.accept().await?;
         Ok((nodelay(s), peer))
-    }
-
-    fn tls(&self) -> Option<&Tls> {
-        self.tls.as_ref()
-    }
-
-    fn set_tls(&mut self, tls: Option<Tls>) {
-        self.tls = tls;
     }
 }
 

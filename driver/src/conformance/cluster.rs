@@ -9,7 +9,8 @@ use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use groupcache_core::testing::vectors;
 
-use crate::{sample, transport, Builder, Client, Error, LoadError, Runtime};
+use super::Suite;
+use crate::{sample, transport, Error, LoadError, Runtime};
 
 use super::{
     bounded, cluster, cold_gets_over_three_nodes, get_in_background, index_of, raw, raw_get,
@@ -17,8 +18,9 @@ use super::{
 };
 
 /// A get through any node returns the value, loaded once, by the owner.
-pub async fn gets_through_any_node_return_the_owners_value<R: Runtime>(rt: R) {
-    let (nodes, loads) = cluster(&rt, 3, |b| b).await;
+pub async fn gets_through_any_node_return_the_owners_value<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
+    let (nodes, loads) = cluster(&cx, 3, |b| b).await;
     for (group, table) in sample::GROUPS {
         for (key, value) in table.iter() {
             for n in &nodes {
@@ -52,18 +54,19 @@ pub async fn gets_through_any_node_return_the_owners_value<R: Runtime>(rt: R) {
 }
 
 /// 200 concurrent gets of one cold key over three nodes load it once.
-pub async fn concurrent_cold_gets_load_once_in_the_cluster<R: Runtime>(rt: R) {
+pub async fn concurrent_cold_gets_load_once_in_the_cluster<R: Runtime>(cx: Suite<R>) {
     // A slow origin, so that the gets overlap the load.
     let calls =
-        cold_gets_over_three_nodes(&rt, Duration::from_secs(3), Duration::from_millis(200), 200)
+        cold_gets_over_three_nodes(&cx, Duration::from_secs(3), Duration::from_millis(200), 200)
             .await;
     assert_eq!(calls, 1, "one load in the whole cluster");
 }
 
 /// Keys owned by a stopped node are served by the others within the request
 /// timeout.
-pub async fn stopped_node_keys_still_served_within_the_timeout<R: Runtime>(rt: R) {
-    let (nodes, loads) = cluster(&rt, 3, |b| b).await;
+pub async fn stopped_node_keys_still_served_within_the_timeout<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
+    let (nodes, loads) = cluster(&cx, 3, |b| b).await;
     let victim = nodes[2].self_addr();
     let keys: Vec<String> = (0..)
         .map(|i| format!("k{i}"))
@@ -98,16 +101,17 @@ pub async fn stopped_node_keys_still_served_within_the_timeout<R: Runtime>(rt: R
 
 /// Garbage, a huge length, a negative length and a connection closed
 /// mid-frame each close that connection only.
-pub async fn bad_input_closes_only_that_connection<R: Runtime>(rt: R) {
-    let (nodes, _) = cluster(&rt, 1, |b| b.max_frame(1 << 20)).await;
+pub async fn bad_input_closes_only_that_connection<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
+    let (nodes, _) = cluster(&cx, 1, |b| b.max_frame(1 << 20)).await;
     let node = &nodes[0];
-    let (mut good_r, mut good_w) = raw(&rt, node).await;
+    let (mut good_r, mut good_w) = raw(&cx, node).await;
     let huge = (1i64 << 40).to_le_bytes().to_vec();
     let negative = (-8i64).to_le_bytes().to_vec();
     let mut garbage = vec![0xAB; 64];
     garbage[..8].copy_from_slice(&60i64.to_le_bytes());
     for bad in [huge, negative, garbage] {
-        let (mut r, mut w) = raw(&rt, node).await;
+        let (mut r, mut w) = raw(&cx, node).await;
         w.write_all(&bad).await.unwrap();
         w.flush().await.unwrap();
         let answer = read_to_close(&rt, &mut r).await;
@@ -121,7 +125,7 @@ pub async fn bad_input_closes_only_that_connection<R: Runtime>(rt: R) {
         assert!(frame.ends_with(b"\x0a\x03630\x10\xc8\x01"), "{frame:?}");
     }
     // Closed mid-frame: the server just forgets it.
-    let (_, mut w) = raw(&rt, node).await;
+    let (_, mut w) = raw(&cx, node).await;
     let half = request_frame("score", "Jack");
     w.write_all(&half[..half.len() / 2]).await.unwrap();
     w.close().await.unwrap();
@@ -137,11 +141,12 @@ pub async fn bad_input_closes_only_that_connection<R: Runtime>(rt: R) {
 
 /// A client that starts a frame and trickles it is cut off after the
 /// request timeout; others are served meanwhile.
-pub async fn slow_sender_is_cut_off<R: Runtime>(rt: R) {
+pub async fn slow_sender_is_cut_off<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let limit = Duration::from_millis(300);
-    let (nodes, _) = cluster(&rt, 1, |b| b.request_timeout(limit)).await;
+    let (nodes, _) = cluster(&cx, 1, |b| b.request_timeout(limit)).await;
     let node = &nodes[0];
-    let (mut r, mut w) = raw(&rt, node).await;
+    let (mut r, mut w) = raw(&cx, node).await;
     let frame = request_frame("score", "Tom");
     let start = rt.now();
     w.write_all(&frame[..9]).await.unwrap();
@@ -167,7 +172,7 @@ pub async fn slow_sender_is_cut_off<R: Runtime>(rt: R) {
     let v = bounded(
         &rt,
         "get",
-        Client::with_runtime(rt.clone(), node.local_addr().to_string()).get("score", "Tom"),
+        cx.client(node.local_addr().to_string()).get("score", "Tom"),
     )
     .await;
     assert_eq!(v.unwrap(), Bytes::from_static(b"630"));
@@ -175,8 +180,9 @@ pub async fn slow_sender_is_cut_off<R: Runtime>(rt: R) {
 }
 
 /// Request frames of the Go vectors get byte-identical response frames.
-pub async fn wire_vectors_answered_byte_for_byte<R: Runtime>(rt: R) {
-    let (nodes, _) = cluster(&rt, 1, |b| {
+pub async fn wire_vectors_answered_byte_for_byte<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
+    let (nodes, _) = cluster(&cx, 1, |b| {
         b.group("empty", 1024, None, |key: String| async move {
             Err::<Bytes, _>(LoadError::NotFound(format!("{key} not exist")))
         })
@@ -198,7 +204,7 @@ pub async fn wire_vectors_answered_byte_for_byte<R: Runtime>(rt: R) {
             .map(|f| f.frame.clone())
             .expect("vector")
     };
-    let (mut r, mut w) = raw(&rt, node).await;
+    let (mut r, mut w) = raw(&cx, node).await;
     // score/Tom → 630, 200.
     w.write_all(&find_req("score", "Tom")).await.unwrap();
     assert_eq!(read_frame(&rt, &mut r).await, find_resp(200, b"630"));
@@ -232,7 +238,8 @@ pub async fn wire_vectors_answered_byte_for_byte<R: Runtime>(rt: R) {
 
 /// The client decodes the Go vectors' response frames, served by a fake
 /// node that answers with them.
-pub async fn client_decodes_vector_responses<R: Runtime>(rt: R) {
+pub async fn client_decodes_vector_responses<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let listener = rt.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = rt.local_addr(&listener).unwrap();
     let answers: Vec<Vec<u8>> = vectors::frames()
@@ -244,11 +251,12 @@ pub async fn client_decodes_vector_responses<R: Runtime>(rt: R) {
         .into_iter()
         .filter(|f| !f.request)
         .collect();
-    let server_rt = rt.clone();
+    let (server_rt, server_tls) = (rt.clone(), cx.tls.clone());
     let served = answers.clone();
     rt.spawn(async move {
         let (stream, _) = server_rt.accept(&listener).await.unwrap();
-        let (mut r, mut w) = transport::accepted(&server_rt, stream, super::CASE_LIMIT)
+        let tls = server_tls.as_ref();
+        let (mut r, mut w) = transport::accepted(&server_rt, tls, stream, super::CASE_LIMIT)
             .await
             .unwrap();
         let mut buf = vec![0u8; 4096];
@@ -260,7 +268,7 @@ pub async fn client_decodes_vector_responses<R: Runtime>(rt: R) {
             }
         }
     });
-    let client = Client::with_runtime(rt.clone(), addr.to_string());
+    let client = cx.client(addr.to_string());
     for f in expected {
         let got = bounded(&rt, "client get", client.get("g", "k")).await;
         match f.code {
@@ -279,11 +287,13 @@ pub async fn client_decodes_vector_responses<R: Runtime>(rt: R) {
 /// A loader that panics fails that key's waiters; the next get loads again.
 /// The panicking load is held until both gets have joined it, so both see
 /// its failure whatever the scheduling.
-pub async fn panicking_loader_fails_its_waiters_only<R: Runtime>(rt: R) {
+pub async fn panicking_loader_fails_its_waiters_only<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let calls = Arc::new(AtomicUsize::new(0));
     let (release_tx, release_rx) = async_channel::bounded::<()>(1);
     let c = calls.clone();
-    let node = Builder::with_runtime(rt.clone())
+    let node = cx
+        .builder()
         .group("p", 1 << 20, None, move |key: String| {
             // Only the first load of "boom" panics, once released.
             let first_boom = key == "boom" && c.fetch_add(1, Ordering::SeqCst) == 0;
@@ -332,12 +342,14 @@ pub async fn panicking_loader_fails_its_waiters_only<R: Runtime>(rt: R) {
 
 /// A node joins and another leaves at run time: gets keep succeeding and
 /// keys move to their new owners.
-pub async fn peer_list_replaced_at_run_time<R: Runtime>(rt: R) {
+pub async fn peer_list_replaced_at_run_time<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let loads = Loads::default();
     let mut counted = Vec::new();
     for i in 0..3 {
         let l = loads.clone();
-        let n = Builder::with_runtime(rt.clone())
+        let n = cx
+            .builder()
             .request_timeout(Duration::from_millis(500))
             .group("m", 1 << 20, None, move |key: String| {
                 l.record(i, "m", &key);
@@ -424,15 +436,16 @@ pub async fn peer_list_replaced_at_run_time<R: Runtime>(rt: R) {
 }
 
 /// Addresses outside the allowlist are disconnected at once.
-pub async fn allowlist_refuses_other_addresses<R: Runtime>(rt: R) {
-    let (nodes, _) = cluster(&rt, 1, |b| b.allow(["10.0.0.0/8".parse().unwrap()])).await;
-    assert!(refused(&rt, &nodes[0]).await);
+pub async fn allowlist_refuses_other_addresses<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
+    let (nodes, _) = cluster(&cx, 1, |b| b.allow(["10.0.0.0/8".parse().unwrap()])).await;
+    assert!(refused(&cx, &nodes[0]).await);
     nodes[0].shutdown().await;
-    let (nodes, _) = cluster(&rt, 1, |b| {
+    let (nodes, _) = cluster(&cx, 1, |b| {
         b.allow(["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()])
     })
     .await;
-    let c = Client::with_runtime(rt.clone(), nodes[0].local_addr().to_string());
+    let c = cx.client(nodes[0].local_addr().to_string());
     assert_eq!(
         bounded(&rt, "get", c.get("score", "Tom")).await.unwrap(),
         "630"
@@ -441,10 +454,12 @@ pub async fn allowlist_refuses_other_addresses<R: Runtime>(rt: R) {
 }
 
 /// Shutdown waits for a request in flight, then refuses new work.
-pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(rt: R) {
+pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let (started_tx, started_rx) = async_channel::bounded::<()>(1);
     let (release_tx, release_rx) = async_channel::bounded::<()>(1);
-    let node = Builder::with_runtime(rt.clone())
+    let node = cx
+        .builder()
         .group("s", 1024, None, move |_key: String| {
             let (started, release) = (started_tx.clone(), release_rx.clone());
             async move {
@@ -456,7 +471,7 @@ pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(rt: R) {
         .start()
         .await
         .unwrap();
-    let rx = get_in_background(&rt, &node, "s", "k");
+    let rx = get_in_background(&cx, &node, "s", "k");
     bounded(&rt, "load start", started_rx.recv()).await.unwrap();
     let stopped = AtomicUsize::new(0);
     let stop = async {
@@ -480,17 +495,19 @@ pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(rt: R) {
     };
     let ((), answer) = bounded(&rt, "shutdown", futures_lite::future::zip(stop, work)).await;
     assert_eq!(answer, Ok(Bytes::from_static(b"done")));
-    let late = Client::with_runtime(rt.clone(), node.local_addr().to_string())
+    let late = cx
+        .client(node.local_addr().to_string())
         .timeouts(Duration::from_millis(500), Duration::from_millis(500));
     assert!(bounded(&rt, "late get", late.get("s", "k")).await.is_err());
 }
 
 /// Nodes on `[::1]` talk to each other; an IPv6 allowlist admits `::1` and an
 /// IPv4-only one refuses it.
-pub async fn ipv6_peers_and_allowlist<R: Runtime>(rt: R) {
+pub async fn ipv6_peers_and_allowlist<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let v6 = "[::1]:0".parse().unwrap();
     let (nodes, loads) =
-        cluster(&rt, 2, |b| b.listen(v6).allow(["::1/128".parse().unwrap()])).await;
+        cluster(&cx, 2, |b| b.listen(v6).allow(["::1/128".parse().unwrap()])).await;
     let owner = nodes[1].self_addr();
     assert!(owner.starts_with("[::1]:"), "{owner}");
     let key = (0..)
@@ -508,24 +525,25 @@ pub async fn ipv6_peers_and_allowlist<R: Runtime>(rt: R) {
     for n in &nodes {
         n.shutdown().await;
     }
-    let (nodes, _) = cluster(&rt, 1, |b| {
+    let (nodes, _) = cluster(&cx, 1, |b| {
         b.listen(v6).allow(["127.0.0.0/8".parse().unwrap()])
     })
     .await;
-    assert!(refused(&rt, &nodes[0]).await, "::1 is outside 127.0.0.0/8");
+    assert!(refused(&cx, &nodes[0]).await, "::1 is outside 127.0.0.0/8");
     nodes[0].shutdown().await;
 }
 
-/// Nodes with a listener per runtime ([`Builder::accept_on`]) share their
+/// Nodes with a listener per runtime ([`Builder::accept_on`](crate::Builder::accept_on)) share their
 /// port among the listeners: gets over many connections to it, whichever
 /// listener took each, are answered, and keys owned by the other node are
 /// fetched from it and loaded once.
-pub async fn listeners_per_runtime_share_the_port<R: Runtime>(rt: R) {
+pub async fn listeners_per_runtime_share_the_port<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let runtimes = [rt.clone(), rt.clone(), rt.clone()];
-    let (nodes, loads) = cluster(&rt, 2, |b| b.accept_on(runtimes.clone())).await;
+    let (nodes, loads) = cluster(&cx, 2, |b| b.accept_on(runtimes.clone())).await;
     let mut conns = Vec::new();
     for _ in 0..24 {
-        conns.push(raw(&rt, &nodes[0]).await);
+        conns.push(raw(&cx, &nodes[0]).await);
     }
     for (i, c) in conns.iter_mut().enumerate() {
         let (key, want) = sample::SCORE[i % sample::SCORE.len()];

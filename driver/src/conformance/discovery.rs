@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::bounded;
 use super::dns::{Mode, TestDns};
+use super::Suite;
 use crate::{Builder, DnsConfig, DnsDiscovery, Node, PeerSource, Runtime};
 
 const SRV: &str = "_peer._tcp.gc.test";
@@ -84,12 +85,14 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 /// SRV records name the members; they change while gets run. Every node
 /// follows within a few intervals, no get fails meanwhile, and a failed,
 /// empty or missing answer keeps the last good list.
-pub async fn dns_members_follow_the_records_and_survive_a_blip<R: Runtime>(rt: R) {
+pub async fn dns_members_follow_the_records_and_survive_a_blip<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let dns = TestDns::start();
     let loads = Arc::new(AtomicUsize::new(0));
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        let b = Builder::with_runtime(rt.clone())
+        let b = cx
+            .builder()
             .discovery(discovery(&dns, &format!("dnssrv+{SRV}")))
             .discovery_interval(INTERVAL);
         nodes.push(node(b, &loads).await);
@@ -180,7 +183,7 @@ pub async fn dns_members_follow_the_records_and_survive_a_blip<R: Runtime>(rt: R
 /// of them. The port is the OS's choice on the first address; if another
 /// process holds it on the others, it is chosen again.
 async fn nodes_at_one_port<R: Runtime>(
-    rt: &R,
+    cx: &Suite<R>,
     dns: &TestDns,
     ips: &[IpAddr],
     listed: usize,
@@ -194,7 +197,8 @@ async fn nodes_at_one_port<R: Runtime>(
         dns.set_ips("all.gc.test", &ips[..listed]);
         let mut nodes = Vec::new();
         for ip in ips {
-            let b = Builder::with_runtime(rt.clone())
+            let b = cx
+                .builder()
                 .listen(std::net::SocketAddr::new(*ip, port))
                 .discovery(discovery(dns, &format!("dns+all.gc.test:{port}")))
                 .discovery_interval(interval);
@@ -219,12 +223,12 @@ fn loopback_ips(n: u8) -> Vec<IpAddr> {
 
 /// A and AAAA records at one port: each node, on its own loopback address,
 /// finds itself in the answers, and keys are routed to their owners.
-pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(rt: R) {
+pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(cx: Suite<R>) {
     let dns = TestDns::start();
     let loads = Arc::new(AtomicUsize::new(0));
     let ips = loopback_ips(3);
     let setup = |b| with_groups(b, &loads);
-    let nodes = nodes_at_one_port(&rt, &dns, &ips, ips.len(), INTERVAL, setup).await;
+    let nodes = nodes_at_one_port(&cx, &dns, &ips, ips.len(), INTERVAL, setup).await;
     let port = nodes[0].local_addr().port();
     let want: Vec<String> = sorted(ips.iter().map(|ip| format!("{ip}:{port}")).collect());
     // The first round ran before each node served: they agree at once.
@@ -254,14 +258,15 @@ pub async fn dns_a_records_name_each_node_by_its_address<R: Runtime>(rt: R) {
 /// same port, it stays outside the answer rather than taking a member's
 /// address for its own; once listed, the keys that move to it come from
 /// their previous owners, not from the origin.
-pub async fn dns_answer_adds_a_node_that_ran_outside_it<R: Runtime>(rt: R) {
+pub async fn dns_answer_adds_a_node_that_ran_outside_it<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let dns = TestDns::start();
     let loads = Arc::new(AtomicUsize::new(0));
     let ips = loopback_ips(3);
     // A peek that a busy machine delays must not turn into an origin load:
     // what is checked is whom the new owner asks, not how fast.
     let setup = |b| with_groups(b, &loads).handoff(Duration::from_secs(60), Duration::from_secs(5));
-    let nodes = nodes_at_one_port(&rt, &dns, &ips, 2, INTERVAL, setup).await;
+    let nodes = nodes_at_one_port(&cx, &dns, &ips, 2, INTERVAL, setup).await;
     let addrs: Vec<String> = nodes.iter().map(|n| n.local_addr().to_string()).collect();
     for n in &nodes {
         assert_eq!(sorted(n.members()), addrs[..2].to_vec());
@@ -298,12 +303,14 @@ pub async fn dns_answer_adds_a_node_that_ran_outside_it<R: Runtime>(rt: R) {
 /// A node whose configured name is not what DNS says (it listens on all
 /// addresses, or was named otherwise) finds itself as the answer at its
 /// listen port on this machine, and takes that name on the ring.
-pub async fn dns_answer_renames_a_node_found_by_its_port<R: Runtime>(rt: R) {
+pub async fn dns_answer_renames_a_node_found_by_its_port<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let dns = TestDns::start();
     let loads = Arc::new(AtomicUsize::new(0));
     let mut nodes = Vec::new();
     for name in ["first", "second"] {
-        let b = Builder::with_runtime(rt.clone())
+        let b = cx
+            .builder()
             .self_addr(name)
             .discovery(discovery(&dns, &format!("dnssrv+{SRV}")))
             .discovery_interval(INTERVAL);
@@ -373,12 +380,13 @@ pub enum Joiner {
 /// and the origin loads are counted. `handoff`
 /// turns warm handoff on or off.
 pub async fn measure_scale_out<R: Runtime>(
-    rt: &R,
+    cx: &Suite<R>,
     keys: usize,
     handoff: bool,
     interval: Duration,
     joiner: Joiner,
 ) -> ScaleOut {
+    let rt = &cx.rt;
     let dns = TestDns::start();
     let loads = Arc::new(AtomicUsize::new(0));
     let setup = |b: Builder<R>| {
@@ -394,14 +402,15 @@ pub async fn measure_scale_out<R: Runtime>(
         Joiner::Idle => {
             let mut nodes = Vec::new();
             for _ in 0..4 {
-                let b = Builder::with_runtime(rt.clone())
+                let b = cx
+                    .builder()
                     .discovery(discovery(&dns, &format!("dnssrv+{SRV}")))
                     .discovery_interval(interval);
                 nodes.push(setup(b).start().await.expect("node starts"));
             }
             nodes
         }
-        Joiner::ServedOutside => nodes_at_one_port(rt, &dns, &ips, 3, interval, setup).await,
+        Joiner::ServedOutside => nodes_at_one_port(cx, &dns, &ips, 3, interval, setup).await,
     };
     let addrs: Vec<String> = nodes.iter().map(|n| n.local_addr().to_string()).collect();
     let port = |i: usize| nodes[i].local_addr().port();
@@ -523,11 +532,11 @@ async fn ask_all_of<R: Runtime>(rt: &R, group: &str, nodes: &[Node<R>], keys: &[
 /// Three nodes holding 2,000 keys grow to four by DNS: no get fails while
 /// they converge; with handoff almost no moved key goes to the origin
 /// again; without, most do.
-pub async fn dns_scale_out_hands_moved_keys_over<R: Runtime>(rt: R) {
-    let with = measure_scale_out(&rt, 2_000, true, INTERVAL, Joiner::Idle).await;
+pub async fn dns_scale_out_hands_moved_keys_over<R: Runtime>(cx: Suite<R>) {
+    let with = measure_scale_out(&cx, 2_000, true, INTERVAL, Joiner::Idle).await;
     // Ports, so ring positions, differ from run to run: each run counts
     // its own moved keys.
-    let without = measure_scale_out(&rt, 2_000, false, INTERVAL, Joiner::Idle).await;
+    let without = measure_scale_out(&cx, 2_000, false, INTERVAL, Joiner::Idle).await;
     println!("with handoff {with:?}\nwithout {without:?}");
     for r in [&with, &without] {
         // About a quarter moves; how many depends on the ports' ring points.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{sample, timeout, transport, Builder, Client, Error, LoadError, Runtime};
+use super::Suite;
+use crate::{sample, timeout, transport, Error, LoadError, Runtime};
 
 use super::{
     bounded, cluster, cold_gets_over_three_nodes, connect_from, get_in_background, raw, raw_get,
@@ -19,10 +20,12 @@ use super::{
 /// A client that pipelines gets of a large value and does not read: the node
 /// stops reading that connection at its bound of unread answers and serves
 /// everyone else; once the client reads, every answer arrives whole.
-pub async fn unread_answers_pause_only_that_connection<R: Runtime>(rt: R) {
+pub async fn unread_answers_pause_only_that_connection<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     const VALUE: usize = 256 << 10;
     const GETS: usize = 200;
-    let node = Builder::with_runtime(rt.clone())
+    let node = cx
+        .builder()
         // Room for a slow test machine before a stalled write is cut.
         .request_timeout(Duration::from_secs(10))
         .max_unwritten(512 << 10)
@@ -32,7 +35,7 @@ pub async fn unread_answers_pause_only_that_connection<R: Runtime>(rt: R) {
         .start()
         .await
         .unwrap();
-    let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
+    let client = cx.client(node.local_addr().to_string());
     assert_eq!(
         bounded(&rt, "warm", client.get("big", "k"))
             .await
@@ -40,7 +43,7 @@ pub async fn unread_answers_pause_only_that_connection<R: Runtime>(rt: R) {
             .len(),
         VALUE
     );
-    let (mut r, mut w) = raw(&rt, &node).await;
+    let (mut r, mut w) = raw(&cx, &node).await;
     let mut pipelined = Vec::new();
     for _ in 0..GETS {
         pipelined.extend_from_slice(&request_frame("big", "k"));
@@ -73,11 +76,12 @@ pub async fn unread_answers_pause_only_that_connection<R: Runtime>(rt: R) {
 
 /// One address holding many connections cannot lock out other clients or
 /// the cluster's peers (Linux: every 127.0.0.0/8 address is local).
-pub async fn one_address_cannot_lock_out_others<R: Runtime>(rt: R) {
+pub async fn one_address_cannot_lock_out_others<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     if !cfg!(target_os = "linux") {
         return;
     }
-    let (nodes, loads) = cluster(&rt, 3, |b| {
+    let (nodes, loads) = cluster(&cx, 3, |b| {
         b.max_connections(40).max_connections_per_addr(16)
     })
     .await;
@@ -85,11 +89,11 @@ pub async fn one_address_cannot_lock_out_others<R: Runtime>(rt: R) {
     let mut hog = Vec::new();
     for _ in 0..60 {
         // Over TLS a refused connection fails its handshake: not kept.
-        if let Ok(c) = connect_from(&rt, "127.0.0.2", &nodes[0]).await {
+        if let Ok(c) = connect_from(&cx, "127.0.0.2", &nodes[0]).await {
             hog.push(c);
         }
     }
-    let mut other = connect_from(&rt, "127.0.0.3", &nodes[0])
+    let mut other = connect_from(&cx, "127.0.0.3", &nodes[0])
         .await
         .expect("another address connects");
     let resp = raw_get(&rt, &mut other, "score", "Tom").await;
@@ -127,10 +131,11 @@ pub async fn one_address_cannot_lock_out_others<R: Runtime>(rt: R) {
 
 /// A connection that only sends empty frames is closed at the idle timeout,
 /// though each frame is answered.
-pub async fn empty_frames_do_not_hold_a_connection<R: Runtime>(rt: R) {
+pub async fn empty_frames_do_not_hold_a_connection<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let idle = Duration::from_secs(1);
-    let (nodes, _) = cluster(&rt, 1, |b| b.idle_timeout(idle)).await;
-    let (mut r, mut w) = raw(&rt, &nodes[0]).await;
+    let (nodes, _) = cluster(&cx, 1, |b| b.idle_timeout(idle)).await;
+    let (mut r, mut w) = raw(&cx, &nodes[0]).await;
     let start = rt.now();
     let mut answers = 0;
     let closed = bounded(&rt, "idle close", async {
@@ -160,16 +165,17 @@ pub async fn empty_frames_do_not_hold_a_connection<R: Runtime>(rt: R) {
 
 /// An origin much slower than the request timeout: gets spread over three
 /// nodes wait on the owner's keepalives, and the origin is asked once.
-pub async fn slow_origin_is_asked_once<R: Runtime>(rt: R) {
+pub async fn slow_origin_is_asked_once<R: Runtime>(cx: Suite<R>) {
     let calls =
-        cold_gets_over_three_nodes(&rt, Duration::from_secs(1), Duration::from_secs(3), 60).await;
+        cold_gets_over_three_nodes(&cx, Duration::from_secs(1), Duration::from_secs(3), 60).await;
     assert_eq!(calls, 1, "one origin load");
 }
 
 /// A load that never ends is cancelled at the group's load timeout: the
 /// client gets an error naming the group and key, and the loader's future
 /// is dropped.
-pub async fn hung_origin_is_cancelled_at_the_load_timeout<R: Runtime>(rt: R) {
+pub async fn hung_origin_is_cancelled_at_the_load_timeout<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     struct OnDrop(async_channel::Sender<()>);
     impl Drop for OnDrop {
         fn drop(&mut self) {
@@ -179,7 +185,8 @@ pub async fn hung_origin_is_cancelled_at_the_load_timeout<R: Runtime>(rt: R) {
     let (dropped_tx, dropped_rx) = async_channel::unbounded::<()>();
     let mut g = crate::GroupConfig::new("h", 1 << 20);
     g.load_timeout = Duration::from_millis(300);
-    let node = Builder::with_runtime(rt.clone())
+    let node = cx
+        .builder()
         .group_config(g, move |_key: String| {
             // Dropped with the future: the test hears of it.
             let on_drop = OnDrop(dropped_tx.clone());
@@ -191,7 +198,7 @@ pub async fn hung_origin_is_cancelled_at_the_load_timeout<R: Runtime>(rt: R) {
         .start()
         .await
         .unwrap();
-    let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
+    let client = cx.client(node.local_addr().to_string());
     match bounded(&rt, "hung get", client.get("h", "k")).await {
         Err(Error::Load(m)) => {
             assert!(m.contains("h/k") && m.contains("timed out"), "{m}")
@@ -210,18 +217,20 @@ pub async fn hung_origin_is_cancelled_at_the_load_timeout<R: Runtime>(rt: R) {
 /// A peer that accepts connections but never answers (a stopped process)
 /// costs one request timeout; then it gets no traffic while backed off and
 /// its keys are loaded locally.
-pub async fn stopped_peer_is_backed_off<R: Runtime>(rt: R) {
+pub async fn stopped_peer_is_backed_off<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let listener = rt.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let stopped = rt.local_addr(&listener).unwrap().to_string();
     let requests = Arc::new(AtomicUsize::new(0));
-    let (count, srt) = (requests.clone(), rt.clone());
+    let (count, srt, stls) = (requests.clone(), rt.clone(), cx.tls.clone());
     rt.spawn(async move {
         // Accepts and reads, never answers; counts whole request frames.
         while let Ok((stream, _)) = srt.accept(&listener).await {
-            let (count, hrt) = (count.clone(), srt.clone());
+            let (count, hrt, htls) = (count.clone(), srt.clone(), stls.clone());
             srt.spawn(async move {
-                let Ok((mut r, w)) = transport::accepted(&hrt, stream, super::CASE_LIMIT).await
-                else {
+                let accepted =
+                    transport::accepted(&hrt, htls.as_ref(), stream, super::CASE_LIMIT).await;
+                let Ok((mut r, w)) = accepted else {
                     return;
                 };
                 let _keep = w;
@@ -240,7 +249,7 @@ pub async fn stopped_peer_is_backed_off<R: Runtime>(rt: R) {
             });
         }
     });
-    let (nodes, loads) = cluster(&rt, 1, |b| {
+    let (nodes, loads) = cluster(&cx, 1, |b| {
         b.request_timeout(Duration::from_millis(300))
             .peer_backoff(Duration::from_secs(600))
     })
@@ -267,9 +276,11 @@ pub async fn stopped_peer_is_backed_off<R: Runtime>(rt: R) {
 
 /// When shutdown's time is up, a request still loading gets an explicit
 /// shutdown error rather than a closed connection.
-pub async fn shutdown_answers_requests_still_open<R: Runtime>(rt: R) {
+pub async fn shutdown_answers_requests_still_open<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let (started_tx, started_rx) = async_channel::bounded::<()>(1);
-    let node = Builder::with_runtime(rt.clone())
+    let node = cx
+        .builder()
         .shutdown_timeout(Duration::from_millis(200))
         .group("s", 1024, None, move |_key: String| {
             let started = started_tx.clone();
@@ -281,7 +292,7 @@ pub async fn shutdown_answers_requests_still_open<R: Runtime>(rt: R) {
         .start()
         .await
         .unwrap();
-    let rx = get_in_background(&rt, &node, "s", "k");
+    let rx = get_in_background(&cx, &node, "s", "k");
     bounded(&rt, "load start", started_rx.recv()).await.unwrap();
     bounded(&rt, "shutdown", node.shutdown()).await;
     match bounded(&rt, "answer", rx.recv()).await.unwrap() {
@@ -293,12 +304,14 @@ pub async fn shutdown_answers_requests_still_open<R: Runtime>(rt: R) {
 }
 
 /// A value over the group's limit is an error, counted, and not cached.
-pub async fn value_over_the_limit_is_refused<R: Runtime>(rt: R) {
+pub async fn value_over_the_limit_is_refused<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     let mut g = crate::GroupConfig::new("v", 1 << 20);
     g.max_value = 1000;
-    let node = Builder::with_runtime(rt.clone())
+    let node = cx
+        .builder()
         .group_config(g, move |_key: String| {
             c.fetch_add(1, Ordering::SeqCst);
             async move { Ok(vec![1u8; 2000]) }
@@ -306,7 +319,7 @@ pub async fn value_over_the_limit_is_refused<R: Runtime>(rt: R) {
         .start()
         .await
         .unwrap();
-    let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
+    let client = cx.client(node.local_addr().to_string());
     for _ in 0..2 {
         match bounded(&rt, "get", client.get("v", "k")).await {
             Err(Error::Load(m)) => assert!(

@@ -52,7 +52,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 pub(super) use groupcache_core::testing::request_frame;
 
 use crate::transport::{self, Reader, Writer};
-use crate::{sample, timeout, Builder, Client, Node, Runtime};
+use crate::{sample, timeout, Builder, Client, Node, Runtime, Tls};
 
 /// Generates one `#[test]` per conformance case. `$run` is a function
 /// `fn(impl Future<Output = ()>)` that runs a future to completion on the
@@ -108,7 +108,9 @@ macro_rules! conformance_tests {
             #[test]
             fn $name() {
                 // Boxed: debug-build futures are large for a test thread stack.
-                $run(::std::boxed::Box::pin(async { $crate::conformance::$name($rt).await }));
+                $run(::std::boxed::Box::pin(async {
+                    $crate::conformance::$name($crate::conformance::Suite::plain($rt)).await
+                }));
             }
         )*
     };
@@ -118,14 +120,54 @@ macro_rules! conformance_tests {
             fn $name() {
                 $run(::std::boxed::Box::pin(async {
                     let pki = $crate::conformance::pki::TestPki::new("suite CA");
-                    let mut rt = $rt;
-                    $crate::Runtime::set_tls(&mut rt, Some(pki.tls("member")));
-                    $crate::conformance::$name(rt).await;
+                    let suite = $crate::conformance::Suite::with_tls($rt, pki.tls("member"));
+                    $crate::conformance::$name(suite).await;
                     drop(pki);
                 }));
             }
         )*
     };
+}
+
+/// What a conformance case runs on: a runtime, and the TLS settings every
+/// node and client of the case uses (`None`: plaintext), so that the one
+/// suite runs both ways.
+#[derive(Clone, Debug)]
+pub struct Suite<R: Runtime> {
+    /// The runtime under test.
+    pub rt: R,
+    /// The settings of every node and client the case makes.
+    pub tls: Option<Tls>,
+}
+
+impl<R: Runtime> Suite<R> {
+    /// Plaintext cases on `rt`.
+    pub fn plain(rt: R) -> Self {
+        Self { rt, tls: None }
+    }
+
+    /// Cases on `rt` whose nodes and clients all speak TLS with `tls`.
+    pub fn with_tls(rt: R, tls: Tls) -> Self {
+        Self { rt, tls: Some(tls) }
+    }
+
+    /// A node builder on the runtime, with the suite's TLS.
+    pub fn builder(&self) -> Builder<R> {
+        let b = Builder::with_runtime(self.rt.clone());
+        match &self.tls {
+            Some(tls) => b.tls(tls.clone()),
+            None => b,
+        }
+    }
+
+    /// A client of `addr` on the runtime, with the suite's TLS.
+    pub fn client(&self, addr: impl Into<String>) -> Client<R> {
+        let c = Client::with_runtime(self.rt.clone(), addr);
+        match &self.tls {
+            Some(tls) => c.tls(tls.clone()),
+            None => c,
+        }
+    }
 }
 
 /// Longest a single case may take before it is declared hung.
@@ -153,14 +195,14 @@ impl Loads {
 
 /// `n` nodes with the sample groups, all knowing each other.
 pub(super) async fn cluster<R: Runtime>(
-    rt: &R,
+    cx: &Suite<R>,
     n: usize,
     tweak: impl Fn(Builder<R>) -> Builder<R>,
 ) -> (Vec<Node<R>>, Loads) {
     let loads = Loads::default();
     let mut nodes = Vec::new();
     for i in 0..n {
-        let mut b = Builder::with_runtime(rt.clone()).request_timeout(Duration::from_millis(500));
+        let mut b = cx.builder().request_timeout(Duration::from_millis(500));
         for (name, table) in sample::GROUPS {
             let l = loads.clone();
             let group = name.to_string();
@@ -196,16 +238,18 @@ pub(super) async fn bounded<R: Runtime, T>(
 /// Three nodes whose origin takes `delay`; `gets` concurrent gets of one
 /// cold key spread over them, each checked. Returns the origin's calls.
 pub(super) async fn cold_gets_over_three_nodes<R: Runtime>(
-    rt: &R,
+    cx: &Suite<R>,
     request_timeout: Duration,
     delay: Duration,
     gets: usize,
 ) -> usize {
+    let rt = &cx.rt;
     let calls = Arc::new(AtomicUsize::new(0));
     let mut nodes = Vec::new();
     for _ in 0..3 {
         let (c, gate) = (calls.clone(), rt.clone());
-        let node = Builder::with_runtime(rt.clone())
+        let node = cx
+            .builder()
             .request_timeout(request_timeout)
             .group("slow", 1 << 20, None, move |key: String| {
                 c.fetch_add(1, Ordering::SeqCst);
@@ -244,17 +288,25 @@ pub(super) async fn cold_gets_over_three_nodes<R: Runtime>(
     calls.load(Ordering::SeqCst)
 }
 
-pub(super) async fn raw<R: Runtime>(rt: &R, node: &Node<R>) -> (Reader<R>, Writer<R>) {
-    transport::connect(rt, &node.local_addr().to_string(), CASE_LIMIT)
-        .await
-        .expect("connect")
+pub(super) async fn raw<R: Runtime>(cx: &Suite<R>, node: &Node<R>) -> (Reader<R>, Writer<R>) {
+    let rt = &cx.rt;
+    transport::connect(
+        rt,
+        cx.tls.as_ref(),
+        &node.local_addr().to_string(),
+        CASE_LIMIT,
+    )
+    .await
+    .expect("connect")
 }
 
 /// Whether `node` closes a connection from here without answering a get:
 /// over TLS the handshake already fails.
-pub(super) async fn refused<R: Runtime>(rt: &R, node: &Node<R>) -> bool {
+pub(super) async fn refused<R: Runtime>(cx: &Suite<R>, node: &Node<R>) -> bool {
+    let rt = &cx.rt;
     let addr = node.local_addr().to_string();
-    let Ok((mut r, mut w)) = transport::connect(rt, &addr, CASE_LIMIT).await else {
+    let Ok((mut r, mut w)) = transport::connect(rt, cx.tls.as_ref(), &addr, CASE_LIMIT).await
+    else {
         return true;
     };
     let _ = w.write_all(&request_frame("score", "Tom")).await;
@@ -276,12 +328,13 @@ pub(super) async fn read_to_close<R: Runtime>(rt: &R, r: &mut Reader<R>) -> Vec<
 /// Starts a [`Client`] get of `group`/`key` from `node` in the background;
 /// its result arrives on the returned channel.
 pub(super) fn get_in_background<R: Runtime>(
-    rt: &R,
+    cx: &Suite<R>,
     node: &Node<R>,
     group: &'static str,
     key: &'static str,
 ) -> async_channel::Receiver<Result<Bytes, crate::Error>> {
-    let client = Client::with_runtime(rt.clone(), node.local_addr().to_string());
+    let rt = &cx.rt;
+    let client = cx.client(node.local_addr().to_string());
     let (tx, rx) = async_channel::bounded(1);
     rt.spawn(async move {
         let _ = tx.send(client.get(group, key).await).await;
@@ -307,10 +360,11 @@ pub(super) async fn read_frame<R: Runtime>(rt: &R, r: &mut Reader<R>) -> Vec<u8>
 /// 127.0.0.2) to `node`. Over TLS it fails when the node refused the
 /// connection before the handshake.
 pub(super) async fn connect_from<R: Runtime>(
-    rt: &R,
+    cx: &Suite<R>,
     local: &str,
     node: &Node<R>,
 ) -> std::io::Result<(Reader<R>, Writer<R>)> {
+    let rt = &cx.rt;
     use socket2::{Domain, Socket, Type};
     let to = node.local_addr();
     let s = Socket::new(Domain::for_address(to), Type::STREAM, None).expect("socket");
@@ -322,7 +376,7 @@ pub(super) async fn connect_from<R: Runtime>(
     bounded(
         rt,
         "handshake",
-        transport::outbound(rt, stream, &to.to_string(), CASE_LIMIT),
+        transport::outbound(rt, cx.tls.as_ref(), stream, &to.to_string(), CASE_LIMIT),
     )
     .await
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use super::pki::{Kind, TestPki};
+use super::Suite;
 use super::{bounded, raw_get, request_frame, CASE_LIMIT};
 use crate::{transport, Builder, Client, Node, Runtime, Tls, TlsStats};
 
@@ -59,19 +60,18 @@ async fn ask<R: Runtime>(rt: &R, node: &Node<R>, tls: Option<Tls>) -> Result<Byt
 /// handshake that never finishes: each is refused or cut off within the
 /// connect timeout and counted by reason, and a good client is served
 /// meanwhile.
-pub async fn tls_refuses_bad_clients_and_serves_good_ones<R: Runtime>(rt: R) {
+pub async fn tls_refuses_bad_clients_and_serves_good_ones<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let pki = TestPki::new("cluster CA");
     let node = tls_node(&rt, pki.tls("node")).await;
     let good = pki.tls("client");
     // A client whose handshake never finishes: connected, silent.
-    let mut plain_rt = rt.clone();
-    plain_rt.set_tls(None);
     let addr = node.local_addr().to_string();
-    let (mut silent_r, _silent_w) = transport::connect(&plain_rt, &addr, CASE_LIMIT)
+    let (mut silent_r, _silent_w) = transport::connect(&rt, None, &addr, CASE_LIMIT)
         .await
         .expect("TCP connects");
     // Plaintext: a groupcache request where a TLS hello should be.
-    let (mut r, mut w) = transport::connect(&plain_rt, &addr, CASE_LIMIT)
+    let (mut r, mut w) = transport::connect(&rt, None, &addr, CASE_LIMIT)
         .await
         .expect("TCP connects");
     let _ = w.write_all(&request_frame("score", "Tom")).await;
@@ -124,15 +124,14 @@ pub async fn tls_refuses_bad_clients_and_serves_good_ones<R: Runtime>(rt: R) {
 
 /// Files rotated to a certificate of a new CA: new connections use them,
 /// an established connection keeps working on the old session.
-pub async fn tls_reloads_rotated_files_without_dropping_connections<R: Runtime>(rt: R) {
+pub async fn tls_reloads_rotated_files_without_dropping_connections<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let pki = TestPki::new("old CA");
     let files = pki.issue("node", Kind::Good);
     let node = tls_node(&rt, Tls::from_files(files.clone()).unwrap()).await;
     let old_client = pki.tls("client");
-    let mut client_rt = rt.clone();
-    client_rt.set_tls(Some(old_client.clone()));
     let addr = node.local_addr().to_string();
-    let mut held = transport::connect(&client_rt, &addr, CASE_LIMIT)
+    let mut held = transport::connect(&rt, Some(&old_client), &addr, CASE_LIMIT)
         .await
         .expect("handshake with the old certificate");
     let resp = raw_get(&rt, &mut held, "score", "Tom").await;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::bounded;
-use crate::{Builder, Client, Error, Node, Runtime};
+use super::Suite;
+use crate::{Error, Node, Runtime};
 
 /// Key versions at the origin: a write bumps a key first, as an application
 /// changes its database before the cache.
@@ -37,7 +38,7 @@ impl Origin {
 /// Nodes with the group "v" over one versioned origin; `extra` peers (that
 /// may not exist) are added to every peer list.
 async fn versioned_cluster<R: Runtime>(
-    rt: &R,
+    cx: &Suite<R>,
     n: usize,
     extra: &[String],
 ) -> (Vec<Node<R>>, Origin) {
@@ -45,7 +46,8 @@ async fn versioned_cluster<R: Runtime>(
     let mut nodes = Vec::new();
     for _ in 0..n {
         let o = origin.clone();
-        let node = Builder::with_runtime(rt.clone())
+        let node = cx
+            .builder()
             .request_timeout(Duration::from_millis(500))
             .connect_timeout(Duration::from_millis(500))
             .group("v", 1 << 20, None, move |key: String| {
@@ -84,8 +86,9 @@ async fn get_everywhere<R: Runtime>(rt: &R, nodes: &[Node<R>], key: &str) -> Vec
 
 /// Set, remove and purge through each node of three: afterwards every node
 /// answers the new value, and a set value needs no origin load.
-pub async fn writes_through_any_node_reach_every_node<R: Runtime>(rt: R) {
-    let (nodes, origin) = versioned_cluster(&rt, 3, &[]).await;
+pub async fn writes_through_any_node_reach_every_node<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
+    let (nodes, origin) = versioned_cluster(&cx, 3, &[]).await;
     for via in 0..3 {
         let owner = nodes[(via + 1) % 3].self_addr();
         let key = key_owned_by(&nodes, &owner);
@@ -121,9 +124,10 @@ pub async fn writes_through_any_node_reach_every_node<R: Runtime>(rt: R) {
 
 /// The non-member client writes through a node, and a node that is not
 /// there is a typed error, in bounded time.
-pub async fn client_writes_through_a_node<R: Runtime>(rt: R) {
-    let (nodes, origin) = versioned_cluster(&rt, 2, &[]).await;
-    let client = Client::with_runtime(rt.clone(), nodes[0].local_addr().to_string());
+pub async fn client_writes_through_a_node<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
+    let (nodes, origin) = versioned_cluster(&cx, 2, &[]).await;
+    let client = cx.client(nodes[0].local_addr().to_string());
     let key = key_owned_by(&nodes, &nodes[1].self_addr());
     assert_eq!(
         bounded(&rt, "client get", client.get("v", &key)).await,
@@ -146,7 +150,7 @@ pub async fn client_writes_through_a_node<R: Runtime>(rt: R) {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .to_string();
-    let nobody = Client::with_runtime(rt.clone(), dead);
+    let nobody = cx.client(dead);
     let r = bounded(&rt, "dead get", nobody.get("v", "k")).await;
     assert!(matches!(r, Err(Error::Unreachable(_))), "{r:?}");
     let r = bounded(&rt, "dead remove", nobody.remove("v", "k")).await;
@@ -158,12 +162,13 @@ pub async fn client_writes_through_a_node<R: Runtime>(rt: R) {
 
 /// A member that cannot be told is named; a write whose owner cannot be
 /// told fails, naming it.
-pub async fn writes_name_the_peers_they_could_not_reach<R: Runtime>(rt: R) {
+pub async fn writes_name_the_peers_they_could_not_reach<R: Runtime>(cx: Suite<R>) {
+    let rt = cx.rt.clone();
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .to_string();
-    let (nodes, _) = versioned_cluster(&rt, 2, std::slice::from_ref(&dead)).await;
+    let (nodes, _) = versioned_cluster(&cx, 2, std::slice::from_ref(&dead)).await;
     let g = nodes[0].group("v").unwrap();
     let live = key_owned_by(&nodes, &nodes[1].self_addr());
     let r = bounded(&rt, "remove", g.remove(&live))

@@ -48,6 +48,7 @@ pub struct Builder<R: Runtime> {
     pub(super) discovery: Option<Arc<dyn Discovery>>,
     pub(super) discovery_interval: Duration,
     pub(super) accept_on: Vec<R>,
+    pub(super) tls: Option<Tls>,
 }
 
 impl<R: Runtime + Default> Builder<R> {
@@ -73,6 +74,7 @@ impl<R: Runtime> Builder<R> {
             discovery: None,
             discovery_interval: Duration::from_secs(30),
             accept_on: Vec::new(),
+            tls: None,
         }
     }
 
@@ -132,7 +134,7 @@ impl<R: Runtime> Builder<R> {
     /// at the connect timeout. Go nodes cannot speak TLS: a cluster with Go
     /// members stays plaintext.
     pub fn tls(mut self, tls: Tls) -> Self {
-        self.rt.set_tls(Some(tls));
+        self.tls = Some(tls);
         self
     }
 
@@ -320,7 +322,7 @@ impl<R: Runtime> Builder<R> {
             node.add_group(g)?;
         }
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-        let (shared, idle_rx) = Shared::start(self.rt.clone(), node, loaders);
+        let (shared, idle_rx) = Shared::start(self.rt.clone(), self.tls, node, loaders);
         if let Some(d) = self.discovery {
             let watch = Watch {
                 discovery: d,

@@ -149,12 +149,12 @@ impl<R: Runtime> Node<R> {
     /// This node's TLS settings, if it speaks TLS: the same certificate can
     /// serve an HTTPS front ([`Tls::https_config`]).
     pub fn tls(&self) -> Option<Tls> {
-        self.shared.rt.tls().cloned()
+        self.shared.tls.clone()
     }
 
     /// Counters of this node's TLS handshakes, if it speaks TLS.
     pub fn tls_stats(&self) -> Option<TlsStats> {
-        self.shared.rt.tls().map(Tls::stats)
+        self.shared.tls.as_ref().map(Tls::stats)
     }
 
     /// The member that owns `key`.

@@ -57,6 +57,8 @@ pub(crate) struct Shared<R: Runtime> {
     pub(super) write_timeout: Duration,
     /// Longest a TLS handshake may take, either side.
     pub(super) connect_timeout: Duration,
+    /// Every connection accepted or opened speaks TLS with these, if set.
+    pub(crate) tls: Option<crate::Tls>,
     pub(super) live: Live,
     /// Discovery rounds run, failed, and that changed the members.
     pub(super) discovery: DiscoveryCounters,
@@ -76,6 +78,7 @@ impl<R: Runtime> Shared<R> {
     /// is shutting down has nothing left in flight.
     pub(crate) fn start(
         rt: R,
+        tls: Option<crate::Tls>,
         node: core::Node,
         loaders: HashMap<String, Arc<dyn Loader>>,
     ) -> (Arc<Self>, Receiver<()>) {
@@ -99,6 +102,7 @@ impl<R: Runtime> Shared<R> {
             idle: idle_tx,
             write_timeout,
             connect_timeout,
+            tls,
             live: Live::default(),
             discovery: DiscoveryCounters::default(),
         });

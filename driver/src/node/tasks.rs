@@ -75,7 +75,7 @@ pub(super) async fn accept_loop<R: Runtime>(
                     Ok(conn) => {
                         let outbox = st.open(conn);
                         shared.drain(st);
-                        if shared.rt.tls().is_none() {
+                        if shared.tls.is_none() {
                             let (r, w) = transport::plain::<R>(stream);
                             rt.spawn(conn_loop(shared.clone(), conn, r, w, outbox));
                         } else {
@@ -100,7 +100,7 @@ async fn handshake<R: Runtime>(
     outbox: Arc<Outbox>,
 ) {
     let limit = shared.connect_timeout;
-    match transport::accepted(&shared.rt, stream, limit).await {
+    match transport::accepted(&shared.rt, shared.tls.as_ref(), stream, limit).await {
         Ok((r, w)) => conn_loop(shared, conn, r, w, outbox).await,
         Err(_) => shared.input(|n, now| n.handle_closed(now, conn)),
     }
@@ -116,7 +116,8 @@ pub(super) async fn connect<R: Runtime>(
     // handle, which closes the outbox and ends this attempt.
     let mut nothing = Chunks::default();
     let limit = shared.connect_timeout;
-    let attempt = async { Some(transport::connect(&shared.rt, &addr, limit).await) }
+    let tls = shared.tls.as_ref();
+    let attempt = async { Some(transport::connect(&shared.rt, tls, &addr, limit).await) }
         .or(async {
             poll_fn(|cx| outbox.poll_ready(cx, &mut nothing)).await;
             None
