@@ -13,7 +13,7 @@ use groupcache_core::node::{self as core, Config, WriteOp, WriteReport};
 
 use crate::node::Shared;
 use crate::runtime::Runtime;
-use crate::tls::Tls;
+use crate::transport::Tls;
 use crate::Error;
 
 /// Asks a node for values, and to write, over the peer protocol.
@@ -98,6 +98,7 @@ impl<R: Runtime> Client<R> {
 
     /// Speaks mutual TLS with the node (its certificate verified against
     /// the CA, this client's presented). Set it before the first request.
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
         self.engine = Arc::default();

@@ -13,10 +13,25 @@
 //! - [`Group::set`], [`Group::remove`], [`Group::purge`]: writes across the
 //!   cluster.
 //! - [`Loader`]: how a group fetches a missing key.
-//! - [`Discovery`], [`DnsDiscovery`], [`PeerSource`]: members from DNS
-//!   names (`dns+NAME:PORT`, `dnssrv+NAME`) resolved every interval.
-//! - [`Tls`]: mutual TLS 1.3 on every connection ([`Builder::tls`],
-//!   [`Client::tls`]), over the runtime's streams, for every runtime.
+//! - [`Discovery`], [`PeerSource`]: members from any source; with the
+//!   `dns` feature, `DnsDiscovery` resolves DNS names (`dns+NAME:PORT`,
+//!   `dnssrv+NAME`) every interval.
+//! - With the `tls` feature, `Tls`: mutual TLS 1.3 on every connection
+//!   (`Builder::tls`, `Client::tls`), over the runtime's streams, for
+//!   every runtime.
+//!
+//! # Features
+//!
+//! All off by default, so a user pays only for what they use; the
+//! adapters forward `dns` and `tls`, and the `groupcache` command turns
+//! both on.
+//!
+//! - `dns`: DNS discovery (hickory-resolver, which runs on a small tokio
+//!   runtime of its own thread, whatever runtime the node uses).
+//! - `tls`: mutual TLS (rustls with ring).
+//! - `prometheus`: [`metrics`]'s Prometheus text exposition.
+//! - `conformance`: the adapter conformance suite (turns on `dns` and
+//!   `tls`).
 
 mod client;
 mod discovery;
@@ -26,6 +41,7 @@ pub mod metrics;
 mod node;
 mod runtime;
 pub mod sample;
+#[cfg(feature = "tls")]
 mod tls;
 mod transport;
 
@@ -34,9 +50,9 @@ pub mod conformance;
 
 pub use bytes::Bytes;
 pub use client::Client;
-pub use discovery::{
-    Discovery, DiscoveryError, DnsConfig, DnsDiscovery, MembersFuture, PeerSource, PeerSourceError,
-};
+pub use discovery::{Discovery, DiscoveryError, MembersFuture, PeerSource, PeerSourceError};
+#[cfg(feature = "dns")]
+pub use discovery::{DnsConfig, DnsDiscovery};
 pub use groupcache_core::node::{
     Error, GroupConfig, GroupExists, GroupStats, LoadError, Loaded, WriteOp, WriteReport,
 };
@@ -45,4 +61,5 @@ pub use ipnet::IpNet;
 pub use loader::{LoadFuture, Loader};
 pub use node::{Builder, DiscoveryStats, Group, Node, StartError};
 pub use runtime::{timeout, Runtime};
+#[cfg(feature = "tls")]
 pub use tls::{Tls, TlsError, TlsFiles, TlsStats};

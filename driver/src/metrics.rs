@@ -12,7 +12,9 @@ use prometheus_client::registry::Registry;
 
 use groupcache_core::cache::CacheStats;
 
-use crate::{DiscoveryStats, GroupStats, Node, Runtime, TlsStats};
+#[cfg(feature = "tls")]
+use crate::TlsStats;
+use crate::{DiscoveryStats, GroupStats, Node, Runtime};
 
 type GroupField = fn(&GroupStats) -> u64;
 type CacheField = fn(&CacheStats) -> u64;
@@ -155,6 +157,7 @@ struct NodeRow {
     node: String,
     members: Vec<String>,
     discovery: DiscoveryStats,
+    #[cfg(feature = "tls")]
     tls: Option<TlsStats>,
 }
 
@@ -197,6 +200,7 @@ impl Collector for Snapshot {
                 ConstCounter::new(field(&r.discovery)).encode(m.encode_family(&labels)?)?;
             }
         }
+        #[cfg(feature = "tls")]
         self.encode_tls(&mut enc)?;
         for (name, help, field) in GROUP_COUNTERS {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -238,6 +242,7 @@ impl Collector for Snapshot {
 impl Snapshot {
     /// TLS handshakes of the nodes that speak TLS: completed, failed by
     /// reason, and certificate reloads.
+    #[cfg(feature = "tls")]
     fn encode_tls(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let tls: Vec<(&str, TlsStats)> = self
             .nodes
@@ -308,6 +313,7 @@ pub fn prometheus_text<R: Runtime>(nodes: &[Node<R>]) -> String {
             node: addr.clone(),
             members,
             discovery: n.discovery_stats(),
+            #[cfg(feature = "tls")]
             tls: n.tls_stats(),
         });
         let mut groups = n.groups();

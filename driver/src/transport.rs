@@ -8,18 +8,30 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncRead, AsyncWrite};
+#[cfg(feature = "tls")]
 use futures_rustls::TlsStream;
 
 use crate::runtime::Runtime;
-use crate::tls::Tls;
+
+/// The TLS settings of a node or client.
+#[cfg(feature = "tls")]
+pub(crate) type Tls = crate::tls::Tls;
+
+/// Without the `tls` feature no connection speaks TLS: there is no value
+/// of this type, so every `Option<Tls>` is `None`.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub(crate) enum Tls {}
 
 /// The read half of a connection.
 pub(crate) enum Reader<R: Runtime> {
     /// Plaintext: the runtime's own half.
     Plain(R::Reader),
     /// TLS over the runtime's stream.
+    #[cfg(feature = "tls")]
     Tls(ReadHalf<TlsStream<R::Stream>>),
 }
 
@@ -28,6 +40,7 @@ pub(crate) enum Writer<R: Runtime> {
     /// Plaintext: the runtime's own half.
     Plain(R::Writer),
     /// TLS over the runtime's stream.
+    #[cfg(feature = "tls")]
     Tls(WriteHalf<TlsStream<R::Stream>>),
 }
 
@@ -45,6 +58,7 @@ pub(crate) async fn connect<R: Runtime>(
 
 /// Makes a connection this side opened to `addr` usable: a TLS handshake
 /// if `tls` is given, cut off after `limit`.
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
 pub(crate) async fn outbound<R: Runtime>(
     rt: &R,
     tls: Option<&Tls>,
@@ -54,12 +68,16 @@ pub(crate) async fn outbound<R: Runtime>(
 ) -> io::Result<(Reader<R>, Writer<R>)> {
     match tls {
         None => Ok(plain::<R>(stream)),
+        #[cfg(feature = "tls")]
         Some(tls) => Ok(halves(tls.connect(rt, stream, addr, limit).await?)),
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match *never {},
     }
 }
 
 /// Makes an accepted connection usable: a TLS handshake if `tls` is given,
 /// cut off after `limit`.
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
 pub(crate) async fn accepted<R: Runtime>(
     rt: &R,
     tls: Option<&Tls>,
@@ -68,7 +86,10 @@ pub(crate) async fn accepted<R: Runtime>(
 ) -> io::Result<(Reader<R>, Writer<R>)> {
     match tls {
         None => Ok(plain::<R>(stream)),
+        #[cfg(feature = "tls")]
         Some(tls) => Ok(halves(tls.accept(rt, stream, limit).await?)),
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match *never {},
     }
 }
 
@@ -78,6 +99,7 @@ pub(crate) fn plain<R: Runtime>(stream: R::Stream) -> (Reader<R>, Writer<R>) {
     (Reader::Plain(r), Writer::Plain(w))
 }
 
+#[cfg(feature = "tls")]
 fn halves<R: Runtime>(s: TlsStream<R::Stream>) -> (Reader<R>, Writer<R>) {
     let (r, w) = futures_lite::io::split(s);
     (Reader::Tls(r), Writer::Tls(w))
@@ -91,6 +113,7 @@ impl<R: Runtime> AsyncRead for Reader<R> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Reader::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
             Reader::Tls(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
@@ -104,6 +127,7 @@ impl<R: Runtime> AsyncWrite for Writer<R> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Writer::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
             Writer::Tls(w) => Pin::new(w).poll_write(cx, buf),
         }
     }
@@ -115,6 +139,7 @@ impl<R: Runtime> AsyncWrite for Writer<R> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Writer::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
             Writer::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
         }
     }
@@ -122,6 +147,7 @@ impl<R: Runtime> AsyncWrite for Writer<R> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Writer::Plain(w) => Pin::new(w).poll_flush(cx),
+            #[cfg(feature = "tls")]
             Writer::Tls(w) => Pin::new(w).poll_flush(cx),
         }
     }
@@ -129,6 +155,7 @@ impl<R: Runtime> AsyncWrite for Writer<R> {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Writer::Plain(w) => Pin::new(w).poll_close(cx),
+            #[cfg(feature = "tls")]
             Writer::Tls(w) => Pin::new(w).poll_close(cx),
         }
     }

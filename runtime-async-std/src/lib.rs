@@ -9,6 +9,9 @@
 //! fixes. Prefer smol; the `async-std` feature is kept for code that cannot
 //! move yet.
 //!
+//! Features, off by default: `dns` (DNS discovery, `DnsDiscovery`) and
+//! `tls` (mutual TLS, `Tls`).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use groupcache_async_std::{Builder, LoadError};
@@ -163,11 +166,14 @@ impl groupcache_driver::Runtime for AsyncIo {
 }
 
 pub use groupcache_driver::{
-    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, DnsConfig, DnsDiscovery, Error,
-    GroupConfig, GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader,
-    MembersFuture, PeerSource, PeerSourceError, StartError, Tls, TlsError, TlsFiles, TlsStats,
-    WriteOp, WriteReport,
+    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, Error, GroupConfig,
+    GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader, MembersFuture,
+    PeerSource, PeerSourceError, StartError, WriteOp, WriteReport,
 };
+#[cfg(feature = "dns")]
+pub use groupcache_driver::{DnsConfig, DnsDiscovery};
+#[cfg(feature = "tls")]
+pub use groupcache_driver::{Tls, TlsError, TlsFiles, TlsStats};
 
 /// Configures a node on smol or async-std; see [`groupcache_driver::Builder`].
 pub type Builder = groupcache_driver::Builder<AsyncIo>;

@@ -11,6 +11,9 @@
 //! thread; one spawned from elsewhere goes to the runtime value's home
 //! thread.
 //!
+//! Features, off by default: `dns` (DNS discovery, `DnsDiscovery`) and
+//! `tls` (mutual TLS, `Tls`).
+//!
 //! ```no_run
 //! use groupcache_compio::{Builder, CompioThreads};
 //!
@@ -50,11 +53,14 @@ pub use stream::Stream;
 pub use write::Writer;
 
 pub use groupcache_driver::{
-    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, DnsConfig, DnsDiscovery, Error,
-    GroupConfig, GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader,
-    MembersFuture, PeerSource, PeerSourceError, StartError, Tls, TlsError, TlsFiles, TlsStats,
-    WriteOp, WriteReport,
+    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, Error, GroupConfig,
+    GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader, MembersFuture,
+    PeerSource, PeerSourceError, StartError, WriteOp, WriteReport,
 };
+#[cfg(feature = "dns")]
+pub use groupcache_driver::{DnsConfig, DnsDiscovery};
+#[cfg(feature = "tls")]
+pub use groupcache_driver::{Tls, TlsError, TlsFiles, TlsStats};
 
 /// Configures a node on compio; see [`groupcache_driver::Builder`].
 pub type Builder = groupcache_driver::Builder<Compio>;

@@ -185,11 +185,14 @@ fn nodelay(s: TcpStream) -> Compat<TcpStream> {
 }
 
 pub use groupcache_driver::{
-    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, DnsConfig, DnsDiscovery, Error,
-    GroupConfig, GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader,
-    MembersFuture, PeerSource, PeerSourceError, StartError, Tls, TlsError, TlsFiles, TlsStats,
-    WriteOp, WriteReport,
+    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, Error, GroupConfig,
+    GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader, MembersFuture,
+    PeerSource, PeerSourceError, StartError, WriteOp, WriteReport,
 };
+#[cfg(feature = "dns")]
+pub use groupcache_driver::{DnsConfig, DnsDiscovery};
+#[cfg(feature = "tls")]
+pub use groupcache_driver::{Tls, TlsError, TlsFiles, TlsStats};
 
 /// Configures a node on tokio (`Builder::new()` uses the current runtime); see [`groupcache_driver::Builder`].
 pub type Builder = groupcache_driver::Builder<Tokio>;

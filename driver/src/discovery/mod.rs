@@ -12,6 +12,7 @@
 //! A round that fails, or that finds no address for a name, keeps the last
 //! good list: a DNS blip never empties the ring.
 
+#[cfg(feature = "dns")]
 mod dns;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::str::FromStr;
 
+#[cfg(feature = "dns")]
 pub use dns::{DnsConfig, DnsDiscovery};
 
 /// One entry of a peer list: a fixed address or a DNS name.

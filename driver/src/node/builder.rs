@@ -17,7 +17,7 @@ use crate::discovery::{recognise_self, Discovery};
 use crate::loader::Loader;
 use crate::runtime::timeout;
 use crate::runtime::Runtime;
-use crate::tls::Tls;
+use crate::transport::Tls;
 
 /// Configures and starts a [`Node`].
 ///
@@ -106,11 +106,13 @@ impl<R: Runtime> Builder<R> {
     /// [`discovery_interval`](Builder::discovery_interval). A round that
     /// fails or finds nobody keeps the last good list (and is logged). The
     /// node finds itself in the answers by its
-    /// [`self_addr`](Builder::self_addr), or else as an address of this
-    /// machine at its listen port, and takes that as its name on the ring.
-    /// Replaces [`Builder::peers`].
+    /// [`self_addr`](Builder::self_addr), or else by its listen address
+    /// (any address of this machine at its port when it listens on all of
+    /// them), and takes that as its name on the ring. Replaces
+    /// [`Builder::peers`]. DNS discovery needs the `dns` feature.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "dns")]
     /// # async fn demo<R: groupcache_driver::Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
     /// use groupcache_driver::{Builder, DnsConfig, DnsDiscovery, PeerSource};
     ///
@@ -133,6 +135,7 @@ impl<R: Runtime> Builder<R> {
     /// peers verify theirs and present this node's. Handshakes are cut off
     /// at the connect timeout. Go nodes cannot speak TLS: a cluster with Go
     /// members stays plaintext.
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
         self

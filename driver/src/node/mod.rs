@@ -24,6 +24,7 @@ use bytes::Bytes;
 use groupcache_core::node::{GroupExists, GroupStats, WriteOp, WriteReport};
 
 use crate::runtime::{timeout, Runtime};
+#[cfg(feature = "tls")]
 use crate::tls::{Tls, TlsStats};
 use crate::Error;
 
@@ -148,11 +149,13 @@ impl<R: Runtime> Node<R> {
 
     /// This node's TLS settings, if it speaks TLS: the same certificate can
     /// serve an HTTPS front ([`Tls::https_config`]).
+    #[cfg(feature = "tls")]
     pub fn tls(&self) -> Option<Tls> {
         self.shared.tls.clone()
     }
 
     /// Counters of this node's TLS handshakes, if it speaks TLS.
+    #[cfg(feature = "tls")]
     pub fn tls_stats(&self) -> Option<TlsStats> {
         self.shared.tls.as_ref().map(Tls::stats)
     }

@@ -58,7 +58,7 @@ pub(crate) struct Shared<R: Runtime> {
     /// Longest a TLS handshake may take, either side.
     pub(super) connect_timeout: Duration,
     /// Every connection accepted or opened speaks TLS with these, if set.
-    pub(crate) tls: Option<crate::Tls>,
+    pub(crate) tls: Option<crate::transport::Tls>,
     pub(super) live: Live,
     /// Discovery rounds run, failed, and that changed the members.
     pub(super) discovery: DiscoveryCounters,
@@ -78,7 +78,7 @@ impl<R: Runtime> Shared<R> {
     /// is shutting down has nothing left in flight.
     pub(crate) fn start(
         rt: R,
-        tls: Option<crate::Tls>,
+        tls: Option<crate::transport::Tls>,
         node: core::Node,
         loaders: HashMap<String, Arc<dyn Loader>>,
     ) -> (Arc<Self>, Receiver<()>) {
