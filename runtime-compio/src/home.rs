@@ -3,11 +3,13 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_channel::{Receiver, Sender};
 use futures_lite::FutureExt;
 
+use crate::timer::Timers;
 use crate::Compio;
 
 /// Work sent to a compio thread from outside it.
@@ -18,18 +20,36 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Clone, Debug)]
 pub(crate) struct Home {
     jobs: Sender<Job>,
+    /// The sleeps of callers using this home, kept by one task there.
+    pub(crate) timers: Arc<Timers>,
 }
 
 impl Home {
-    /// The compio runtime running the caller, which takes jobs from now
-    /// until it stops.
+    /// The compio runtime running the caller, which takes jobs until it
+    /// stops. One task per runtime takes them, started by the first call
+    /// on its thread; later calls share it.
     ///
     /// # Panics
     /// Outside a compio runtime.
     pub(crate) fn current() -> Self {
-        let (jobs, rx) = async_channel::unbounded();
-        compio::runtime::spawn(take_jobs(rx)).detach();
-        Self { jobs }
+        thread_local! {
+            static HOME: std::cell::RefCell<Option<Home>> = const { std::cell::RefCell::new(None) };
+        }
+        HOME.with_borrow_mut(|home| {
+            // A runtime that stopped dropped its task, and with it the
+            // receiver: a later runtime on this thread needs its own.
+            if let Some(h) = home.as_ref().filter(|h| !h.jobs.is_closed()) {
+                return h.clone();
+            }
+            let (jobs, rx) = async_channel::unbounded();
+            compio::runtime::spawn(take_jobs(rx)).detach();
+            let h = Self {
+                jobs,
+                timers: Arc::default(),
+            };
+            *home = Some(h.clone());
+            h
+        })
     }
 
     /// Runs `job` now if the caller is on a compio thread, else on the home
@@ -41,6 +61,11 @@ impl Home {
         } else {
             let _ = self.jobs.try_send(Box::new(job));
         }
+    }
+
+    /// Runs `job` on the home thread, wherever the caller is.
+    pub(crate) fn run_at_home(&self, job: impl FnOnce() + Send + 'static) {
+        let _ = self.jobs.try_send(Box::new(job));
     }
 
     /// Spawns `fut` on the caller's compio thread, or the home thread.
@@ -145,7 +170,10 @@ impl CompioThreads {
             me.threads.push(thread);
             started.recv().map_err(|_| stopped_thread())??;
             me.runtimes.push(Compio {
-                home: Home { jobs },
+                home: Home {
+                    jobs,
+                    timers: Arc::default(),
+                },
             });
         }
         Ok(me)
@@ -178,5 +206,34 @@ impl Drop for CompioThreads {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_on_one_runtime_share_its_home_and_a_new_runtime_gets_its_own() {
+        let (first, second) = runtime().unwrap().block_on(async {
+            let (a, b) = (Home::current(), Home::current());
+            assert!(a.jobs.same_channel(&b.jobs), "one task takes the jobs");
+            // Work sent from another thread runs on this one.
+            let (tx, rx) = async_channel::bounded(1);
+            let here = std::thread::current().id();
+            let b2 = b.clone();
+            std::thread::spawn(move || {
+                b2.run(move || tx.try_send(std::thread::current().id()).unwrap())
+            })
+            .join()
+            .unwrap();
+            assert_eq!(rx.recv().await.unwrap(), here);
+            (a, b)
+        });
+        drop(second);
+        // That runtime is gone, and its task with it.
+        assert!(first.jobs.is_closed());
+        let fresh = runtime().unwrap().block_on(async { Home::current() });
+        assert!(!fresh.jobs.same_channel(&first.jobs));
     }
 }

@@ -36,6 +36,7 @@
 mod home;
 mod read;
 mod stream;
+mod timer;
 mod write;
 
 use std::future::Future;
@@ -79,9 +80,10 @@ pub struct Compio {
 }
 
 impl Compio {
-    /// The compio runtime this is called from, as home. Each call starts a
-    /// small task there that takes work sent from other threads, for as
-    /// long as the runtime runs: call it once and clone the value.
+    /// The compio runtime this is called from, as home: work sent from
+    /// other threads runs there. The first call on a runtime's thread
+    /// starts the one small task that takes that work; later calls share
+    /// it.
     ///
     /// # Panics
     /// Outside a compio runtime. Use [`CompioThreads`] there.
@@ -114,17 +116,9 @@ impl groupcache_driver::Runtime for Compio {
     }
 
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send + 'static {
-        // compio's timer runs on a compio thread like any operation; the
-        // caller may be anywhere. A stopped runtime's timers never fire.
-        let timer = self.home.run_io(move || async move {
-            compio::time::sleep(d).await;
-            Ok(())
-        });
-        async move {
-            if timer.await.is_err() {
-                futures_lite::future::pending::<()>().await;
-            }
-        }
+        // One timer task on the home thread keeps every sleep; a stopped
+        // runtime's timers never fire.
+        timer::Sleep::new(self.home.clone(), self.now() + d)
     }
 
     fn connect(
@@ -138,12 +132,12 @@ impl groupcache_driver::Runtime for Compio {
             let _ = s.set_nodelay(true);
             Ok(s)
         });
-        async move { Ok(Stream::new(home, stream::Source::Compio(connected.await?))) }
+        async move { Ok(Stream::new(home, stream::Source::ready(connected.await?))) }
     }
 
     fn adopt_std(&self, stream: std::net::TcpStream) -> io::Result<Self::Stream> {
         stream.set_nodelay(true)?;
-        Ok(Stream::new(self.home.clone(), stream::Source::Std(stream)))
+        Ok(Stream::new(self.home.clone(), stream::Source::new(stream)))
     }
 
     fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer) {
@@ -179,7 +173,7 @@ impl groupcache_driver::Runtime for Compio {
             })
             .await?;
         Ok((
-            Stream::new(self.home.clone(), stream::Source::Compio(s)),
+            Stream::new(self.home.clone(), stream::Source::ready(s)),
             peer,
         ))
     }

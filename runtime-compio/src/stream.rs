@@ -22,18 +22,10 @@ use crate::home::{stopped, Home};
 use crate::read::{read_task, ReadDone, Reader};
 use crate::write::{self, write_task, Writer};
 
-/// A socket before it is compio's: compio takes a socket over on the
-/// thread that will run its operations.
-#[derive(Debug)]
-pub(crate) enum Source {
-    /// A standard-library stream, set up by the caller.
-    Std(std::net::TcpStream),
-    /// Already compio's (connected or accepted on a compio thread).
-    Compio(TcpStream),
-}
-
-/// A value made compio's on first use, on a compio thread, from a
-/// standard-library one.
+/// A socket that becomes compio's on first use: compio takes a socket
+/// over on the thread that will run its operations, so one adopted from
+/// the standard library (a listener, a stream the caller set up) waits as
+/// it is until then. Listeners and streams are adopted alike.
 #[derive(Debug)]
 pub(crate) struct Bridge<C, S> {
     std: Mutex<Option<S>>,
@@ -41,10 +33,20 @@ pub(crate) struct Bridge<C, S> {
 }
 
 impl<C, S> Bridge<C, S> {
+    /// A standard-library socket, to be made compio's on first use.
     pub(crate) fn new(std: S) -> Self {
         Self {
             std: Mutex::new(Some(std)),
             compio: OnceLock::new(),
+        }
+    }
+
+    /// A socket that is compio's already (connected or accepted on a
+    /// compio thread).
+    pub(crate) fn ready(compio: C) -> Self {
+        Self {
+            std: Mutex::new(None),
+            compio: OnceLock::from(compio),
         }
     }
 
@@ -60,7 +62,22 @@ impl<C, S> Bridge<C, S> {
         }
         self.compio.get().ok_or_else(stopped)
     }
+
+    /// The compio value itself, made `from` the standard one if needed (on
+    /// a compio thread).
+    pub(crate) fn into_compio(self, from: impl FnOnce(S) -> io::Result<C>) -> io::Result<C> {
+        match self.compio.into_inner() {
+            Some(c) => Ok(c),
+            None => match self.std.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(std) => from(std),
+                None => Err(stopped()),
+            },
+        }
+    }
 }
+
+/// A connection's socket, as [`Stream::new`] takes it.
+pub(crate) type Source = Bridge<TcpStream, std::net::TcpStream>;
 
 /// The task ends of a connection's channels, handed to whichever compio
 /// thread starts its tasks.
@@ -95,11 +112,7 @@ impl Start {
 }
 
 fn start_tasks(t: Tasks) {
-    let stream = match t.source {
-        Source::Compio(s) => Ok(s),
-        Source::Std(s) => TcpStream::from_std(s),
-    };
-    match stream {
+    match t.source.into_compio(TcpStream::from_std) {
         Ok(s) => {
             let s = Rc::new(s);
             compio::runtime::spawn(read_task(s.clone(), t.asks, t.read_done)).detach();
