@@ -41,6 +41,7 @@ pub mod metrics;
 mod node;
 mod runtime;
 pub mod sample;
+mod threads;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
@@ -61,5 +62,6 @@ pub use ipnet::IpNet;
 pub use loader::{LoadFuture, Loader};
 pub use node::{Builder, DiscoveryStats, Group, Node, StartError};
 pub use runtime::{timeout, Runtime};
+pub use threads::{Ready, ServingThreads, Stopped};
 #[cfg(feature = "tls")]
 pub use tls::{Tls, TlsError, TlsFiles, TlsStats};

@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use async_channel::{Receiver, Sender};
 use futures_lite::FutureExt;
@@ -133,55 +132,32 @@ async fn take_jobs(jobs: Receiver<Job>) {
 /// Dropping it stops the threads and the tasks on them, so keep it until
 /// the nodes on it have shut down.
 #[derive(Debug)]
-pub struct CompioThreads {
-    runtimes: Vec<Compio>,
-    stop: Option<Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
-}
+pub struct CompioThreads(groupcache_driver::ServingThreads<Compio>);
 
 impl CompioThreads {
     /// Starts `n` threads (at least one), each running a compio runtime.
     pub fn start(n: usize) -> io::Result<Self> {
-        let (stop, stopped) = async_channel::bounded::<()>(1);
-        let mut me = Self {
-            runtimes: Vec::with_capacity(n),
-            stop: Some(stop),
-            threads: Vec::with_capacity(n),
-        };
-        for i in 0..n.max(1) {
-            let (jobs, rx) = async_channel::unbounded::<Job>();
-            let (started_tx, started) = std::sync::mpsc::channel();
-            let stopped = stopped.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("groupcache-compio-{i}"))
-                .spawn(move || {
-                    let rt = match runtime() {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            let _ = started_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = started_tx.send(Ok(()));
-                    rt.block_on(take_jobs(rx).or(async {
-                        let _ = stopped.recv().await;
-                    }));
-                })?;
-            me.threads.push(thread);
-            started.recv().map_err(|_| stopped_thread())??;
-            me.runtimes.push(Compio {
-                home: Home {
-                    jobs,
-                    timers: Arc::default(),
-                },
-            });
-        }
-        Ok(me)
+        let threads =
+            groupcache_driver::ServingThreads::start(n, "groupcache-compio", |ready, stopped| {
+                let rt = match runtime() {
+                    Ok(rt) => rt,
+                    Err(e) => return ready.fail(e),
+                };
+                let (jobs, rx) = async_channel::unbounded::<Job>();
+                ready.ok(Compio {
+                    home: Home {
+                        jobs,
+                        timers: Arc::default(),
+                    },
+                });
+                rt.block_on(take_jobs(rx).or(stopped.wait()));
+            })?;
+        Ok(Self(threads))
     }
 
     /// A runtime value per thread, each with its thread as home.
     pub fn runtimes(&self) -> Vec<Compio> {
-        self.runtimes.clone()
+        self.0.runtimes()
     }
 }
 
@@ -194,19 +170,6 @@ pub fn runtime() -> io::Result<compio::runtime::Runtime> {
     compio::runtime::RuntimeBuilder::new()
         .with_proactor(proactor)
         .build()
-}
-
-fn stopped_thread() -> io::Error {
-    io::Error::other("a compio thread ended while starting")
-}
-
-impl Drop for CompioThreads {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
 }
 
 #[cfg(test)]

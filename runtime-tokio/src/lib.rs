@@ -128,53 +128,33 @@ impl groupcache_driver::Runtime for Tokio {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct CoreThreads {
-    runtimes: Vec<Tokio>,
-    stop: Option<tokio::sync::watch::Sender<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
+pub struct CoreThreads(groupcache_driver::ServingThreads<Tokio>);
 
 impl CoreThreads {
-    /// Starts `n` threads, each running a single-threaded runtime with IO
-    /// and time enabled.
+    /// Starts `n` threads (at least one), each running a single-threaded
+    /// runtime with IO and time enabled.
     pub fn start(n: usize) -> io::Result<Self> {
-        let (stop, stopped) = tokio::sync::watch::channel(());
-        let mut me = Self {
-            runtimes: Vec::with_capacity(n),
-            stop: Some(stop),
-            threads: Vec::with_capacity(n),
-        };
-        for i in 0..n {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            me.runtimes.push(Tokio::from_handle(rt.handle().clone()));
-            let mut stopped = stopped.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("groupcache-core-{i}"))
+        let threads =
+            groupcache_driver::ServingThreads::start(n, "groupcache-core", |ready, stopped| {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return ready.fail(e),
+                };
+                ready.ok(Tokio::from_handle(rt.handle().clone()));
                 // A current-thread runtime runs its tasks only inside
-                // `block_on`: this thread is that runtime's worker until
-                // the sender goes.
-                .spawn(move || {
-                    rt.block_on(async move { while stopped.changed().await.is_ok() {} })
-                })?;
-            me.threads.push(thread);
-        }
-        Ok(me)
+                // `block_on`: this thread is that runtime's worker until the
+                // threads are stopped.
+                rt.block_on(stopped.wait());
+            })?;
+        Ok(Self(threads))
     }
 
     /// A handle to each runtime, for [`Builder::accept_on`](groupcache_driver::Builder::accept_on).
     pub fn runtimes(&self) -> Vec<Tokio> {
-        self.runtimes.clone()
-    }
-}
-
-impl Drop for CoreThreads {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.0.runtimes()
     }
 }
 
