@@ -7,7 +7,7 @@ use std::time::Duration;
 use groupcache_driver::core::frame::DEFAULT_MAX_FRAME;
 use groupcache_driver::core::node::RESPONSE_OVERHEAD;
 use groupcache_tokio::{Builder, DnsConfig, DnsDiscovery, GroupConfig, PeerSource, Tls, TlsFiles};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::http::HttpLimits;
 use crate::origin::Origin;
@@ -17,7 +17,7 @@ use crate::origin::Origin;
 const FD_RESERVE: u64 = 256;
 
 /// One group of a served node.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
     /// Group name.
@@ -72,85 +72,142 @@ impl GroupSpec {
     }
 }
 
-/// Everything `serve` needs.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// Everything `serve` needs, from a TOML file and from flags alike: each
+/// field is one TOML key and one flag (`max_loads` and `--max-loads`), with
+/// its doc and default said once, here. [`ServeConfig::layered`] lays the
+/// flags over the file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
     /// Peer port address.
+    #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// This node's name in peer lists (default: the listen address).
+    #[arg(long)]
     pub self_addr: Option<String>,
-    /// Members of the cluster, this node included: `host:port`,
-    /// `dns+NAME:PORT` (A/AAAA records) or `dnssrv+NAME` (SRV records),
-    /// mixed freely.
+    /// Cluster members, this node included (flag: comma-separated):
+    /// `host:port`, `dns+NAME:PORT` (A/AAAA records) or
+    /// `dnssrv+_service._proto.NAME` (SRV records), mixed freely. DNS names
+    /// are resolved again every dns_interval; a failed or empty answer
+    /// keeps the last good list.
+    #[arg(long, value_delimiter = ',')]
     #[serde(default)]
     pub peers: Vec<String>,
-    /// Name server (`HOST:PORT`) for DNS peers, instead of the system's; a
+    /// Name server for DNS peers, as HOST:PORT (default: the system's); a
     /// host name is resolved once, at start, by the system.
+    #[arg(long)]
     pub dns_server: Option<String>,
-    /// How often DNS peers are resolved again, e.g. `30s`, `500ms`, `2m`
-    /// (default 30s).
+    /// How often DNS peers are resolved again: 30s, 500ms, 2m (default 30s).
+    #[arg(long)]
     pub dns_interval: Option<String>,
     /// Milliseconds after a membership change during which a key's new
-    /// owner asks its previous owner before the origin (default 60000;
-    /// 0 turns it off).
+    /// owner asks its previous owner before the origin (default 60000; 0
+    /// turns it off).
+    #[arg(long)]
     pub handoff_ms: Option<u64>,
-    /// Mutual TLS on the peer port and to peers: a `[tls]` table with
-    /// `cert`, `key`, `ca` and `server_name`.
+    /// Mutual TLS on the peer port and to peers: the `--tls-*` flags, or a
+    /// `[tls]` table with `cert`, `key`, `ca` and `server_name`.
+    #[command(flatten)]
     #[serde(default)]
     pub tls: TlsSpec,
-    /// Serve the HTTP front over HTTPS with the TLS certificate and key.
+    /// Serve the HTTP front over HTTPS with the TLS certificate and key
+    /// (clients need no certificate).
+    #[arg(long)]
     #[serde(default)]
     pub http_tls: bool,
-    /// Address of the HTTP front (`/api`, `/metrics`, `/healthz`), if any.
+    /// Serve the HTTP front (/api, /metrics, /healthz) on this address.
+    #[arg(long)]
     pub http: Option<SocketAddr>,
-    /// Ring points per peer.
+    /// Ring points per peer (default 50).
+    #[arg(long)]
     pub replicas: Option<usize>,
     /// Peer request timeout in milliseconds (default 3000). Keep it the
     /// same on every node: keepalives come every third of it.
+    #[arg(long)]
     pub request_timeout_ms: Option<u64>,
     /// Largest frame payload accepted or sent, in bytes (default 4 MiB).
+    #[arg(long)]
     pub max_frame: Option<usize>,
     /// Largest value of every group, in bytes (default: what fits in a frame).
+    #[arg(long)]
     pub max_value: Option<usize>,
     /// Longest a load may take, in milliseconds (default 30000).
+    #[arg(long)]
     pub load_timeout_ms: Option<u64>,
     /// Loads of one group running at once at most (default 64).
+    #[arg(long)]
     pub max_loads: Option<usize>,
-    /// Connections with no real request close after this many milliseconds
-    /// (default 60000).
+    /// Peer-port connections with no real request close after this many
+    /// milliseconds (default 60000).
+    #[arg(long)]
     pub idle_timeout_ms: Option<u64>,
     /// Peer-port connections at most from clients (default 1024).
+    #[arg(long)]
     pub max_connections: Option<usize>,
     /// Peer-port connections at most from one client address (default 256).
+    #[arg(long)]
     pub max_connections_per_addr: Option<usize>,
     /// Peer-port connections at most from the peers' addresses (default 1024).
+    #[arg(long)]
     pub max_peer_connections: Option<usize>,
     /// Answer bytes a client may leave unread before the node stops reading
     /// its requests (default 8 MiB).
+    #[arg(long)]
     pub max_unwritten: Option<usize>,
     /// Threads serving the peer port, each with a single-threaded runtime
     /// and a listener of its own (`SO_REUSEPORT`): thread-per-core. 0: the
     /// main runtime accepts and serves (the default).
+    #[arg(long)]
     pub accept_threads: Option<usize>,
-    /// HTTP front: time allowed to send a request's headers, in
-    /// milliseconds (default 5000).
+    /// HTTP front: milliseconds a client has to send a request's headers,
+    /// also the longest an idle keep-alive connection stays (default 5000).
+    #[arg(long)]
     pub http_header_timeout_ms: Option<u64>,
     /// HTTP front: connections at most (default 512).
+    #[arg(long)]
     pub http_max_connections: Option<usize>,
     /// HTTP front: connections at most from one client address (default 64).
+    #[arg(long)]
     pub http_max_connections_per_addr: Option<usize>,
     /// HTTP front: largest request body in bytes (default 1 MiB).
+    #[arg(long)]
     pub http_max_body: Option<usize>,
-    /// HTTP front: refuse writes (PUT, DELETE, POST /api/purge).
+    /// HTTP front: refuse writes (PUT, DELETE, POST /api/purge) with 405.
+    #[arg(long)]
     #[serde(default)]
     pub http_read_only: bool,
-    /// The groups.
+    /// A group as NAME:MAX_BYTES:TTL_SECS:ORIGIN, where ORIGIN is `sample`,
+    /// `dir:PATH`, `http://host/path/{key}` or `synthetic:SIZE` (made-up
+    /// values of SIZE bytes, for load tests); repeatable. In TOML, a
+    /// `[[group]]` table each.
+    #[arg(long = "group", value_parser = GroupSpec::parse_flag)]
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupSpec>,
 }
 
 impl ServeConfig {
+    /// `flags` laid over `file`: a flag given wins over the file's key;
+    /// groups add up; `peers` given as a flag replace the file's; a switch
+    /// (`--http-tls`, `--http-read-only`) only turns on. Every field is
+    /// handled alike, by its TOML key, so a new setting needs nothing here.
+    ///
+    /// ```
+    /// use groupcache_cli::config::ServeConfig;
+    /// let file: ServeConfig = toml::from_str("max_loads = 8\nreplicas = 20\nhttp_read_only = true").unwrap();
+    /// let flags = ServeConfig { replicas: Some(30), ..Default::default() };
+    /// let c = ServeConfig::layered(file, flags).unwrap();
+    /// assert_eq!((c.max_loads, c.replicas, c.http_read_only), (Some(8), Some(30), true));
+    /// ```
+    pub fn layered(file: ServeConfig, flags: ServeConfig) -> Result<ServeConfig, String> {
+        let table =
+            |c: &ServeConfig| toml::Table::try_from(c).map_err(|e| format!("settings: {e}"));
+        let mut merged = table(&file)?;
+        lay_over(&mut merged, table(&flags)?);
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("settings: {e}"))
+    }
+
     /// Reads a TOML file.
     ///
     /// ```toml
@@ -370,7 +427,7 @@ impl ServeConfig {
 /// TLS files, as flags (`--tls-cert`, `--tls-key`, `--tls-ca`,
 /// `--tls-server-name`) or a TOML `[tls]` table (`cert`, `key`, `ca`,
 /// `server_name`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, clap::Args)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
     /// PEM certificate (chain) this side presents; with --tls-key and
@@ -414,14 +471,32 @@ impl TlsSpec {
             None => tls,
         }))
     }
+}
 
-    /// The same settings, the flags given here winning over `file`'s.
-    pub fn or(self, file: TlsSpec) -> TlsSpec {
-        TlsSpec {
-            tls_cert: self.tls_cert.or(file.tls_cert),
-            tls_key: self.tls_key.or(file.tls_key),
-            tls_ca: self.tls_ca.or(file.tls_ca),
-            tls_server_name: self.tls_server_name.or(file.tls_server_name),
+/// Lays the keys of `over` on `base`: a table merges key by key, the
+/// groups add up, an empty list or a switch left off says nothing, any
+/// other value replaces `base`'s.
+fn lay_over(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match value {
+            toml::Value::Array(a) if a.is_empty() => {}
+            toml::Value::Boolean(false) => {}
+            toml::Value::Table(t) => match base.get_mut(&key) {
+                Some(toml::Value::Table(b)) => lay_over(b, t),
+                _ => {
+                    base.insert(key, toml::Value::Table(t));
+                }
+            },
+            toml::Value::Array(mut a) if key == "group" => {
+                if let Some(toml::Value::Array(b)) = base.get_mut(&key) {
+                    b.append(&mut a);
+                } else {
+                    base.insert(key, toml::Value::Array(a));
+                }
+            }
+            v => {
+                base.insert(key, v);
+            }
         }
     }
 }
@@ -456,4 +531,58 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be more than zero".into());
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_lay_over_the_file_field_by_field() {
+        let file: ServeConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:8001"
+            peers = ["127.0.0.1:8001", "127.0.0.1:8002"]
+            max_loads = 8
+            http_read_only = true
+            [tls]
+            cert = "file.pem"
+            key = "file-key.pem"
+            [[group]]
+            name = "score"
+            max_bytes = 2048
+            origin = "sample"
+            "#,
+        )
+        .unwrap();
+        let flags = ServeConfig {
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            tls: TlsSpec {
+                tls_cert: Some("flag.pem".into()),
+                ..Default::default()
+            },
+            groups: vec![GroupSpec::parse_flag("age:1024:0:sample").unwrap()],
+            ..Default::default()
+        };
+        let c = ServeConfig::layered(file.clone(), flags).unwrap();
+        // A flag given wins; one not given leaves the file's value.
+        assert_eq!(c.listen, Some("127.0.0.1:9001".parse().unwrap()));
+        assert_eq!(c.max_loads, Some(8));
+        assert_eq!(c.peers, file.peers, "no --peers: the file's");
+        // A switch left off does not turn the file's off.
+        assert!(c.http_read_only);
+        // Tables merge key by key.
+        assert_eq!(c.tls.tls_cert, Some("flag.pem".into()));
+        assert_eq!(c.tls.tls_key, Some("file-key.pem".into()));
+        // Groups add up, the file's first.
+        let names: Vec<&str> = c.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["score", "age"]);
+        // --peers replaces the file's list.
+        let flags = ServeConfig {
+            peers: vec!["10.0.0.1:8000".into()],
+            ..Default::default()
+        };
+        let c = ServeConfig::layered(file, flags).unwrap();
+        assert_eq!(c.peers, ["10.0.0.1:8000"]);
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use groupcache_cli::check;
-use groupcache_cli::config::{GroupSpec, ServeConfig, TlsSpec};
+use groupcache_cli::config::{ServeConfig, TlsSpec};
 use groupcache_cli::http::{self, HttpLimits};
 use groupcache_driver::core::ring::Ring;
 use groupcache_tokio::{sample, Bytes, Client, CoreThreads, Node, Tokio, WriteOp};
@@ -126,145 +126,22 @@ struct ServeArgs {
     /// TOML file with the settings; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Peer port address.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// This node's name in peer lists (default: the listen address).
-    #[arg(long)]
-    self_addr: Option<String>,
-    /// Cluster members, this node included, comma-separated: `host:port`,
-    /// `dns+NAME:PORT` (A/AAAA records) or `dnssrv+_service._proto.NAME`
-    /// (SRV records), mixed freely. DNS names are resolved again every
-    /// --dns-interval; a failed or empty answer keeps the last good list.
-    #[arg(long, value_delimiter = ',')]
-    peers: Vec<String>,
-    /// Name server for DNS peers, as HOST:PORT (default: the system's).
-    #[arg(long)]
-    dns_server: Option<String>,
-    /// How often DNS peers are resolved again: 30s, 500ms, 2m (default 30s).
-    #[arg(long)]
-    dns_interval: Option<String>,
-    /// Milliseconds after a membership change during which a key's new
-    /// owner asks its previous owner before the origin (default 60000; 0
-    /// turns it off).
-    #[arg(long)]
-    handoff_ms: Option<u64>,
     /// Check the configuration (groups, origins, peers, DNS), print what the
     /// node would run with, and exit: 0 if it would start, 1 with the
     /// reason if not.
     #[arg(long)]
     check: bool,
     #[command(flatten)]
-    tls: TlsSpec,
-    /// Serve the HTTP front over HTTPS with --tls-cert and --tls-key
-    /// (clients need no certificate).
-    #[arg(long)]
-    http_tls: bool,
-    /// A group as NAME:MAX_BYTES:TTL_SECS:ORIGIN, where ORIGIN is `sample`,
-    /// `dir:PATH`, `http://host/path/{key}` or `synthetic:SIZE` (made-up
-    /// values of SIZE bytes, for load tests). Repeatable.
-    #[arg(long = "group", value_parser = GroupSpec::parse_flag)]
-    groups: Vec<GroupSpec>,
-    /// Serve the HTTP front (/api, /metrics, /healthz) on this address.
-    #[arg(long)]
-    http: Option<SocketAddr>,
-    /// Ring points per peer.
-    #[arg(long)]
-    replicas: Option<usize>,
-    /// Peer request timeout in milliseconds (default 3000; keep it equal on
-    /// every node).
-    #[arg(long)]
-    request_timeout_ms: Option<u64>,
-    /// Largest frame payload accepted or sent, in bytes (default 4 MiB).
-    #[arg(long)]
-    max_frame: Option<usize>,
-    /// Largest value of every group, in bytes (default: what fits in a frame).
-    #[arg(long)]
-    max_value: Option<usize>,
-    /// Longest a load may take, in milliseconds (default 30000).
-    #[arg(long)]
-    load_timeout_ms: Option<u64>,
-    /// Loads of one group running at once at most (default 64).
-    #[arg(long)]
-    max_loads: Option<usize>,
-    /// Peer-port connections with no real request close after this many
-    /// milliseconds (default 60000).
-    #[arg(long)]
-    idle_timeout_ms: Option<u64>,
-    /// Peer-port connections at most from clients (default 1024).
-    #[arg(long)]
-    max_connections: Option<usize>,
-    /// Peer-port connections at most from one client address (default 256).
-    #[arg(long)]
-    max_connections_per_addr: Option<usize>,
-    /// Peer-port connections at most from the peers' addresses (default 1024).
-    #[arg(long)]
-    max_peer_connections: Option<usize>,
-    /// Answer bytes a client may leave unread before the node stops reading
-    /// its requests (default 8 MiB).
-    #[arg(long)]
-    max_unwritten: Option<usize>,
-    /// Threads serving the peer port, each with a single-threaded runtime
-    /// and a listener of its own (SO_REUSEPORT): thread-per-core. 0: the
-    /// main runtime accepts and serves (the default).
-    #[arg(long)]
-    accept_threads: Option<usize>,
-    /// HTTP front: milliseconds a client has to send a request's headers,
-    /// also the longest an idle keep-alive connection stays (default 5000).
-    #[arg(long)]
-    http_header_timeout_ms: Option<u64>,
-    /// HTTP front: connections at most (default 512).
-    #[arg(long)]
-    http_max_connections: Option<usize>,
-    /// HTTP front: connections at most from one client address (default 64).
-    #[arg(long)]
-    http_max_connections_per_addr: Option<usize>,
-    /// HTTP front: largest request body in bytes (default 1 MiB).
-    #[arg(long)]
-    http_max_body: Option<usize>,
-    /// HTTP front: refuse writes (PUT, DELETE, POST /api/purge) with 405.
-    #[arg(long)]
-    http_read_only: bool,
+    settings: ServeConfig,
 }
 
 impl ServeArgs {
     fn config(self) -> Result<ServeConfig, String> {
-        let mut c = match &self.config {
+        let file = match &self.config {
             Some(p) => ServeConfig::from_file(p)?,
             None => ServeConfig::default(),
         };
-        c.listen = self.listen.or(c.listen);
-        c.self_addr = self.self_addr.or(c.self_addr);
-        c.http = self.http.or(c.http);
-        c.replicas = self.replicas.or(c.replicas);
-        c.request_timeout_ms = self.request_timeout_ms.or(c.request_timeout_ms);
-        c.max_frame = self.max_frame.or(c.max_frame);
-        c.max_value = self.max_value.or(c.max_value);
-        c.load_timeout_ms = self.load_timeout_ms.or(c.load_timeout_ms);
-        c.max_loads = self.max_loads.or(c.max_loads);
-        c.idle_timeout_ms = self.idle_timeout_ms.or(c.idle_timeout_ms);
-        c.max_connections = self.max_connections.or(c.max_connections);
-        c.max_connections_per_addr = self.max_connections_per_addr.or(c.max_connections_per_addr);
-        c.max_peer_connections = self.max_peer_connections.or(c.max_peer_connections);
-        c.max_unwritten = self.max_unwritten.or(c.max_unwritten);
-        c.accept_threads = self.accept_threads.or(c.accept_threads);
-        c.http_header_timeout_ms = self.http_header_timeout_ms.or(c.http_header_timeout_ms);
-        c.http_max_connections = self.http_max_connections.or(c.http_max_connections);
-        c.http_max_connections_per_addr = self
-            .http_max_connections_per_addr
-            .or(c.http_max_connections_per_addr);
-        c.http_max_body = self.http_max_body.or(c.http_max_body);
-        c.http_read_only = self.http_read_only || c.http_read_only;
-        c.dns_server = self.dns_server.or(c.dns_server);
-        c.dns_interval = self.dns_interval.or(c.dns_interval);
-        c.handoff_ms = self.handoff_ms.or(c.handoff_ms);
-        c.tls = self.tls.or(c.tls);
-        c.http_tls = self.http_tls || c.http_tls;
-        if !self.peers.is_empty() {
-            c.peers = self.peers;
-        }
-        c.groups.extend(self.groups);
-        Ok(c)
+        ServeConfig::layered(file, self.settings)
     }
 }
 
