@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use groupcache_driver::core::frame::DEFAULT_MAX_FRAME;
-use groupcache_driver::core::node::RESPONSE_OVERHEAD;
+use groupcache_driver::core::node::{Config, RESPONSE_OVERHEAD};
 use groupcache_tokio::{Builder, DnsConfig, DnsDiscovery, GroupConfig, PeerSource, Tls, TlsFiles};
 use serde::{Deserialize, Serialize};
 
@@ -253,35 +252,9 @@ impl ServeConfig {
         } else if !self.peers.is_empty() {
             b = b.peers(self.peers.clone());
         }
-        if let Some(ms) = self.handoff_ms {
-            b = b.handoff(
-                Duration::from_millis(ms),
-                groupcache_driver::core::node::Config::new("").handoff_timeout,
-            );
-        }
-        if let Some(r) = self.replicas {
-            b = b.replicas(r);
-        }
-        if let Some(ms) = self.request_timeout_ms {
-            b = b.request_timeout(Duration::from_millis(ms));
-        }
-        let max_frame = self.max_frame.unwrap_or(DEFAULT_MAX_FRAME);
-        b = b.max_frame(max_frame);
-        if let Some(ms) = self.idle_timeout_ms {
-            b = b.idle_timeout(Duration::from_millis(ms));
-        }
-        if let Some(n) = self.max_connections {
-            b = b.max_connections(n);
-        }
-        if let Some(n) = self.max_connections_per_addr {
-            b = b.max_connections_per_addr(n);
-        }
-        if let Some(n) = self.max_peer_connections {
-            b = b.max_peer_connections(n);
-        }
-        if let Some(n) = self.max_unwritten {
-            b = b.max_unwritten(n);
-        }
+        let node = self.node_config();
+        let max_frame = node.max_frame;
+        b = b.config(node);
         for g in &self.groups {
             let origin = Origin::parse(&g.name, &g.origin)?;
             let mut group = GroupConfig::new(g.name.clone(), g.max_bytes);
@@ -302,6 +275,28 @@ impl ServeConfig {
             b = b.group_config(group, loader);
         }
         Ok(b)
+    }
+
+    /// The node's settings: what is given here over the core's defaults
+    /// (the one place those are written).
+    pub fn node_config(&self) -> Config {
+        let ms = Duration::from_millis;
+        let mut c = Config::default();
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        set(&mut c.handoff_period, self.handoff_ms.map(ms));
+        set(&mut c.replicas, self.replicas);
+        set(&mut c.request_timeout, self.request_timeout_ms.map(ms));
+        set(&mut c.max_frame, self.max_frame);
+        set(&mut c.idle_timeout, self.idle_timeout_ms.map(ms));
+        set(&mut c.max_inbound, self.max_connections);
+        set(&mut c.max_inbound_per_addr, self.max_connections_per_addr);
+        set(&mut c.max_peer_inbound, self.max_peer_connections);
+        set(&mut c.max_unwritten, self.max_unwritten);
+        c
     }
 
     /// The peer list's entries, parsed.

@@ -55,7 +55,7 @@ pub use discovery::{Discovery, DiscoveryError, MembersFuture, PeerSource, PeerSo
 #[cfg(feature = "dns")]
 pub use discovery::{DnsConfig, DnsDiscovery};
 pub use groupcache_core::node::{
-    Error, GroupConfig, GroupExists, GroupStats, LoadError, Loaded, WriteOp, WriteReport,
+    Config, Error, GroupConfig, GroupExists, GroupStats, LoadError, Loaded, WriteOp, WriteReport,
 };
 pub use groupcache_core::{self as core, ring::HashFn};
 pub use ipnet::IpNet;

@@ -166,7 +166,7 @@ impl groupcache_driver::Runtime for AsyncIo {
 }
 
 pub use groupcache_driver::{
-    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, Error, GroupConfig,
+    core, sample, Bytes, Config, Discovery, DiscoveryError, DiscoveryStats, Error, GroupConfig,
     GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader, MembersFuture,
     PeerSource, PeerSourceError, StartError, WriteOp, WriteReport,
 };

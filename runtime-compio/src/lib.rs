@@ -54,7 +54,7 @@ pub use stream::Stream;
 pub use write::Writer;
 
 pub use groupcache_driver::{
-    core, sample, Bytes, Discovery, DiscoveryError, DiscoveryStats, Error, GroupConfig,
+    core, sample, Bytes, Config, Discovery, DiscoveryError, DiscoveryStats, Error, GroupConfig,
     GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader, MembersFuture,
     PeerSource, PeerSourceError, StartError, WriteOp, WriteReport,
 };

@@ -319,7 +319,9 @@ impl fmt::Debug for Node {
 impl Node {
     /// A node with no group and no peer: it owns every key until
     /// [`Node::set_peers`] says otherwise.
-    pub fn new(cfg: Config) -> Self {
+    pub fn new(mut cfg: Config) -> Self {
+        // A peer with no connection could never be asked.
+        cfg.max_conns_per_peer = cfg.max_conns_per_peer.max(1);
         Self {
             ring: Ring::with_hash(cfg.replicas, cfg.hash),
             cfg,

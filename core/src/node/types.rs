@@ -66,7 +66,8 @@ pub struct Config {
     /// After a failed connect, requests for that peer go straight to local
     /// loads for this long.
     pub peer_backoff: Duration,
-    /// Connections opened to one peer at most for gets and writes; one
+    /// Connections opened to one peer at most for gets and writes (at
+    /// least 1); one
     /// more carries only requests the peer answers at once (handoff peeks
     /// and probes), so they never wait behind a get the peer is loading.
     pub max_conns_per_peer: usize,
@@ -128,6 +129,14 @@ impl Config {
             handoff_period: Duration::from_secs(60),
             handoff_timeout: Duration::from_millis(250),
         }
+    }
+}
+
+/// The defaults, for a node whose name is set later (as the driver does
+/// when it starts, from its listen address).
+impl Default for Config {
+    fn default() -> Self {
+        Self::new("")
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn stopped_node_keys_still_served_within_the_timeout<R: Runtime>(cx: S
 /// mid-frame each close that connection only.
 pub async fn bad_input_closes_only_that_connection<R: Runtime>(cx: Suite<R>) {
     let rt = cx.rt.clone();
-    let (nodes, _) = cluster(&cx, 1, |b| b.max_frame(1 << 20)).await;
+    let (nodes, _) = cluster(&cx, 1, |b| b.configure(|c| c.max_frame = 1 << 20)).await;
     let node = &nodes[0];
     let (mut good_r, mut good_w) = raw(&cx, node).await;
     let huge = (1i64 << 40).to_le_bytes().to_vec();
@@ -144,7 +144,7 @@ pub async fn bad_input_closes_only_that_connection<R: Runtime>(cx: Suite<R>) {
 pub async fn slow_sender_is_cut_off<R: Runtime>(cx: Suite<R>) {
     let rt = cx.rt.clone();
     let limit = Duration::from_millis(300);
-    let (nodes, _) = cluster(&cx, 1, |b| b.request_timeout(limit)).await;
+    let (nodes, _) = cluster(&cx, 1, |b| b.configure(|c| c.request_timeout = limit)).await;
     let node = &nodes[0];
     let (mut r, mut w) = raw(&cx, node).await;
     let frame = request_frame("score", "Tom");
@@ -350,7 +350,7 @@ pub async fn peer_list_replaced_at_run_time<R: Runtime>(cx: Suite<R>) {
         let l = loads.clone();
         let n = cx
             .builder()
-            .request_timeout(Duration::from_millis(500))
+            .configure(|c| c.request_timeout = Duration::from_millis(500))
             .group("m", 1 << 20, None, move |key: String| {
                 l.record(i, "m", &key);
                 async move { Ok(format!("v-{key}")) }
@@ -438,11 +438,16 @@ pub async fn peer_list_replaced_at_run_time<R: Runtime>(cx: Suite<R>) {
 /// Addresses outside the allowlist are disconnected at once.
 pub async fn allowlist_refuses_other_addresses<R: Runtime>(cx: Suite<R>) {
     let rt = cx.rt.clone();
-    let (nodes, _) = cluster(&cx, 1, |b| b.allow(["10.0.0.0/8".parse().unwrap()])).await;
+    let (nodes, _) = cluster(&cx, 1, |b| {
+        b.configure(|c| c.allow = Some(["10.0.0.0/8".parse().unwrap()].into()))
+    })
+    .await;
     assert!(refused(&cx, &nodes[0]).await);
     nodes[0].shutdown().await;
     let (nodes, _) = cluster(&cx, 1, |b| {
-        b.allow(["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()])
+        b.configure(|c| {
+            c.allow = Some(["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()].into())
+        })
     })
     .await;
     let c = cx.client(nodes[0].local_addr().to_string());
@@ -506,8 +511,11 @@ pub async fn shutdown_lets_requests_in_flight_finish<R: Runtime>(cx: Suite<R>) {
 pub async fn ipv6_peers_and_allowlist<R: Runtime>(cx: Suite<R>) {
     let rt = cx.rt.clone();
     let v6 = "[::1]:0".parse().unwrap();
-    let (nodes, loads) =
-        cluster(&cx, 2, |b| b.listen(v6).allow(["::1/128".parse().unwrap()])).await;
+    let (nodes, loads) = cluster(&cx, 2, |b| {
+        b.listen(v6)
+            .configure(|c| c.allow = Some(["::1/128".parse().unwrap()].into()))
+    })
+    .await;
     let owner = nodes[1].self_addr();
     assert!(owner.starts_with("[::1]:"), "{owner}");
     let key = (0..)
@@ -526,7 +534,8 @@ pub async fn ipv6_peers_and_allowlist<R: Runtime>(cx: Suite<R>) {
         n.shutdown().await;
     }
     let (nodes, _) = cluster(&cx, 1, |b| {
-        b.listen(v6).allow(["127.0.0.0/8".parse().unwrap()])
+        b.listen(v6)
+            .configure(|c| c.allow = Some(["127.0.0.0/8".parse().unwrap()].into()))
     })
     .await;
     assert!(refused(&cx, &nodes[0]).await, "::1 is outside 127.0.0.0/8");

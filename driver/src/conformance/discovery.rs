@@ -26,7 +26,7 @@ fn discovery(dns: &TestDns, entry: &str) -> DnsDiscovery {
 /// meanwhile.
 fn with_groups<R: Runtime>(b: Builder<R>, loads: &Arc<AtomicUsize>) -> Builder<R> {
     let l = loads.clone();
-    b.request_timeout(Duration::from_millis(500))
+    b.configure(|c| c.request_timeout = Duration::from_millis(500))
         .group("live", 1 << 20, None, |key: String| async move {
             Ok(format!("v-{key}"))
         })
@@ -265,7 +265,8 @@ pub async fn dns_answer_adds_a_node_that_ran_outside_it<R: Runtime>(cx: Suite<R>
     let ips = loopback_ips(3);
     // A peek that a busy machine delays must not turn into an origin load:
     // what is checked is whom the new owner asks, not how fast.
-    let setup = |b| with_groups(b, &loads).handoff(Duration::from_secs(60), Duration::from_secs(5));
+    let setup =
+        |b| with_groups(b, &loads).configure(|c| c.handoff_timeout = Duration::from_secs(5));
     let nodes = nodes_at_one_port(&cx, &dns, &ips, 2, INTERVAL, setup).await;
     let addrs: Vec<String> = nodes.iter().map(|n| n.local_addr().to_string()).collect();
     for n in &nodes {
@@ -394,7 +395,7 @@ pub async fn measure_scale_out<R: Runtime>(
         if handoff {
             b
         } else {
-            b.handoff(Duration::ZERO, Duration::ZERO)
+            b.configure(|c| c.handoff_period = Duration::ZERO)
         }
     };
     let ips = loopback_ips(4);

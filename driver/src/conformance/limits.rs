@@ -27,8 +27,8 @@ pub async fn unread_answers_pause_only_that_connection<R: Runtime>(cx: Suite<R>)
     let node = cx
         .builder()
         // Room for a slow test machine before a stalled write is cut.
-        .request_timeout(Duration::from_secs(10))
-        .max_unwritten(512 << 10)
+        .configure(|c| c.request_timeout = Duration::from_secs(10))
+        .configure(|c| c.max_unwritten = 512 << 10)
         .group("big", 64 << 20, None, |_key: String| async move {
             Ok(vec![7u8; VALUE])
         })
@@ -82,7 +82,10 @@ pub async fn one_address_cannot_lock_out_others<R: Runtime>(cx: Suite<R>) {
         return;
     }
     let (nodes, loads) = cluster(&cx, 3, |b| {
-        b.max_connections(40).max_connections_per_addr(16)
+        b.configure(|c| {
+            c.max_inbound = 40;
+            c.max_inbound_per_addr = 16;
+        })
     })
     .await;
     // The hog takes its share and more; what is past its share is closed.
@@ -134,7 +137,7 @@ pub async fn one_address_cannot_lock_out_others<R: Runtime>(cx: Suite<R>) {
 pub async fn empty_frames_do_not_hold_a_connection<R: Runtime>(cx: Suite<R>) {
     let rt = cx.rt.clone();
     let idle = Duration::from_secs(1);
-    let (nodes, _) = cluster(&cx, 1, |b| b.idle_timeout(idle)).await;
+    let (nodes, _) = cluster(&cx, 1, |b| b.configure(|c| c.idle_timeout = idle)).await;
     let (mut r, mut w) = raw(&cx, &nodes[0]).await;
     let start = rt.now();
     let mut answers = 0;
@@ -250,8 +253,10 @@ pub async fn stopped_peer_is_backed_off<R: Runtime>(cx: Suite<R>) {
         }
     });
     let (nodes, loads) = cluster(&cx, 1, |b| {
-        b.request_timeout(Duration::from_millis(300))
-            .peer_backoff(Duration::from_secs(600))
+        b.configure(|c| {
+            c.request_timeout = Duration::from_millis(300);
+            c.peer_backoff = Duration::from_secs(600);
+        })
     })
     .await;
     let node = &nodes[0];

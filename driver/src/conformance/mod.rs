@@ -202,7 +202,9 @@ pub(super) async fn cluster<R: Runtime>(
     let loads = Loads::default();
     let mut nodes = Vec::new();
     for i in 0..n {
-        let mut b = cx.builder().request_timeout(Duration::from_millis(500));
+        let mut b = cx
+            .builder()
+            .configure(|c| c.request_timeout = Duration::from_millis(500));
         for (name, table) in sample::GROUPS {
             let l = loads.clone();
             let group = name.to_string();
@@ -250,7 +252,7 @@ pub(super) async fn cold_gets_over_three_nodes<R: Runtime>(
         let (c, gate) = (calls.clone(), rt.clone());
         let node = cx
             .builder()
-            .request_timeout(request_timeout)
+            .configure(|c| c.request_timeout = request_timeout)
             .group("slow", 1 << 20, None, move |key: String| {
                 c.fetch_add(1, Ordering::SeqCst);
                 let gate = gate.clone();

@@ -21,10 +21,10 @@ const REQUEST: Duration = Duration::from_secs(20);
 async fn tls_node<R: Runtime>(rt: &R, tls: Tls) -> Node<R> {
     // Requests get far longer than handshakes, so that a cut-off at the
     // connect timeout cannot be mistaken for one at the request timeout.
-    let mut b = Builder::with_runtime(rt.clone())
-        .tls(tls)
-        .connect_timeout(CONNECT)
-        .request_timeout(REQUEST);
+    let mut b = Builder::with_runtime(rt.clone()).tls(tls).configure(|c| {
+        c.connect_timeout = CONNECT;
+        c.request_timeout = REQUEST;
+    });
     for (name, table) in crate::sample::GROUPS {
         b = b.group(
             *name,

@@ -48,8 +48,8 @@ async fn versioned_cluster<R: Runtime>(
         let o = origin.clone();
         let node = cx
             .builder()
-            .request_timeout(Duration::from_millis(500))
-            .connect_timeout(Duration::from_millis(500))
+            .configure(|c| c.request_timeout = Duration::from_millis(500))
+            .configure(|c| c.connect_timeout = Duration::from_millis(500))
             .group("v", 1 << 20, None, move |key: String| {
                 *o.loads.lock().unwrap() += 1;
                 let v = o.value(&key);

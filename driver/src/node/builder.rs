@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use groupcache_core::node::{self as core, Config, GroupConfig};
-use groupcache_core::ring::HashFn;
-use ipnet::IpNet;
 
 use super::shared::Shared;
 use super::tasks::accept_loop;
@@ -69,7 +67,7 @@ impl<R: Runtime> Builder<R> {
             self_addr: None,
             peers: None,
             groups: Vec::new(),
-            cfg: Config::new(""),
+            cfg: Config::default(),
             shutdown_timeout: Duration::from_secs(5),
             discovery: None,
             discovery_interval: Duration::from_secs(30),
@@ -147,12 +145,32 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
-    /// How long after a membership change a key's new owner asks its
-    /// previous owner before the origin (default 60 s; zero turns it off),
-    /// and how long each such question may take (default 250 ms).
-    pub fn handoff(mut self, period: Duration, timeout: Duration) -> Self {
-        self.cfg.handoff_period = period;
-        self.cfg.handoff_timeout = timeout;
+    /// The node's settings, whole: ring, timeouts, connection budgets,
+    /// backpressure, allowlist and handoff ([`Config`], whose docs give
+    /// each default). Its `self_addr` is not used: the node's name is
+    /// [`Builder::self_addr`], or its listen address.
+    ///
+    /// ```
+    /// # fn demo<R: groupcache_driver::Runtime>(rt: R) {
+    /// use std::time::Duration;
+    /// use groupcache_driver::{Builder, Config};
+    ///
+    /// let b = Builder::with_runtime(rt).config(Config {
+    ///     request_timeout: Duration::from_secs(2),
+    ///     max_inbound: 4096,
+    ///     ..Config::default()
+    /// });
+    /// # }
+    /// ```
+    pub fn config(mut self, cfg: Config) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Changes some of the node's settings ([`Config`]) in place, keeping
+    /// the others: `builder.configure(|c| c.request_timeout = Duration::from_secs(2))`.
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(&mut self.cfg);
         self
     }
 
@@ -173,92 +191,6 @@ impl<R: Runtime> Builder<R> {
     /// Adds a group with every setting of [`GroupConfig`] (hot cache size).
     pub fn group_config(mut self, group: GroupConfig, loader: impl Loader) -> Self {
         self.groups.push((group, Arc::new(loader)));
-        self
-    }
-
-    /// Ring points per peer (default 50, as the original).
-    pub fn replicas(mut self, n: usize) -> Self {
-        self.cfg.replicas = n;
-        self
-    }
-
-    /// Ring hash (default CRC-32 IEEE, as the original).
-    pub fn hash(mut self, f: HashFn) -> Self {
-        self.cfg.hash = f;
-        self
-    }
-
-    /// Time allowed to connect to a peer (default 1 s).
-    pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.cfg.connect_timeout = d;
-        self
-    }
-
-    /// Time allowed for a peer to answer, for a client to send a whole frame,
-    /// and for a write to complete (default 3 s).
-    pub fn request_timeout(mut self, d: Duration) -> Self {
-        self.cfg.request_timeout = d;
-        self
-    }
-
-    /// Idle connections close after this long (default 60 s).
-    pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.cfg.idle_timeout = d;
-        self
-    }
-
-    /// Largest frame payload accepted (default 4 MiB).
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.cfg.max_frame = bytes;
-        self
-    }
-
-    /// Inbound connections at most from clients, that is from addresses
-    /// that are not in the peer list (default 1024).
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.cfg.max_inbound = n;
-        self
-    }
-
-    /// Inbound connections at most from one client address (default 256),
-    /// so one address cannot take every client slot.
-    pub fn max_connections_per_addr(mut self, n: usize) -> Self {
-        self.cfg.max_inbound_per_addr = n;
-        self
-    }
-
-    /// Inbound connections at most from the peers' addresses (default
-    /// 1024): a budget of their own that clients cannot use up. Peers are
-    /// recognised by the IP address of their peer-list entries.
-    pub fn max_peer_connections(mut self, n: usize) -> Self {
-        self.cfg.max_peer_inbound = n;
-        self
-    }
-
-    /// Answer bytes queued on one connection, unread by its client, past
-    /// which the node stops reading that connection's requests (default
-    /// 8 MiB).
-    pub fn max_unwritten(mut self, bytes: usize) -> Self {
-        self.cfg.max_unwritten = bytes;
-        self
-    }
-
-    /// How long a peer that refused a connection or let a request time out
-    /// is left alone before it is probed (default 1 s).
-    pub fn peer_backoff(mut self, d: Duration) -> Self {
-        self.cfg.peer_backoff = d;
-        self
-    }
-
-    /// Connections to one peer at most (default 8).
-    pub fn max_conns_per_peer(mut self, n: usize) -> Self {
-        self.cfg.max_conns_per_peer = n.max(1);
-        self
-    }
-
-    /// Only these networks (IPv4 and IPv6) may connect to the peer port.
-    pub fn allow(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
-        self.cfg.allow = Some(nets.into_iter().collect());
         self
     }
 
