@@ -166,13 +166,10 @@ fn serve_check_says_what_is_wrong() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_found_by_dns_show_their_members_in_metrics() {
-    let dns = TestDns::start();
-    let server = dns.addr().to_string();
-    let srv = "_peer._tcp.gc.test";
-    let peers = format!("dnssrv+{srv}");
-    let args = [
+/// `serve` arguments of a node with the sample group and an HTTP front,
+/// whose members are the SRV records `srv` of `dns`, resolved every 50 ms.
+fn srv_node_args(dns: &TestDns, srv: &str) -> Vec<String> {
+    strings(&[
         "--listen",
         "127.0.0.1:0",
         "--http",
@@ -180,12 +177,20 @@ async fn nodes_found_by_dns_show_their_members_in_metrics() {
         "--group",
         "score:65536:0:sample",
         "--peers",
-        &peers,
+        &format!("dnssrv+{srv}"),
         "--dns-server",
-        &server,
+        &dns.addr().to_string(),
         "--dns-interval",
         "50ms",
-    ];
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_found_by_dns_show_their_members_in_metrics() {
+    let dns = TestDns::start();
+    let srv = "_peer._tcp.gc.test";
+    let args = srv_node_args(&dns, srv);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (_a, peer_a, http_a) = serve(&args).await;
     let (_b, peer_b, http_b) = serve(&args).await;
     let port = |p: &str| p.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
@@ -249,23 +254,9 @@ fn m_has(metrics: &str, prefix: &str, part: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_outside_the_answer_is_ready_and_serves_by_forwarding() {
     let dns = TestDns::start();
-    let server = dns.addr().to_string();
     let srv = "_peer._tcp.gc.test";
-    let peers = format!("dnssrv+{srv}");
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--group",
-        "score:65536:0:sample",
-        "--peers",
-        &peers,
-        "--dns-server",
-        &server,
-        "--dns-interval",
-        "50ms",
-    ];
+    let args = srv_node_args(&dns, srv);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (_member, peer, _) = serve(&args).await;
     let port = peer.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
     dns.set_ips("n.gc.test", &["127.0.0.1".parse().unwrap()]);
