@@ -1,11 +1,18 @@
 //! Hit ratio of the core cache's eviction (segments in FIFO order, a second
 //! round for entries read since written) beside lru (LRU), quick_cache
 //! (S3-FIFO-like) and moka (TinyLFU), on the same traces: a miss inserts
-//! the key. Zipf (exponent 1) over 1M keys, alone and with every other
-//! access a one-time key (a scan), at caches holding 1 % and 10 % of the
-//! keys. The core cache is sized in bytes for that many entries (12-byte
-//! keys, 32-byte values); the others by count. Not a timing benchmark: it
-//! prints a table.
+//! the key. Caches hold 1 % and 10 % of the 1M keys; the core cache is
+//! sized in bytes for that many entries (12-byte keys, 32-byte values), the
+//! others by count. Traces, 4M accesses each:
+//!
+//! - Zipf 1.0, and Zipf 0.8 (mild skew);
+//! - Zipf 1.0 with every other access a key never seen before (a scan);
+//! - Zipf 1.2 with half the accesses one-hit wonders;
+//! - Zipf 1.0 mixed half and half with a loop over twice the cache's size;
+//! - Zipf 1.0 whose popular keys change every 500k accesses.
+//!
+//! Not a timing benchmark: it prints a table (counting the second half of
+//! each trace; the first warms the cache).
 //!
 //! Run: `cargo bench -p groupcache-benches --bench hit_ratio`
 
@@ -15,7 +22,7 @@ use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use bytes::Bytes;
-use groupcache_benches::{keys, pattern, Dist};
+use groupcache_benches::{keys, zipf};
 use groupcache_core::cache::Cache;
 
 const KEYS: usize = 1_000_000;
@@ -87,30 +94,50 @@ fn ratio(s: &mut dyn Subject, trace: &[&str], v: &Bytes) -> f64 {
     hits as f64 / (trace.len() - half) as f64
 }
 
+/// The traces for a cache holding `n` entries, as indices into the key
+/// set: `0..KEYS` are the popular keys, and `KEYS..` keys used once (or in
+/// the loop).
+fn traces(n: usize) -> Vec<(&'static str, Vec<usize>)> {
+    let z10 = zipf(KEYS, ACCESSES, 1.0, 11);
+    let z08 = zipf(KEYS, ACCESSES, 0.8, 12);
+    let z12 = zipf(KEYS, ACCESSES, 1.2, 13);
+    // Every other access replaced by `other(i)`.
+    let mixed = |base: &[usize], other: &dyn Fn(usize) -> usize| -> Vec<usize> {
+        base.iter()
+            .enumerate()
+            .map(|(i, &k)| if i % 2 == 0 { k } else { other(i) })
+            .collect()
+    };
+    let once = |i: usize| KEYS + i;
+    let looped = |i: usize| KEYS + (i / 2) % (2 * n);
+    // Each phase of 500k accesses moves popularity to other keys.
+    let shifting: Vec<usize> = z10
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| (k + (i / 500_000) * 100_003) % KEYS)
+        .collect();
+    vec![
+        ("Zipf 1.0", z10.clone()),
+        ("Zipf 0.8", z08),
+        ("Zipf 1.0 + scan", mixed(&z10, &once)),
+        ("Zipf 1.2, half one-hit wonders", mixed(&z12, &once)),
+        ("Zipf 1.0 + loop over 2x the cache", mixed(&z10, &looped)),
+        ("Zipf 1.0, popularity shifting every 500k", shifting),
+    ]
+}
+
 fn main() {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
     let all = keys(KEYS + ACCESSES);
-    let zipf = pattern(KEYS, ACCESSES, Dist::Zipf, 11);
-    let plain: Vec<&str> = zipf.iter().map(|&i| all[i].as_str()).collect();
-    // Every other access a key never seen before, as a scan makes them.
-    let scanned: Vec<&str> = zipf
-        .iter()
-        .enumerate()
-        .map(|(i, &z)| {
-            if i % 2 == 0 {
-                all[z].as_str()
-            } else {
-                all[KEYS + i].as_str()
-            }
-        })
-        .collect();
     let v = Bytes::from(vec![b'v'; VALUE_LEN]);
     println!("| trace | cache holds | groupcache | lru | quick_cache | moka |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (name, trace) in [("Zipf 1.0", &plain), ("Zipf 1.0 + scan", &scanned)] {
-        for share in [100, 10] {
-            let n = KEYS / share;
+    for share in [100, 10] {
+        let n = KEYS / share;
+        for (name, trace) in traces(n) {
+            let trace: Vec<&str> = trace.iter().map(|&i| all[i].as_str()).collect();
+            let trace = &trace;
             let mut row = Vec::new();
             let mut core = Core(Cache::new(n * (KEY_LEN + VALUE_LEN)), now);
             row.push(ratio(&mut core, trace, &v));

@@ -35,11 +35,16 @@ pub fn pattern(n: usize, len: usize, dist: Dist, seed: u64) -> Vec<usize> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     match dist {
         Dist::Uniform => (0..len).map(|_| rng.gen_range(0..n)).collect(),
-        Dist::Zipf => {
-            let z = Zipf::new(n as u64, 1.0).expect("valid zipf");
-            (0..len).map(|_| z.sample(&mut rng) as usize - 1).collect()
-        }
+        Dist::Zipf => zipf(n, len, 1.0, seed),
     }
+}
+
+/// `len` indices into `0..n` drawn from Zipf with `exponent` (index 0 the
+/// most popular), with a fixed seed.
+pub fn zipf(n: usize, len: usize, exponent: f64, seed: u64) -> Vec<usize> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let z = Zipf::new(n as u64, exponent).expect("valid zipf");
+    (0..len).map(|_| z.sample(&mut rng) as usize - 1).collect()
 }
 
 /// The criterion settings of every suite: short runs, sized for a 2-core
