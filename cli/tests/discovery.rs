@@ -229,16 +229,14 @@ async fn nodes_found_by_dns_show_their_members_in_metrics() {
     }
     // Both answer every key, whoever owns it.
     for key in ["Tom", "Jack", "Sam"] {
-        let body = c
-            .get(format!("{http_a}/api?group=score&key={key}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = text(&c, format!("{http_a}/api?group=score&key={key}")).await;
         assert!(!body.is_empty());
     }
+}
+
+/// The body of a GET of `url`.
+async fn text(c: &reqwest::Client, url: String) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 fn m_has(metrics: &str, prefix: &str, part: &str) -> bool {
@@ -276,14 +274,7 @@ async fn a_node_outside_the_answer_is_ready_and_serves_by_forwarding() {
         assert_eq!(r.status(), 200, "{key}");
         assert_eq!(r.text().await.unwrap(), want, "{key}");
     }
-    let metrics = c
-        .get(format!("{http}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text(&c, format!("{http}/metrics")).await;
     let series = |name: &str| {
         metrics
             .lines()

@@ -209,9 +209,9 @@ impl Pool {
         self.health = Health::Down { until };
     }
 
-    /// The queue a request waits in for a connection.
-    fn queue_for(&mut self, s: &Sent) -> &mut VecDeque<Sent> {
-        if s.is_quick() {
+    /// The queue of a lane: the quick connection's, or the others'.
+    fn queue(&mut self, quick: bool) -> &mut VecDeque<Sent> {
+        if quick {
             &mut self.quick
         } else {
             &mut self.backlog

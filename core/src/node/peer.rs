@@ -132,7 +132,7 @@ impl Node {
     pub(super) fn enqueue(&mut self, now: Instant, peer: &Arc<str>, s: Sent) {
         let deadline = s.deadline;
         let pool = self.pools.entry(peer.clone()).or_default();
-        pool.queue_for(&s).push_back(s);
+        pool.queue(s.is_quick()).push_back(s);
         self.arm(deadline, Timer::Peer(peer.clone()));
         self.pump(now, peer);
     }
@@ -215,6 +215,7 @@ impl Node {
             } else {
                 usize::from(o.inflight.is_empty())
             };
+            // The fields, not `Pool::queue`: `pool.conns` is borrowed.
             let queue = if o.quick {
                 &mut pool.quick
             } else {

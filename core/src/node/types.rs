@@ -67,9 +67,9 @@ pub struct Config {
     /// loads for this long.
     pub peer_backoff: Duration,
     /// Connections opened to one peer at most for gets and writes (at
-    /// least 1); one
-    /// more carries only requests the peer answers at once (handoff peeks
-    /// and probes), so they never wait behind a get the peer is loading.
+    /// least 1). One more carries only requests the peer answers at once
+    /// (handoff peeks and probes), so they never wait behind a get the peer
+    /// is loading.
     pub max_conns_per_peer: usize,
     /// Requests outstanding on one connection at most (both directions).
     pub max_pipeline: usize,
