@@ -126,28 +126,49 @@ fn traces(n: usize) -> Vec<(&'static str, Vec<usize>)> {
     ]
 }
 
+/// The caches named on the command line (`cargo bench --bench hit_ratio --
+/// groupcache` runs the core cache alone), or all of them.
+fn chosen() -> Vec<&'static str> {
+    let all = ["groupcache", "lru", "quick_cache", "moka"];
+    let named: Vec<&str> = all
+        .into_iter()
+        .filter(|c| std::env::args().any(|a| a == *c))
+        .collect();
+    if named.is_empty() {
+        all.to_vec()
+    } else {
+        named
+    }
+}
+
 fn main() {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
+    let chosen = chosen();
     let all = keys(KEYS + ACCESSES);
     let v = Bytes::from(vec![b'v'; VALUE_LEN]);
-    println!("| trace | cache holds | groupcache | lru | quick_cache | moka |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| trace | cache holds | {} |", chosen.join(" | "));
+    println!("|---|---:|{}", "---:|".repeat(chosen.len()));
     for share in [100, 10] {
         let n = KEYS / share;
         for (name, trace) in traces(n) {
             let trace: Vec<&str> = trace.iter().map(|&i| all[i].as_str()).collect();
             let trace = &trace;
-            let mut row = Vec::new();
-            let mut core = Core(Cache::new(n * (KEY_LEN + VALUE_LEN)), now);
-            row.push(ratio(&mut core, trace, &v));
             let cap = NonZeroUsize::new(n).expect("nonzero");
-            let mut lru = lru::LruCache::<String, Bytes>::new(cap);
-            row.push(ratio(&mut lru, trace, &v));
-            let mut quick = quick_cache::unsync::Cache::<String, Bytes>::new(n);
-            row.push(ratio(&mut quick, trace, &v));
-            let mut moka = moka::sync::Cache::<String, Bytes>::new(n as u64);
-            row.push(ratio(&mut moka, trace, &v));
+            let row: Vec<f64> = chosen
+                .iter()
+                .map(|&c| {
+                    let mut subject: Box<dyn Subject> = match c {
+                        "groupcache" => Box::new(Core(Cache::new(n * (KEY_LEN + VALUE_LEN)), now)),
+                        "lru" => Box::new(lru::LruCache::<String, Bytes>::new(cap)),
+                        "quick_cache" => {
+                            Box::new(quick_cache::unsync::Cache::<String, Bytes>::new(n))
+                        }
+                        _ => Box::new(moka::sync::Cache::<String, Bytes>::new(n as u64)),
+                    };
+                    ratio(subject.as_mut(), trace, &v)
+                })
+                .collect();
             let cells: Vec<String> = row.iter().map(|r| format!("{:.1} %", r * 100.0)).collect();
             println!(
                 "| {name} | {} % of keys | {} |",

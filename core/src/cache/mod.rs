@@ -11,12 +11,36 @@
 //! shared from that copy until the segment closes. There is no list per entry and no allocation per value,
 //! which is where an LRU spends most of its memory (see BENCHMARKS.md).
 //!
-//! **Eviction.** When the budget is exceeded, the oldest segment goes. Its
-//! live entries that were read since they were written are copied into the
-//! open segment, once (FIFO with reinsertion, a CLOCK at segment grain, as
-//! in segcache and S3-FIFO); the others are evicted. A remove or overwrite
-//! leaves a dead item behind, still charged, until its segment goes; a
-//! segment whose items are all dead is freed at once.
+//! **Eviction: S3-FIFO at segment grain.** Items live in two queues of
+//! segments, each with its own open segment. A new key is written to the
+//! small queue, which holds about a tenth of the budget
+//! ([`SMALL_SHARE_PERCENT`]). When the small queue's oldest segment goes,
+//! its items read while there move to the main queue, and the others are
+//! evicted, leaving their hash in a ghost set as large as the cache's entry
+//! count. A key inserted while its hash is a ghost goes straight to the
+//! main queue: it came back sooner than the cache turns over, so the small
+//! queue was too short to see its reuse. When the main queue's oldest
+//! segment goes, its items read since they were written move to its back
+//! once (a CLOCK at segment grain, as in segcache), and the others are
+//! evicted. The small queue is evicted first while it holds more than its
+//! share. Most keys are read once, or not before the cache turns over:
+//! they pass through the small queue and never push a frequently read key
+//! out of the main one. This is what keeps a scan or a loop larger than
+//! the cache from flushing it (see BENCHMARKS.md for the measured hit
+//! ratios and why the shares are what they are).
+//!
+//! **Updates and dead items.** An update or a remove leaves a dead item
+//! behind, still charged, until its segment goes; an update of an item in
+//! the open segment happens in place when the value's length is unchanged.
+//! A segment whose items are all dead is freed at once; a main segment at
+//! least half dead when it comes round is compacted (its live items moved
+//! to the back, read flags kept) rather than evicted, so dead items cannot
+//! crowd live ones out. An update counts as a use of the key.
+//!
+//! **Bounded work.** Moving items costs copies, so one insert moves at
+//! most [`MOVE_BUDGET_SEGMENTS`] segments' worth; past that, eviction
+//! evicts (a read item then loses its second round). Each move clears a
+//! read flag set by a get, so moves are paid for by gets.
 //!
 //! **Accounting.** An item costs `key.len() + value.len()` bytes plus a
 //! fixed per-entry overhead: 0 for [`Cache::new`], and for a node's caches
@@ -24,14 +48,15 @@
 //! a byte budget bounds what the process really holds. [`Cache::bytes`] is
 //! the sum over the items held, live or dead, and never exceeds
 //! [`Cache::max_bytes`] after an operation returns. Not counted: the open
-//! segment's unwritten room (at most a 64th of the budget) and copies
-//! handed out of it.
+//! segments' unwritten room (at most a 64th of the budget each) and copies
+//! handed out of them.
 //!
 //! **Expiry.** An expired entry is never returned: it is checked on access.
 //! A closed segment whose entries have all expired is freed by
 //! [`Cache::sweep`], a few on each insert, earliest first; expired entries
 //! of other segments go when their segment is evicted.
 
+mod ghost;
 mod store;
 mod validate;
 
@@ -42,14 +67,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use store::{Entry, Item, Segment, Store, ACCESSED, HEADER};
+use ghost::Ghost;
+use store::{Entry, Item, Segment, Store, HEADER, MAIN};
 
 /// Memory spent per entry beyond its key and value, as the node's caches
 /// count it: the item's header in its segment, its index entry (8 bytes
-/// and a control byte, at the table's lowest load) and its share of a
-/// segment's bookkeeping. An estimate, kept honest by a test that counts
-/// the allocations of a filled cache (`core/tests/entry_overhead.rs`).
-pub const ENTRY_OVERHEAD: usize = HEADER + INDEX_PER_ENTRY + SEGMENT_SHARE;
+/// and a control byte, at the table's lowest load), its share of a
+/// segment's bookkeeping and of the ghost set. An estimate, kept honest by
+/// a test that counts the allocations of a filled cache
+/// (`core/tests/entry_overhead.rs`).
+pub const ENTRY_OVERHEAD: usize = HEADER + INDEX_PER_ENTRY + SEGMENT_SHARE + GHOST_PER_ENTRY;
 
 /// 8 bytes and a control byte per bucket, buckets at most twice the
 /// entries divided by the table's 7/8 load factor.
@@ -57,6 +84,8 @@ const INDEX_PER_ENTRY: usize = (2 * (std::mem::size_of::<Entry>() + 1) * 8).div_
 /// A segment's bookkeeping (its queue slot, the buffer's allocator header
 /// and shared-ownership header), spread over its items.
 const SEGMENT_SHARE: usize = 2;
+/// The ghost set: 4 bytes per slot, at most 1.25 slots per entry.
+const GHOST_PER_ENTRY: usize = 5;
 /// Largest open segment: eviction walks a segment at once, so this bounds
 /// the work one insert can do.
 const MAX_SEGMENT: usize = 64 << 10;
@@ -66,6 +95,23 @@ const MIN_SEGMENT: usize = 256;
 /// Expired segments freed on each insert, so memory held by stale values is
 /// reclaimed as the cache is written even if nobody calls [`Cache::sweep`].
 const SWEEP_ON_INSERT: usize = 4;
+/// The small queue's share of the budget, in percent: S3-FIFO's 10 %,
+/// which measured best here too (BENCHMARKS.md): a larger share gives a
+/// loop or a scan more room to push main out, a smaller one sees less
+/// reuse before a new key is judged.
+pub const SMALL_SHARE_PERCENT: usize = 5;
+/// Segments' worth of items one insert may move (promote, reinsert or
+/// compact) while it evicts; past that it evicts, so an insert's work
+/// stays bounded even when every item it meets was read.
+pub const MOVE_BUDGET_SEGMENTS: usize = 8;
+
+/// Reads in the small queue that earn a key its move to main.
+const PROMOTE_AFTER_READS: u32 = 1;
+
+/// The small queue's index in [`Cache::stores`].
+const SMALL_Q: usize = 0;
+/// The main queue's index in [`Cache::stores`].
+const MAIN_Q: usize = 1;
 
 /// Counters of one cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,7 +160,11 @@ pub struct Cache {
     overhead: usize,
     table: HashTable<Entry>,
     hasher: DefaultHashBuilder,
-    store: Store,
+    /// The small queue's segments, then the main queue's; an entry's
+    /// [`MAIN`] flag says which.
+    stores: [Store; 2],
+    /// Hashes of keys evicted from the small queue unread.
+    ghost: Ghost,
     /// The instant ticks count from: the first insert's `now`.
     epoch: Option<Instant>,
     /// The latest `now` given to an insert or a sweep: what eviction counts
@@ -123,6 +173,8 @@ pub struct Cache {
     /// The entry an insert just wrote: eviction moves it rather than
     /// dropping it, so an insert that returns true leaves its entry held.
     protect: Option<Entry>,
+    /// Bytes eviction may still move in the current insert.
+    move_budget: usize,
     stats: CacheStats,
 }
 
@@ -153,6 +205,16 @@ fn segment_size(max_bytes: usize, overhead: usize) -> usize {
         0
     } else {
         size
+    }
+}
+
+/// What moving an item costs the move budget: its bytes, or a header's
+/// worth for a dedicated segment, which moves without a copy.
+fn move_cost(item: &Item, dedicated: bool) -> usize {
+    if dedicated {
+        HEADER
+    } else {
+        item.len()
     }
 }
 
@@ -206,11 +268,12 @@ impl Cache {
             overhead,
             table: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            // Offsets keep their top bit for the read flag.
-            store: Store::new(segment_size.min(1 << 30)),
+            stores: [Store::new(segment_size, 0), Store::new(segment_size, MAIN)],
+            ghost: Ghost::default(),
             epoch: None,
             last_now: None,
             protect: None,
+            move_budget: 0,
             stats: CacheStats::default(),
         }
     }
@@ -218,7 +281,7 @@ impl Cache {
     /// Bytes held now: every item's charge, dead ones not yet reclaimed
     /// included.
     pub fn bytes(&self) -> usize {
-        self.store.bytes
+        self.stores[SMALL_Q].bytes + self.stores[MAIN_Q].bytes
     }
 
     /// The byte budget.
@@ -239,7 +302,7 @@ impl Cache {
     /// The counters.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
-            bytes: self.store.bytes as u64,
+            bytes: self.bytes() as u64,
             items: self.table.len() as u64,
             ..self.stats
         }
@@ -250,15 +313,27 @@ impl Cache {
         self.overhead
     }
 
-    /// Bytes of the open segment (0: every entry has a segment of its own,
+    /// Bytes of an open segment (0: every entry has a segment of its own,
     /// as in caches too small for segments to pay).
     pub fn segment_size(&self) -> usize {
-        self.store.seg_size
+        self.stores[SMALL_Q].seg_size
     }
 
-    /// Segments held, the open one included.
+    /// Segments held, the open ones included.
     pub fn segments(&self) -> usize {
-        self.store.len()
+        self.stores.iter().map(Store::len).sum()
+    }
+
+    /// Bytes held in the small queue (new keys not yet read again), for
+    /// tests and debugging.
+    pub fn small_bytes(&self) -> usize {
+        self.stores[SMALL_Q].bytes
+    }
+
+    /// Keys remembered as evicted unread (the ghost set), for tests and
+    /// debugging.
+    pub fn ghosts(&self) -> usize {
+        self.ghost.len()
     }
 
     /// The instant a nonzero tick stands for.
@@ -275,9 +350,9 @@ impl Cache {
 
     #[inline]
     fn find(&self, key: &str) -> Option<&Entry> {
-        let store = &self.store;
+        let stores = &self.stores;
         self.table.find(self.hash(key.as_bytes()), |e| {
-            store.key(e) == key.as_bytes()
+            stores[e.queue()].key(e) == key.as_bytes()
         })
     }
 
@@ -287,11 +362,11 @@ impl Cache {
     pub fn get(&mut self, key: &str, now: Instant) -> Option<Hit> {
         self.stats.gets += 1;
         let hash = self.hash(key.as_bytes());
-        let store = &self.store;
+        let stores = &self.stores;
         // The key comparison locates the item; the hit reuses that.
         let mut located = None;
         let Ok(mut found) = self.table.find_entry(hash, |e| {
-            let Some((data, buf, item)) = store.locate(e) else {
+            let Some((data, buf, item)) = stores[e.queue()].locate(e) else {
                 return false;
             };
             let matched = item.key(buf) == key.as_bytes();
@@ -305,15 +380,14 @@ impl Cache {
         let (data, item) = located?;
         if expired(self.epoch, item.expires, now) {
             let (e, _) = found.remove();
-            self.store.kill(&e);
+            self.stores[e.queue()].kill(&e);
             self.stats.expirations += 1;
             return None;
         }
         let e = found.get_mut();
-        if e.off & ACCESSED == 0 {
-            // Written once per round, so a hot entry's line stays clean.
-            e.off |= ACCESSED;
-        }
+        // Written at most three times per round, so a hot entry's line
+        // stays clean.
+        e.count_read();
         let e = *e;
         self.stats.hits += 1;
         // The value is made last, in place: moving a `Bytes` through an
@@ -322,15 +396,17 @@ impl Cache {
             expires: self.instant(item.expires),
             value: match data {
                 Some(d) => d.slice(item.value_range()),
-                None => self.store.value(&e),
+                None => self.stores[e.queue()].value(&e),
             },
         })
     }
 
     /// True if a fresh entry for `key` is held; changes no flag or counter.
     pub fn contains(&self, key: &str, now: Instant) -> bool {
-        self.find(key)
-            .is_some_and(|e| !expired(self.epoch, self.store.expires(e), now))
+        self.find(key).is_some_and(|e| {
+            let expires = self.stores[e.queue()].expires(e);
+            !expired(self.epoch, expires, now)
+        })
     }
 
     /// Inserts or replaces `key` with a copy of `value`, then evicts until
@@ -355,30 +431,41 @@ impl Cache {
         self.epoch.get_or_insert(now);
         self.last_now = Some(now);
         let exp = expires.map_or(0, |t| tick(self.epoch, t));
-        let store = &mut self.store;
+        let stores = &mut self.stores;
         let existing = self
             .table
-            .find_mut(hash, |e| store.key(e) == key.as_bytes());
+            .find_mut(hash, |e| stores[e.queue()].key(e) == key.as_bytes());
         let written = match existing {
             Some(e) => {
-                let old = *e;
-                store.kill(&old);
-                *e = store.write(key.as_bytes(), value, charge, exp);
+                // An update stays in its queue, and counts as a use.
+                let store = &mut stores[e.queue()];
+                if !store.overwrite(e, value, charge, exp) {
+                    store.kill(e);
+                    *e = store.write(key.as_bytes(), value, charge, exp);
+                }
+                e.count_read();
                 *e
             }
             None => {
-                let e = store.write(key.as_bytes(), value, charge, exp);
-                let hasher = &self.hasher;
+                let queue = if self.ghost.take(hash) {
+                    MAIN_Q
+                } else {
+                    SMALL_Q
+                };
+                let e = stores[queue].write(key.as_bytes(), value, charge, exp);
+                let (hasher, stores) = (&self.hasher, &self.stores);
                 self.table
-                    .insert_unique(hash, e, |e| hasher.hash_one(store.key(e)));
+                    .insert_unique(hash, e, |e| hasher.hash_one(stores[e.queue()].key(e)));
                 e
             }
         };
-        if !self.store.expiry.is_empty() {
+        if self.stores.iter().any(|s| !s.expiry.is_empty()) {
             self.sweep(now, SWEEP_ON_INSERT);
-            self.store.compact_expiry();
+            for s in &mut self.stores {
+                s.compact_expiry();
+            }
         }
-        if self.store.bytes > self.max_bytes {
+        if self.bytes() > self.max_bytes {
             self.protect = Some(written);
             self.evict_to(self.max_bytes);
             self.protect = None;
@@ -387,14 +474,15 @@ impl Cache {
     }
 
     fn remove_hashed(&mut self, hash: u64, key: &str) -> Option<Bytes> {
-        let store = &self.store;
+        let stores = &self.stores;
         let found = self
             .table
-            .find_entry(hash, |e| store.key(e) == key.as_bytes())
+            .find_entry(hash, |e| stores[e.queue()].key(e) == key.as_bytes())
             .ok()?;
         let (e, _) = found.remove();
-        let value = self.store.value_ref(&e);
-        self.store.kill(&e);
+        let store = &mut self.stores[e.queue()];
+        let value = store.value_ref(&e);
+        store.kill(&e);
         Some(value)
     }
 
@@ -403,16 +491,20 @@ impl Cache {
         self.remove_hashed(self.hash(key.as_bytes()), key)
     }
 
-    /// Removes every entry at once (a purge); the counters stay.
+    /// Removes every entry at once (a purge); the counters stay, and so
+    /// does the ghost set: a purge drops values, not what was learnt about
+    /// the keys.
     pub fn clear(&mut self) {
         self.table.clear();
-        self.store.clear();
+        for s in &mut self.stores {
+            s.clear();
+        }
     }
 
     /// The value held for `key`, fresh or not, without touching flags or
     /// counters; for tests and debugging.
     pub fn peek(&self, key: &str) -> Option<Bytes> {
-        self.find(key).map(|e| self.store.value_ref(e))
+        self.find(key).map(|e| self.stores[e.queue()].value_ref(e))
     }
 
     /// Changes the budget, evicting entries if it shrank.
@@ -426,7 +518,7 @@ impl Cache {
     /// first, until at least `limit` entries were removed or none is due;
     /// returns how many entries it removed.
     pub fn sweep(&mut self, now: Instant, limit: usize) -> usize {
-        if self.store.expiry.is_empty() || limit == 0 {
+        if limit == 0 || self.stores.iter().all(|s| s.expiry.is_empty()) {
             // The common case on every insert without expiry: no clock maths.
             return 0;
         }
@@ -434,19 +526,24 @@ impl Cache {
         let now = tick(self.epoch, now);
         let mut removed = 0;
         while removed < limit {
-            let Some(&Reverse((t, id))) = self.store.expiry.peek() else {
+            // The queue whose earliest record is earliest.
+            let next = (0..self.stores.len())
+                .filter_map(|q| self.stores[q].expiry.peek().map(|&Reverse(r)| (r, q)))
+                .min();
+            let Some(((t, id), q)) = next else {
                 break;
             };
             if t > now {
                 break;
             }
-            self.store.expiry.pop();
+            let store = &mut self.stores[q];
+            store.expiry.pop();
             // A record is stale once its segment was freed (its id may even
             // have come round again): only a segment still expiring then
             // is freed.
-            let open = self.store.open.as_ref().is_some_and(|o| o.id == id);
-            if !open && self.store.seg(id).is_some_and(|s| s.expires_max == t) {
-                removed += self.evict_segment(id);
+            let open = store.open.as_ref().is_some_and(|o| o.id == id);
+            if !open && store.seg(id).is_some_and(|s| s.expires_max == t) {
+                removed += self.evict_segment(q, id);
             }
         }
         removed
@@ -455,59 +552,105 @@ impl Cache {
     /// When the earliest segment still pending expires, if any (possibly
     /// one since freed; sweeping then finds nothing to do).
     pub fn next_expiry(&self) -> Option<Instant> {
-        let &Reverse((t, _)) = self.store.expiry.peek()?;
+        let t = self
+            .stores
+            .iter()
+            .filter_map(|s| s.expiry.peek().map(|&Reverse((t, _))| t))
+            .min()?;
         self.instant(t)
     }
 
-    /// Keys held, oldest segment first: the order eviction considers them
-    /// in; for tests and debugging.
+    /// Keys held, the small queue's then the main queue's, oldest segment
+    /// first: the order eviction considers them in; for tests and
+    /// debugging.
     pub fn keys(&self) -> Vec<&str> {
         let mut out = Vec::with_capacity(self.len());
-        for id in self.store.ids() {
-            let seg = self.store.seg(id).expect("listed");
-            let buf = self.store.buf(id);
-            for item in self.store.items(id) {
-                if seg.is_live(item.off) {
-                    out.extend(std::str::from_utf8(item.key(buf)).ok());
+        for store in &self.stores {
+            for id in store.ids() {
+                let seg = store.seg(id).expect("listed");
+                let buf = store.buf(id);
+                for item in store.items(id) {
+                    if seg.is_live(item.off) {
+                        out.extend(std::str::from_utf8(item.key(buf)).ok());
+                    }
                 }
             }
         }
         out
     }
 
-    /// Evicts oldest segments until at most `max` bytes are held.
+    /// Evicts oldest segments until at most `max` bytes are held: the
+    /// small queue's while it holds more than its share, else the main
+    /// queue's.
     fn evict_to(&mut self, max: usize) {
-        while self.store.bytes > max {
-            let Some(id) = self.store.front() else {
+        self.move_budget = MOVE_BUDGET_SEGMENTS * self.stores[SMALL_Q].seg_size.max(HEADER * 64);
+        while self.bytes() > max {
+            let small = self.stores[SMALL_Q].bytes;
+            let share = max / 100 * SMALL_SHARE_PERCENT + max % 100 * SMALL_SHARE_PERCENT / 100;
+            let mut first = if small > share || self.stores[MAIN_Q].bytes == 0 {
+                SMALL_Q
+            } else {
+                MAIN_Q
+            };
+            // The entry just inserted, alone in its queue's oldest segment,
+            // is not what to evict: it would only be written back.
+            if self.protected_alone(first) && self.stores[1 - first].bytes > 0 {
+                first = 1 - first;
+            }
+            let Some((q, id)) = [first, 1 - first]
+                .into_iter()
+                .find_map(|q| Some((q, self.stores[q].front()?)))
+            else {
                 break;
             };
-            if self.store.open.as_ref().is_some_and(|o| o.id == id) {
-                self.store.close_open();
-                if self.store.seg(id).is_none() {
+            let store = &mut self.stores[q];
+            if store.open.as_ref().is_some_and(|o| o.id == id) {
+                store.close_open();
+                if store.seg(id).is_none() {
                     continue;
                 }
             }
-            self.evict_segment(id);
+            self.evict_segment(q, id);
         }
     }
 
-    /// Frees closed segment `id`. Each of its live entries is removed if
-    /// expired, else moved to the back once if it was read since it was
-    /// written and fits the open segment, else evicted. Returns how many
-    /// entries were removed.
-    fn evict_segment(&mut self, id: u32) -> usize {
-        let Some(seg) = self.store.free(id) else {
+    /// True if queue `q`'s oldest segment holds the entry just inserted and
+    /// nothing else live.
+    fn protected_alone(&self, q: usize) -> bool {
+        self.protect.is_some_and(|p| {
+            let store = &self.stores[q];
+            p.queue() == q
+                && store.front() == Some(p.seg)
+                && store.seg(p.seg).is_some_and(|s| s.live == 1)
+        })
+    }
+
+    /// Frees closed segment `id` of queue `q`. Each of its live entries is
+    /// removed if expired; else moved to the main queue's back if it was
+    /// read since it was written (or its segment is at least half dead, in
+    /// the main queue), while the move budget lasts; else evicted, leaving
+    /// a ghost if it was in the small queue. Returns how many entries were
+    /// removed.
+    fn evict_segment(&mut self, q: usize, id: u32) -> usize {
+        let Some(seg) = self.stores[q].free(id) else {
             return 0;
         };
         let Segment {
             data,
             dedicated,
             mut dead,
+            live,
             ..
         } = seg;
+        let compact = q == MAIN_Q && !dedicated && dead.len() >= live as usize;
+        if q == SMALL_Q {
+            // The ghost set follows the cache's entry count.
+            self.ghost.fit(self.table.len());
+        }
         dead.sort_unstable();
         let mut dead = dead.into_iter().peekable();
         let clock = self.last_now.map_or(0, |t| tick(self.epoch, t));
+        let tag = self.stores[q].tag();
         let mut removed = 0;
         let mut off = 0;
         while let Some(item) = Item::at(&data, off) {
@@ -517,32 +660,41 @@ impl Cache {
             }
             let key = item.key(&data);
             let hash = self.hasher.hash_one(key);
-            let Ok(mut found) = self
-                .table
-                .find_entry(hash, |e| e.seg == id && e.offset() == item.off)
-            else {
+            let Ok(mut found) = self.table.find_entry(hash, |e| {
+                e.seg == id && e.off & MAIN == tag && e.offset() == item.off
+            }) else {
                 continue;
             };
             let e = *found.get();
-            let protected = self
-                .protect
-                .is_some_and(|p| p.seg == e.seg && p.offset() == e.offset());
-            let read = e.off & ACCESSED != 0 || protected;
-            if protected && !dedicated && !self.store.fits_open(item.len()) {
-                self.store.close_open();
-            }
-            if item.expires != 0 && item.expires <= clock {
+            let protected = self.protect.is_some_and(|p| p.same_item(&e));
+            let read = e.freq() >= PROMOTE_AFTER_READS || q == MAIN_Q && e.freq() > 0;
+            let cost = move_cost(&item, dedicated);
+            let movable = cost <= self.move_budget;
+            if item.expires != 0 && item.expires <= clock && !protected {
                 found.remove();
                 self.stats.expirations += 1;
                 removed += 1;
-            } else if read && (dedicated || self.store.fits_open(item.len())) {
+            } else if protected || (movable && (read || compact)) {
+                self.move_budget = self.move_budget.saturating_sub(cost);
                 let charge = item.klen + item.vlen + self.overhead;
-                let moved = if dedicated {
-                    self.store.requeue(data.clone(), charge, item.expires)
+                // The entry just inserted, met unread in the small queue
+                // (whose oldest segment is the open one it went to), stays
+                // there: it has not been judged yet.
+                let to = if protected && q == SMALL_Q && !read {
+                    SMALL_Q
                 } else {
-                    let value = &data[item.value_range()];
-                    self.store.write(key, value, charge, item.expires)
+                    MAIN_Q
                 };
+                let dest = &mut self.stores[to];
+                let mut moved = if dedicated {
+                    dest.requeue(data.clone(), charge, item.expires)
+                } else {
+                    dest.write(key, &data[item.value_range()], charge, item.expires)
+                };
+                // Promotion and compaction keep the read count; a round in
+                // main spends one read.
+                let spent = u32::from(q == MAIN_Q && !compact && read);
+                moved = moved.with_freq(e.freq() - spent);
                 *found.get_mut() = moved;
                 if protected {
                     self.protect = Some(moved);
@@ -551,10 +703,13 @@ impl Cache {
                 found.remove();
                 self.stats.evictions += 1;
                 removed += 1;
+                if q == SMALL_Q {
+                    self.ghost.insert(hash);
+                }
             }
         }
         if !dedicated {
-            self.store.recycle(data);
+            self.stores[q].recycle(data);
         }
         removed
     }

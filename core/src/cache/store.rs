@@ -26,7 +26,8 @@ pub(super) const HEADER: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Entry {
     pub seg: u32,
-    /// Offset of the item in its segment; the top bit is [`ACCESSED`].
+    /// Offset of the item in its segment; the top two bits are flags,
+    /// a read count ([`FREQ_SHIFT`]) and [`MAIN`].
     pub off: u32,
 }
 
@@ -34,14 +35,63 @@ pub(super) struct Entry {
 /// its items were read, so early-closed segments are not tiny.
 const STAGED_MIN: usize = 64;
 
-/// [`Entry::off`]'s flag: the entry was read since it was last written or
-/// reinserted, so eviction gives it another round.
-pub(super) const ACCESSED: u32 = 1 << 31;
+/// [`Entry::off`]'s top two bits count reads since the item was last
+/// written or moved, up to [`FREQ_MAX`]: eviction gives a read item
+/// another round, one per read.
+pub(super) const FREQ_SHIFT: u32 = 30;
+/// One read in [`Entry::off`].
+pub(super) const FREQ_ONE: u32 = 1 << FREQ_SHIFT;
+/// Most reads counted.
+pub(super) const FREQ_MAX: u32 = 3;
+/// [`Entry::off`]'s read count bits.
+const FREQ_MASK: u32 = FREQ_MAX << FREQ_SHIFT;
+
+/// [`Entry::off`]'s flag: the entry is in the main queue's store, not the
+/// small one's.
+pub(super) const MAIN: u32 = 1 << 29;
+
+/// Largest segment: offsets leave [`Entry::off`]'s three flag bits free.
+pub(super) const MAX_SEGMENT_SIZE: usize = 1 << 29;
 
 impl Entry {
     #[inline]
     pub fn offset(&self) -> usize {
-        (self.off & !ACCESSED) as usize
+        (self.off & !(FREQ_MASK | MAIN)) as usize
+    }
+
+    /// Reads counted since the item was written or moved.
+    #[inline]
+    pub fn freq(&self) -> u32 {
+        self.off >> FREQ_SHIFT
+    }
+
+    /// Counts a read, up to [`FREQ_MAX`].
+    #[inline]
+    pub fn count_read(&mut self) {
+        if self.off < FREQ_MASK {
+            self.off += FREQ_ONE;
+        }
+    }
+
+    /// The same entry with read count `freq`.
+    #[inline]
+    pub fn with_freq(self, freq: u32) -> Self {
+        Self {
+            seg: self.seg,
+            off: self.off & !FREQ_MASK | freq.min(FREQ_MAX) << FREQ_SHIFT,
+        }
+    }
+
+    /// True if both point at the same item, whatever their read counts.
+    #[inline]
+    pub fn same_item(&self, other: &Entry) -> bool {
+        self.seg == other.seg && (self.off ^ other.off) & !FREQ_MASK == 0
+    }
+
+    /// Which queue's store holds the item: 0 small, 1 main.
+    #[inline]
+    pub fn queue(&self) -> usize {
+        usize::from(self.off & MAIN != 0)
     }
 }
 
@@ -104,7 +154,7 @@ impl Open {
     fn stage(&mut self, e: &Entry) -> Bytes {
         let (buf, bytes) = (&self.buf, &mut self.staged_bytes);
         self.staged
-            .entry(e.off & !ACCESSED)
+            .entry(e.offset() as u32)
             .or_insert_with(|| match Item::at(buf, e.offset()) {
                 Some(item) => {
                     *bytes += item.vlen;
@@ -173,6 +223,8 @@ pub(super) struct Store {
     pub open: Option<Open>,
     /// Capacity of an open segment; 0: every item is dedicated.
     pub seg_size: usize,
+    /// The flag every entry this store writes carries: [`MAIN`] or 0.
+    tag: u32,
     /// Sum of the segments' charges.
     pub bytes: usize,
     /// (latest expiry, id) of closed segments that expire; stale records
@@ -200,11 +252,18 @@ impl Iterator for Items<'_> {
 }
 
 impl Store {
-    pub fn new(seg_size: usize) -> Self {
+    /// An empty store whose entries carry `tag` ([`MAIN`] or 0).
+    pub fn new(seg_size: usize, tag: u32) -> Self {
         Self {
-            seg_size,
+            seg_size: seg_size.min(MAX_SEGMENT_SIZE),
+            tag,
             ..Self::default()
         }
+    }
+
+    /// The flag this store's entries carry.
+    pub fn tag(&self) -> u32 {
+        self.tag
     }
 
     #[inline]
@@ -287,7 +346,7 @@ impl Store {
             Some((None, buf, item)) => match self
                 .open
                 .as_ref()
-                .and_then(|o| o.staged.get(&(e.off & !ACCESSED)))
+                .and_then(|o| o.staged.get(&(e.offset() as u32)))
             {
                 Some(v) => v.clone(),
                 None => Bytes::copy_from_slice(&buf[item.value_range()]),
@@ -359,18 +418,47 @@ impl Store {
         self.account(id, charge, expires);
         Entry {
             seg: id,
-            off: off as u32,
+            off: off as u32 | self.tag,
         }
     }
 
-    /// True when an item of `len` bytes fits the open segment (or a fresh
-    /// one) without closing it: what reinsertion may use.
-    pub fn fits_open(&self, len: usize) -> bool {
-        len <= self.seg_size
-            && self
-                .open
-                .as_ref()
-                .is_none_or(|o| o.buf.len() + len <= self.seg_size)
+    /// Replaces the item at `e` with one for the same key, in place, if it
+    /// is in the open segment and either the value's length is unchanged or
+    /// it is the segment's last item and the new one still fits: an update
+    /// that then leaves nothing dead. Returns false, changing nothing,
+    /// otherwise.
+    pub fn overwrite(&mut self, e: &Entry, value: &[u8], charge: usize, expires: u64) -> bool {
+        let Some(o) = self.open.as_mut().filter(|o| o.id == e.seg) else {
+            return false;
+        };
+        let Some(item) = Item::at(&o.buf, e.offset()) else {
+            return false;
+        };
+        let last = item.end() == o.buf.len();
+        let old_charge = charge - value.len() + item.vlen;
+        if item.vlen == value.len() {
+            let range = item.value_range();
+            o.buf[range].copy_from_slice(value);
+            o.buf[item.off + 8..item.off + HEADER].copy_from_slice(&expires.to_le_bytes());
+        } else if last && item.off + HEADER + item.klen + value.len() <= self.seg_size {
+            let key_end = item.off + HEADER + item.klen;
+            o.buf.truncate(key_end);
+            o.buf.extend_from_slice(value);
+            o.buf[item.off + 4..item.off + 8].copy_from_slice(&(value.len() as u32).to_le_bytes());
+            o.buf[item.off + 8..item.off + HEADER].copy_from_slice(&expires.to_le_bytes());
+        } else {
+            return false;
+        }
+        if let Some(v) = o.staged.remove(&(e.offset() as u32)) {
+            o.staged_bytes -= v.len();
+        }
+        let s = self.seg_mut(e.seg).expect("open segment is queued");
+        s.charge = s.charge - old_charge + charge;
+        s.expires_max = s
+            .expires_max
+            .max(if expires == 0 { u64::MAX } else { expires });
+        self.bytes = self.bytes - old_charge + charge;
+        true
     }
 
     /// Moves a dedicated segment's item to the back of the queue without
@@ -378,7 +466,10 @@ impl Store {
     pub fn requeue(&mut self, data: Bytes, charge: usize, expires: u64) -> Entry {
         let id = self.push(Segment::new(data, true));
         self.account(id, charge, expires);
-        Entry { seg: id, off: 0 }
+        Entry {
+            seg: id,
+            off: self.tag,
+        }
     }
 
     fn account(&mut self, id: u32, charge: usize, expires: u64) {
@@ -449,7 +540,7 @@ impl Store {
             .as_mut()
             .filter(|o| o.id == e.seg && !o.staged.is_empty())
         {
-            if let Some(v) = o.staged.remove(&(e.off & !ACCESSED)) {
+            if let Some(v) = o.staged.remove(&(e.offset() as u32)) {
                 o.staged_bytes -= v.len();
             }
         }

@@ -3,13 +3,46 @@
 use std::cmp::Reverse;
 use std::collections::HashSet;
 
-use super::store::{Item, ACCESSED};
+use super::store::{Item, Store, MAIN};
 use super::Cache;
 
 impl Cache {
     /// Checks every internal invariant; for tests and fuzzers.
     pub fn validate(&self) -> Result<(), String> {
-        let store = &self.store;
+        let mut live_total = 0;
+        for (q, store) in self.stores.iter().enumerate() {
+            if store.tag() != if q == 1 { MAIN } else { 0 } {
+                return Err(format!("queue {q} has tag {}", store.tag()));
+            }
+            live_total += self
+                .validate_store(store)
+                .map_err(|e| format!("queue {q}: {e}"))?;
+        }
+        if live_total != self.table.len() {
+            return Err(format!(
+                "{live_total} live items, {} indexed",
+                self.table.len()
+            ));
+        }
+        for e in &self.table {
+            let store = &self.stores[e.queue()];
+            if store.locate(e).is_none() {
+                return Err(format!("entry {e:?} points at no item of its queue"));
+            }
+        }
+        self.ghost.validate()?;
+        if self.bytes() > self.max_bytes {
+            return Err(format!(
+                "bytes {} over budget {}",
+                self.bytes(),
+                self.max_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks one queue's store; returns its live items.
+    fn validate_store(&self, store: &Store) -> Result<usize, String> {
         let records: HashSet<(u64, u32)> = store.expiry.iter().map(|Reverse(r)| *r).collect();
         let open = store.open.as_ref().map(|o| o.id);
         let mut live_total = 0usize;
@@ -39,7 +72,9 @@ impl Cache {
                 let key = item.key(buf);
                 let e = self
                     .table
-                    .find(self.hash(key), |e| e.seg == id && e.offset() == item.off)
+                    .find(self.hash(key), |e| {
+                        e.seg == id && e.off & MAIN == store.tag() && e.offset() == item.off
+                    })
                     .ok_or_else(|| {
                         format!("segment {id}: live item at {} not indexed", item.off)
                     })?;
@@ -106,26 +141,14 @@ impl Cache {
             }
             let seg = store.seg(o.id).expect("checked");
             for &off in o.staged.keys() {
-                if !seg.is_live((off & !ACCESSED) as usize) {
+                if !seg.is_live(off as usize) {
                     return Err(format!("staged copy of a dead item at {off}"));
                 }
             }
         }
-        if live_total != self.table.len() {
-            return Err(format!(
-                "{live_total} live items, {} indexed",
-                self.table.len()
-            ));
-        }
         if bytes != store.bytes {
             return Err(format!("bytes {} != sum {bytes}", store.bytes));
         }
-        if store.bytes > self.max_bytes {
-            return Err(format!(
-                "bytes {} over budget {}",
-                store.bytes, self.max_bytes
-            ));
-        }
-        Ok(())
+        Ok(live_total)
     }
 }
