@@ -45,7 +45,7 @@ fn entry_overhead_covers_what_a_filled_cache_allocates() {
     // until it closes) is a small share.
     let n = 1 << 17;
     let cases = [(n, 10), (n, 100), (n, 1000), (2 * n, 10), (2 * n, 100)];
-    let measured: Vec<(usize, f64)> = cases
+    let measured: Vec<(bool, usize, f64)> = cases
         .iter()
         .map(|&(inserted, value_len)| {
             let per_entry = allocated_per_entry(n, inserted, value_len);
