@@ -16,7 +16,7 @@ import os, re, socket, subprocess, sys, time, urllib.request
 bins = sys.argv[1] if len(sys.argv) > 1 else "target/release"
 KEY = 12
 # The per-entry overhead the node charges (core::cache::ENTRY_OVERHEAD).
-OVERHEAD = 39
+OVERHEAD = 44
 CASES = [(10, 64 << 20), (100, 64 << 20), (10240, 256 << 20)]
 
 

@@ -68,7 +68,12 @@ fn keys_read_in_the_small_queue_move_to_main_and_outlive_a_scan() {
     for k in &keys {
         c.insert(k, &b("v"), None, now);
     }
-    assert_eq!((c.segments(), c.len(), c.small_bytes()), (3, 30, 60), "{:?}", c.keys());
+    assert_eq!(
+        (c.segments(), c.len(), c.small_bytes()),
+        (3, 30, 60),
+        "{:?}",
+        c.keys()
+    );
     // Read every other key of the oldest segment.
     for k in keys[..10].iter().step_by(2) {
         assert!(c.get(k, now).is_some());
@@ -285,4 +290,69 @@ fn stats_count_gets_hits_and_evictions() {
         (2, 1, 1, 2, 4)
     );
     assert_eq!(c.keys(), ["c", "a"]);
+}
+
+#[test]
+fn under_updates_alone_a_cache_keeps_nine_tenths_of_its_live_capacity() {
+    // Dead items are compacted away rather than pushing live ones out: a
+    // cache with room for 1,000 entries, updated at random among 1,000
+    // keys, keeps at least 900 of them.
+    let now = epoch();
+    let value = [7u8; 32];
+    let keys: Vec<String> = (0..1000).map(|i| format!("key-{i:08}")).collect();
+    for overhead in [0, groupcache_core::cache::ENTRY_OVERHEAD] {
+        let mut c = Cache::with_entry_overhead(1000 * (12 + 32 + overhead), overhead);
+        for k in &keys {
+            assert!(c.insert(k, &value, None, now));
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut least = usize::MAX;
+        for i in 0..100_000 {
+            // xorshift: a fixed sequence of keys.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.insert(&keys[(x % 1000) as usize], &value, None, now);
+            if i >= 10_000 {
+                least = least.min(c.len());
+            }
+        }
+        c.validate().unwrap();
+        assert!(
+            least >= 900,
+            "overhead {overhead}: held as few as {least} of 1000 live keys, now {}",
+            c.len()
+        );
+    }
+}
+
+#[test]
+fn an_update_of_the_same_length_is_written_in_place_unless_a_hit_shares_the_buffer() {
+    let now = epoch();
+    let mut c = segmented(1000);
+    for i in 0..12 {
+        c.insert(&format!("k{i:02}"), &b("1234"), None, now);
+    }
+    let (bytes, segments) = (c.bytes(), c.segments());
+    assert_eq!(
+        segments, 2,
+        "k00 is in a closed segment, k11 in the open one"
+    );
+    // In place, closed and open segment alike: nothing dead is left.
+    c.insert("k00", &b("abcd"), None, now);
+    c.insert("k11", &b("efgh"), None, now);
+    assert_eq!((c.bytes(), c.segments()), (bytes, segments));
+    assert_eq!(c.get("k00", now).unwrap().value, b("abcd"));
+    // A value handed out of a closed segment must not change under its
+    // reader: while it lives, an update is written anew.
+    let held = c.get("k01", now).unwrap().value;
+    c.insert("k00", &b("wxyz"), None, now);
+    assert_eq!(c.bytes(), bytes + 7, "a new item, the old one dead");
+    assert_eq!(held, b("1234"));
+    drop(held);
+    // Another length cannot go in place but at the open segment's end.
+    c.insert("k01", &b("12345"), None, now);
+    assert_eq!(c.bytes(), bytes + 7 + 8);
+    assert_eq!(c.get("k01", now).unwrap().value, b("12345"));
+    c.validate().unwrap();
 }

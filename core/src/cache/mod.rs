@@ -13,34 +13,35 @@
 //!
 //! **Eviction: S3-FIFO at segment grain.** Items live in two queues of
 //! segments, each with its own open segment. A new key is written to the
-//! small queue, which holds about a tenth of the budget
+//! small queue, which holds a twentieth of the budget
 //! ([`SMALL_SHARE_PERCENT`]). When the small queue's oldest segment goes,
 //! its items read while there move to the main queue, and the others are
-//! evicted, leaving their hash in a ghost set as large as the cache's entry
-//! count. A key inserted while its hash is a ghost goes straight to the
-//! main queue: it came back sooner than the cache turns over, so the small
-//! queue was too short to see its reuse. When the main queue's oldest
-//! segment goes, its items read since they were written move to its back
-//! once (a CLOCK at segment grain, as in segcache), and the others are
-//! evicted. The small queue is evicted first while it holds more than its
-//! share. Most keys are read once, or not before the cache turns over:
+//! evicted, leaving a fingerprint of their hash in a ghost set as large as
+//! the cache's entry count. A key inserted while it is a ghost goes
+//! straight to the main queue: it came back before the cache turned over,
+//! so the small queue was too short to see its reuse. When the main
+//! queue's oldest segment goes, each of its items read since it was
+//! written or moved goes to the back again, spending one of up to three
+//! reads counted (a CLOCK at segment grain, as in segcache), and the others
+//! are evicted. The small queue is evicted first while it holds more than
+//! its share. Most keys are read once, or not before the cache turns over:
 //! they pass through the small queue and never push a frequently read key
-//! out of the main one. This is what keeps a scan or a loop larger than
-//! the cache from flushing it (see BENCHMARKS.md for the measured hit
-//! ratios and why the shares are what they are).
+//! out of the main one, which is what keeps a scan from flushing the cache
+//! (BENCHMARKS.md has the hit ratios, and why the parameters are these).
 //!
-//! **Updates and dead items.** An update or a remove leaves a dead item
-//! behind, still charged, until its segment goes; an update of an item in
-//! the open segment happens in place when the value's length is unchanged.
-//! A segment whose items are all dead is freed at once; a main segment at
+//! **Updates and dead items.** An update counts as a read, and stays in its
+//! queue. It is written in place when the value's length is unchanged and
+//! no hit handed out of its segment is still alive; otherwise it is written
+//! anew and leaves a dead item, still charged, until its segment goes. A
+//! segment whose items are all dead is freed at once; a main segment at
 //! least half dead when it comes round is compacted (its live items moved
-//! to the back, read flags kept) rather than evicted, so dead items cannot
-//! crowd live ones out. An update counts as a use of the key.
+//! to the back, read counts kept) rather than evicted.
 //!
 //! **Bounded work.** Moving items costs copies, so one insert moves at
 //! most [`MOVE_BUDGET_SEGMENTS`] segments' worth; past that, eviction
-//! evicts (a read item then loses its second round). Each move clears a
-//! read flag set by a get, so moves are paid for by gets.
+//! evicts (a read item then loses its next round). Every move spends a
+//! read or promotes a key once, or frees at least as many dead items as it
+//! copies, so moves are paid for by reads, inserts and updates.
 //!
 //! **Accounting.** An item costs `key.len() + value.len()` bytes plus a
 //! fixed per-entry overhead: 0 for [`Cache::new`], and for a node's caches
@@ -102,7 +103,7 @@ const SWEEP_ON_INSERT: usize = 4;
 pub const SMALL_SHARE_PERCENT: usize = 5;
 /// Segments' worth of items one insert may move (promote, reinsert or
 /// compact) while it evicts; past that it evicts, so an insert's work
-/// stays bounded even when every item it meets was read.
+/// stays bounded even when every item it meets was read. MEASURE
 pub const MOVE_BUDGET_SEGMENTS: usize = 8;
 
 /// Reads in the small queue that earn a key its move to main.

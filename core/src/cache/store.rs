@@ -422,42 +422,66 @@ impl Store {
         }
     }
 
-    /// Replaces the item at `e` with one for the same key, in place, if it
-    /// is in the open segment and either the value's length is unchanged or
-    /// it is the segment's last item and the new one still fits: an update
-    /// that then leaves nothing dead. Returns false, changing nothing,
-    /// otherwise.
+    /// Replaces the item at `e` with one for the same key, in place, and
+    /// returns true; an update that then leaves nothing dead. Possible when
+    /// the value's length is unchanged and no hit handed out of a closed
+    /// segment is still alive (or the item is the open segment's last, and
+    /// the new one fits). Returns false, changing nothing, otherwise.
     pub fn overwrite(&mut self, e: &Entry, value: &[u8], charge: usize, expires: u64) -> bool {
-        let Some(o) = self.open.as_mut().filter(|o| o.id == e.seg) else {
-            return false;
-        };
-        let Some(item) = Item::at(&o.buf, e.offset()) else {
-            return false;
-        };
-        let last = item.end() == o.buf.len();
-        let old_charge = charge - value.len() + item.vlen;
-        if item.vlen == value.len() {
-            let range = item.value_range();
-            o.buf[range].copy_from_slice(value);
-            o.buf[item.off + 8..item.off + HEADER].copy_from_slice(&expires.to_le_bytes());
-        } else if last && item.off + HEADER + item.klen + value.len() <= self.seg_size {
-            let key_end = item.off + HEADER + item.klen;
-            o.buf.truncate(key_end);
-            o.buf.extend_from_slice(value);
-            o.buf[item.off + 4..item.off + 8].copy_from_slice(&(value.len() as u32).to_le_bytes());
-            o.buf[item.off + 8..item.off + HEADER].copy_from_slice(&expires.to_le_bytes());
+        let old_charge;
+        if let Some(o) = self.open.as_mut().filter(|o| o.id == e.seg) {
+            let Some(item) = Item::at(&o.buf, e.offset()) else {
+                return false;
+            };
+            old_charge = charge - value.len() + item.vlen;
+            if item.vlen == value.len() {
+                rewrite(&mut o.buf, &item, value, expires);
+            } else if item.end() == o.buf.len()
+                && item.off + HEADER + item.klen + value.len() <= self.seg_size
+            {
+                o.buf.truncate(item.off + HEADER + item.klen);
+                o.buf.extend_from_slice(value);
+                o.buf[item.off + 4..item.off + 8]
+                    .copy_from_slice(&(value.len() as u32).to_le_bytes());
+                o.buf[item.off + 8..item.off + HEADER].copy_from_slice(&expires.to_le_bytes());
+            } else {
+                return false;
+            }
+            if let Some(v) = o.staged.remove(&(e.offset() as u32)) {
+                o.staged_bytes -= v.len();
+            }
         } else {
-            return false;
+            let Some(s) = self.seg_mut(e.seg) else {
+                return false;
+            };
+            let Some(item) = Item::at(&s.data, e.offset()).filter(|i| i.vlen == value.len()) else {
+                return false;
+            };
+            // Writable only while nothing else shares the buffer; taking it
+            // out and back costs no copy.
+            match std::mem::take(&mut s.data).try_into_mut() {
+                Ok(mut buf) => {
+                    rewrite(&mut buf, &item, value, expires);
+                    s.data = buf.freeze();
+                }
+                Err(data) => {
+                    s.data = data;
+                    return false;
+                }
+            }
+            old_charge = charge;
         }
-        if let Some(v) = o.staged.remove(&(e.offset() as u32)) {
-            o.staged_bytes -= v.len();
-        }
-        let s = self.seg_mut(e.seg).expect("open segment is queued");
+        let open = self.open.as_ref().is_some_and(|o| o.id == e.seg);
+        let s = self.seg_mut(e.seg).expect("located above");
         s.charge = s.charge - old_charge + charge;
-        s.expires_max = s
-            .expires_max
-            .max(if expires == 0 { u64::MAX } else { expires });
+        let before = s.expires_max;
+        s.expires_max = before.max(if expires == 0 { u64::MAX } else { expires });
+        let after = s.expires_max;
         self.bytes = self.bytes - old_charge + charge;
+        if !open && after != before && after != u64::MAX {
+            // The old record goes stale; the segment now expires later.
+            self.expiry.push(Reverse((after, e.seg)));
+        }
         true
     }
 
@@ -618,6 +642,12 @@ impl Store {
         assert!(self.segs.is_empty());
         self.base = base;
     }
+}
+
+/// Writes a new value of the same length, and its expiry, over `item`.
+fn rewrite(buf: &mut [u8], item: &Item, value: &[u8], expires: u64) {
+    buf[item.value_range()].copy_from_slice(value);
+    buf[item.off + 8..item.off + HEADER].copy_from_slice(&expires.to_le_bytes());
 }
 
 fn put_item(buf: &mut Vec<u8>, key: &[u8], value: &[u8], expires: u64) {
