@@ -356,3 +356,33 @@ fn an_update_of_the_same_length_is_written_in_place_unless_a_hit_shares_the_buff
     assert_eq!(c.get("k01", now).unwrap().value, b("12345"));
     c.validate().unwrap();
 }
+
+#[test]
+fn a_main_segment_half_dead_is_compacted_not_evicted() {
+    let now = epoch();
+    let mut c = thirty();
+    let a = ten("a");
+    for k in a.iter().chain(&ten("b")).chain(&ten("c")) {
+        c.insert(k, &b("v"), None, now);
+    }
+    // "a*" leave unread and come back as ghosts: main, never read.
+    c.insert("d0", &b("v"), None, now);
+    for k in &a {
+        c.insert(k, &b("v"), None, now);
+    }
+    assert!(a.iter().all(|k| c.contains(k, now)));
+    // Half of them updated to another length: written anew, their old
+    // items dead in the segment the other half still lives in.
+    for k in &a[..5] {
+        c.insert(k, &b("vv"), None, now);
+    }
+    let evictions = c.stats().evictions;
+    let small_keys = c.len() - a.len();
+    // Room for main alone: the small queue goes, then main's oldest
+    // segment, half dead, is compacted: its live, unread keys stay.
+    c.set_max_bytes(40);
+    assert!(a.iter().all(|k| c.contains(k, now)), "{:?}", c.keys());
+    assert_eq!(c.stats().evictions - evictions, small_keys as u64);
+    assert_eq!(c.get("a0", now).unwrap().value, b("vv"));
+    c.validate().unwrap();
+}
