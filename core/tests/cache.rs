@@ -53,9 +53,16 @@ fn ten(prefix: &str) -> Vec<String> {
     (0..10).map(|i| format!("{prefix}{i}")).collect()
 }
 
-/// Ten 19-byte items of [`ten`]'s keys per segment, thirty keys in all.
-fn thirty() -> Cache {
-    Cache::with_segment_size(90, 0, 190)
+/// Room for thirty of [`ten`]'s keys, ten 19-byte items per segment,
+/// filled with "a0".."a9", "b0".."b9" and "c0".."c9", all in the small
+/// queue, oldest first.
+fn thirty(now: std::time::Instant) -> Cache {
+    let mut c = Cache::with_segment_size(90, 0, 190);
+    for k in ten("a").iter().chain(&ten("b")).chain(&ten("c")) {
+        c.insert(k, &b("v"), None, now);
+    }
+    assert_eq!((c.len(), c.small_bytes()), (30, 90));
+    c
 }
 
 #[test]
@@ -100,11 +107,8 @@ fn keys_read_in_the_small_queue_move_to_main_and_outlive_a_scan() {
 #[test]
 fn a_key_evicted_unread_and_inserted_again_soon_goes_to_main() {
     let now = epoch();
-    let mut c = thirty();
+    let mut c = thirty(now);
     let first = ten("a");
-    for k in first.iter().chain(&ten("b")).chain(&ten("c")) {
-        c.insert(k, &b("v"), None, now);
-    }
     // Pushes "a0".."a9" out unread: they leave ghosts.
     c.insert("new", &b("v"), None, now);
     assert!(first.iter().all(|k| !c.contains(k, now)));
@@ -124,11 +128,8 @@ fn a_key_evicted_unread_and_inserted_again_soon_goes_to_main() {
 #[test]
 fn main_gives_a_read_key_a_second_round_and_evicts_unread_ones() {
     let now = epoch();
-    let mut c = thirty();
+    let mut c = thirty(now);
     let a = ten("a");
-    for k in a.iter().chain(&ten("b")).chain(&ten("c")) {
-        c.insert(k, &b("v"), None, now);
-    }
     for k in &a {
         c.get(k, now);
     }
@@ -360,11 +361,8 @@ fn an_update_of_the_same_length_is_written_in_place_unless_a_hit_shares_the_buff
 #[test]
 fn a_main_segment_half_dead_is_compacted_not_evicted() {
     let now = epoch();
-    let mut c = thirty();
+    let mut c = thirty(now);
     let a = ten("a");
-    for k in a.iter().chain(&ten("b")).chain(&ten("c")) {
-        c.insert(k, &b("v"), None, now);
-    }
     // "a*" leave unread and come back as ghosts: main, never read.
     c.insert("d0", &b("v"), None, now);
     for k in &a {
