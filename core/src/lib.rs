@@ -9,8 +9,9 @@
 //! - [`frame`]: the bttcp framing (8-byte little-endian length + payload).
 //! - [`wire`]: the protobuf `Request` / `Response` of go-needle/groupcache.
 //! - [`cache`]: a cache bounded by bytes, keys and values packed in
-//!   segments evicted in FIFO order with a second round for entries read,
-//!   with per-entry expiry.
+//!   segments, with S3-FIFO's admission (a small queue for new keys, a
+//!   ghost set, a main queue giving read keys more rounds) and per-entry
+//!   expiry.
 //! - [`ring`]: consistent hashing with the original's exact placement.
 //! - [`flight`]: singleflight bookkeeping.
 //! - [`node`]: groups, routing, peer connections and serving, tied together.

@@ -1,6 +1,7 @@
 //! A cache bounded by bytes, with an optional expiry per entry: keys and
-//! values packed into segments, evicted a segment at a time in FIFO order,
-//! with a second round for entries read since they were written.
+//! values packed into segments, evicted a segment at a time, with S3-FIFO's
+//! admission: new keys are judged in a small queue before they may push
+//! anything out of the main one.
 //!
 //! **Layout.** Items (key and value after a 16-byte header: their lengths
 //! and the expiry) are appended to an open segment; a full one is closed
