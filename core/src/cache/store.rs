@@ -26,8 +26,8 @@ pub(super) const HEADER: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Entry {
     pub seg: u32,
-    /// Offset of the item in its segment; the top two bits are flags,
-    /// a read count ([`FREQ_SHIFT`]) and [`MAIN`].
+    /// Offset of the item in its segment; the top three bits are flags: a
+    /// read count in two ([`FREQ_SHIFT`]) and [`MAIN`].
     pub off: u32,
 }
 
