@@ -134,6 +134,22 @@ impl<R: Runtime> Client<R> {
         self.shared().get(start).await
     }
 
+    /// Gets many keys of `group` through the node, pipelined on one
+    /// connection; the results are in the order of `keys`, each key with
+    /// its own (see [`crate::Group::get_many`]).
+    pub async fn get_many<S: AsRef<str>>(
+        &self,
+        group: &str,
+        keys: &[S],
+    ) -> Vec<Result<Bytes, Error>> {
+        let addr = &self.addr;
+        self.shared()
+            .get_many(keys.len(), |n, now, i| {
+                core::Get::Pending(n.get_via(now, addr, group, keys[i].as_ref()))
+            })
+            .await
+    }
+
     /// Asks the node to carry out a write across the cluster (see
     /// [`crate::Node::write`]).
     pub async fn write(&self, group: &str, op: WriteOp) -> Result<WriteReport, Error> {

@@ -13,6 +13,11 @@
 //! - [`Group::set`], [`Group::remove`], [`Group::purge`]: writes across the
 //!   cluster.
 //! - [`Loader`]: how a group fetches a missing key.
+//! - [`PageSource`], [`Builder::paged_group`], [`Group::get_range`]:
+//!   objects cached in fixed-size pages and read by byte range, never
+//!   stitched from two versions.
+//! - [`Group::get_many`], [`Client::get_many`]: many keys in one call,
+//!   pipelined per owner.
 //! - [`Discovery`], [`PeerSource`]: members from any source; with the
 //!   `dns` feature, `DnsDiscovery` resolves DNS names (`dns+NAME:PORT`,
 //!   `dnssrv+NAME`) every interval.
@@ -39,6 +44,7 @@ mod loader;
 #[cfg(feature = "prometheus")]
 pub mod metrics;
 mod node;
+mod pages;
 mod runtime;
 pub mod sample;
 mod threads;
@@ -60,7 +66,8 @@ pub use groupcache_core::node::{
 pub use groupcache_core::{self as core, ring::HashFn};
 pub use ipnet::IpNet;
 pub use loader::{LoadFuture, Loader};
-pub use node::{Builder, DiscoveryStats, Group, Node, StartError};
+pub use node::{Builder, DiscoveryStats, Group, Node, RangeError, StartError};
+pub use pages::{InfoFuture, ObjectInfo, PageConfig, PageSource};
 pub use runtime::{timeout, Runtime};
 pub use threads::{Ready, ServingThreads, Stopped};
 #[cfg(feature = "tls")]

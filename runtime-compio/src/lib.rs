@@ -55,8 +55,9 @@ pub use write::Writer;
 
 pub use groupcache_driver::{
     core, sample, Bytes, Config, Discovery, DiscoveryError, DiscoveryStats, Error, GroupConfig,
-    GroupExists, GroupStats, HashFn, IpNet, LoadError, LoadFuture, Loaded, Loader, MembersFuture,
-    PeerSource, PeerSourceError, StartError, WriteOp, WriteReport,
+    GroupExists, GroupStats, HashFn, InfoFuture, IpNet, LoadError, LoadFuture, Loaded, Loader,
+    MembersFuture, ObjectInfo, PageConfig, PageSource, PeerSource, PeerSourceError, RangeError,
+    StartError, WriteOp, WriteReport,
 };
 #[cfg(feature = "dns")]
 pub use groupcache_driver::{DnsConfig, DnsDiscovery};

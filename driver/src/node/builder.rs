@@ -13,6 +13,7 @@ use super::watch::{discovery_loop, Watch};
 use super::{Node, StartError};
 use crate::discovery::{recognise_self, Discovery};
 use crate::loader::Loader;
+use crate::pages::{PageConfig, PageLoader, PageSource, Paged};
 use crate::runtime::timeout;
 use crate::runtime::Runtime;
 use crate::transport::Tls;
@@ -41,6 +42,7 @@ pub struct Builder<R: Runtime> {
     pub(super) self_addr: Option<String>,
     pub(super) peers: Option<Vec<String>>,
     pub(super) groups: Vec<(GroupConfig, Arc<dyn Loader>)>,
+    pub(super) paged: HashMap<String, Arc<Paged>>,
     pub(super) cfg: Config,
     pub(super) shutdown_timeout: Duration,
     pub(super) discovery: Option<Arc<dyn Discovery>>,
@@ -67,6 +69,7 @@ impl<R: Runtime> Builder<R> {
             self_addr: None,
             peers: None,
             groups: Vec::new(),
+            paged: HashMap::new(),
             cfg: Config::default(),
             shutdown_timeout: Duration::from_secs(5),
             discovery: None,
@@ -194,6 +197,47 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
+    /// Adds a group whose values are objects read in pages
+    /// ([`PageConfig`]): each page is one key, loaded from `source` with
+    /// one ranged read, so objects of any size are cached in pieces no
+    /// larger than a page. Read them with [`crate::Group::get_range`]; a
+    /// plain [`crate::Group::get`] returns an object that fits in one page.
+    ///
+    /// ```no_run
+    /// # async fn demo<R: groupcache_driver::Runtime>(rt: R, source: impl groupcache_driver::PageSource) -> Result<(), Box<dyn std::error::Error>> {
+    /// use groupcache_driver::{Builder, GroupConfig, PageConfig};
+    ///
+    /// let node = Builder::with_runtime(rt)
+    ///     .paged_group(GroupConfig::new("objects", 256 << 20), PageConfig::new(1 << 20), source)
+    ///     .start()
+    ///     .await?;
+    /// let bytes = node.group("objects").unwrap().get_range("videos/a.mp4", 0..4096).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn paged_group(
+        mut self,
+        mut group: GroupConfig,
+        pages: PageConfig,
+        source: impl PageSource,
+    ) -> Self {
+        let source: Arc<dyn PageSource> = Arc::new(source);
+        // A page is a value: the node must be able to hold and send one.
+        let pages = PageConfig {
+            page_size: pages.page_size.min(group.max_value as u64).max(1),
+            ..pages
+        };
+        group.max_value = group.max_value.min(pages.page_size as usize);
+        let loader = PageLoader {
+            source: source.clone(),
+            page_size: pages.page_size,
+        };
+        self.paged.insert(
+            group.name.clone(),
+            Arc::new(Paged::new(pages, source, group.load_timeout)),
+        );
+        self.group_config(group, loader)
+    }
+
     /// Accepts on one listener per runtime in `runtimes`, all bound to the
     /// listen address with `SO_REUSEPORT` (Linux spreads new connections
     /// over them), each runtime running its listener's accept loop and the
@@ -283,6 +327,7 @@ impl<R: Runtime> Builder<R> {
             stop: stop_tx,
             idle: idle_rx,
             shutdown_timeout: self.shutdown_timeout,
+            paged: Arc::new(self.paged),
         })
     }
 }

@@ -9,10 +9,12 @@
 
 mod builder;
 mod outbox;
+mod range;
 mod shared;
 mod tasks;
 mod watch;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,12 +25,14 @@ use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use groupcache_core::node::{GroupExists, GroupStats, WriteOp, WriteReport};
 
+use crate::pages::Paged;
 use crate::runtime::{timeout, Runtime};
 #[cfg(feature = "tls")]
 use crate::tls::{Tls, TlsStats};
 use crate::Error;
 
 pub use builder::Builder;
+pub use range::RangeError;
 
 /// Counters of a node's discovery rounds ([`Node::discovery_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,6 +73,8 @@ pub struct Node<R: Runtime> {
     stop: Sender<()>,
     idle: Receiver<()>,
     shutdown_timeout: Duration,
+    /// The paged groups' settings, sources and HEAD caches, by group.
+    paged: Arc<HashMap<String, Arc<Paged>>>,
 }
 
 impl<R: Runtime> std::fmt::Debug for Node<R> {
@@ -94,6 +100,20 @@ impl<R: Runtime> Node<R> {
         self.shared.get(|n, now| n.get(now, group, key)).await
     }
 
+    /// Gets many keys of `group` at once: every key is asked for before
+    /// any answer is awaited, so the keys one peer owns travel pipelined
+    /// on its connection. The results are in the order of `keys`, each
+    /// key with its own.
+    pub async fn get_many<S: AsRef<str>>(
+        &self,
+        group: &str,
+        keys: &[S],
+    ) -> Vec<Result<Bytes, Error>> {
+        self.shared
+            .get_many(keys.len(), |n, now, i| n.get(now, group, keys[i].as_ref()))
+            .await
+    }
+
     /// Carries out a write across the cluster (see [`WriteOp`]): the key's
     /// owner applies it first, then every other node drops its copy. Nodes
     /// that could not be told are in [`WriteReport::not_reached`]; their
@@ -110,6 +130,7 @@ impl<R: Runtime> Node<R> {
         Some(Group {
             node: self.clone(),
             name: name.into(),
+            paged: self.paged.get(name).cloned(),
         })
     }
 
@@ -211,10 +232,21 @@ impl<R: Runtime> Node<R> {
 }
 
 /// A handle on one group of a node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Group<R: Runtime> {
     node: Node<R>,
     name: Arc<str>,
+    paged: Option<Arc<Paged>>,
+}
+
+impl<R: Runtime> std::fmt::Debug for Group<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("node", &self.node)
+            .field("pages", &self.paged.as_ref().map(|p| p.cfg))
+            .finish()
+    }
 }
 
 impl<R: Runtime> Group<R> {
@@ -226,6 +258,19 @@ impl<R: Runtime> Group<R> {
     /// Gets `key` (see [`Node::get`]).
     pub async fn get(&self, key: &str) -> Result<Bytes, Error> {
         self.node.get(&self.name, key).await
+    }
+
+    /// Gets many keys at once (see [`Node::get_many`]).
+    ///
+    /// ```no_run
+    /// # async fn demo<R: groupcache_driver::Runtime>(g: groupcache_driver::Group<R>) {
+    /// for (key, value) in ["Tom", "Jack"].iter().zip(g.get_many(&["Tom", "Jack"]).await) {
+    ///     println!("{key}: {value:?}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn get_many<S: AsRef<str>>(&self, keys: &[S]) -> Vec<Result<Bytes, Error>> {
+        self.node.get_many(&self.name, keys).await
     }
 
     /// Stores `value` under `key` at its owner, served for `ttl` (capped

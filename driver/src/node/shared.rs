@@ -131,6 +131,43 @@ impl<R: Runtime> Shared<R> {
         rx.recv().await.unwrap_or(Err(Error::Shutdown))
     }
 
+    /// Starts `n` gets through `start` under one lock, sends what they
+    /// need in one go, then waits for each in turn.
+    pub(crate) async fn get_many(
+        self: &Arc<Self>,
+        n: usize,
+        mut start: impl FnMut(&mut core::Node, Instant, usize) -> core::Get,
+    ) -> Vec<Result<Bytes, Error>> {
+        enum Slot {
+            Done(Result<Bytes, Error>),
+            Wait(async_channel::Receiver<Result<Bytes, Error>>),
+        }
+        let slots: Vec<Slot> = {
+            let mut st = self.lock();
+            let now = self.rt.now();
+            let slots = (0..n)
+                .map(|i| match start(&mut st.node, now, i) {
+                    core::Get::Ready(r) => Slot::Done(r),
+                    core::Get::Pending(id) => {
+                        let (tx, rx) = async_channel::bounded(1);
+                        st.gets.insert(id, tx);
+                        Slot::Wait(rx)
+                    }
+                })
+                .collect();
+            self.drain(st);
+            slots
+        };
+        let mut out = Vec::with_capacity(n);
+        for slot in slots {
+            out.push(match slot {
+                Slot::Done(r) => r,
+                Slot::Wait(rx) => rx.recv().await.unwrap_or(Err(Error::Shutdown)),
+            });
+        }
+        out
+    }
+
     /// Starts a write through `start` and waits for its outcome.
     pub(crate) async fn write(
         self: &Arc<Self>,
