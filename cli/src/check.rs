@@ -4,10 +4,10 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use groupcache_tokio::{Discovery, DnsDiscovery, PeerSource};
+use groupcache_tokio::{Discovery, DnsDiscovery, LoadError, PeerSource};
 
 use crate::config::ServeConfig;
-use crate::origin::Origin;
+use crate::origin::{Origin, OriginPages};
 
 /// Checks `cfg` as `serve` would start with it: the groups and their
 /// origins, the peer list and, for DNS entries, one round of resolution.
@@ -82,17 +82,41 @@ pub async fn check(cfg: &ServeConfig) -> Result<String, String> {
             0 => "no TTL".to_string(),
             s => format!("TTL {s} s"),
         };
-        let origin = match Origin::parse(&g.name, &g.origin)? {
+        let origin = Origin::parse(&g.name, &g.origin)?;
+        let kind = match origin {
             Origin::Http(_) => "http",
             Origin::Dir(_) => "dir",
             Origin::Sample(_) => "sample",
             Origin::Synthetic(_) => "synthetic",
+            Origin::Store(_) => "object-store",
+        };
+        let pages = match g.page_size.or(origin.default_page_size()) {
+            Some(p) if p > 0 => format!(", pages of {p} bytes"),
+            _ => String::new(),
         };
         let _ = writeln!(
             out,
-            "group      {}: {} bytes, {ttl}, {origin} origin {}",
+            "group      {}: {} bytes, {ttl}, {kind} origin {}{pages}",
             g.name, g.max_bytes, g.origin
         );
+        let store = match origin {
+            Origin::Store(_) => origin.pages(&g.name, &g.store)?,
+            _ => continue,
+        };
+        if let OriginPages::Store(store) = store {
+            // The bucket must answer a listing, as the node's loads would.
+            let listed = tokio::time::timeout(Duration::from_secs(10), store.check()).await;
+            let name = store.name();
+            match listed {
+                Ok(Ok(())) => {
+                    let _ = writeln!(out, "store      {name}: reachable");
+                }
+                Ok(Err(LoadError::NotFound(m) | LoadError::Failed(m))) => {
+                    return Err(format!("group {}: {m}", g.name))
+                }
+                Err(_) => return Err(format!("group {}: {name}: no answer within 10 s", g.name)),
+            }
+        }
     }
     if let Some(h) = cfg.http {
         let mode = if cfg.http_read_only {

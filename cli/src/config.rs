@@ -1,11 +1,14 @@
 //! `groupcache serve` settings: a TOML file and/or flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use groupcache_driver::core::node::{Config, RESPONSE_OVERHEAD};
-use groupcache_tokio::{Builder, DnsConfig, DnsDiscovery, GroupConfig, PeerSource, Tls, TlsFiles};
+use groupcache_tokio::{
+    Builder, DnsConfig, DnsDiscovery, GroupConfig, PageConfig, PeerSource, Tls, TlsFiles,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::http::HttpLimits;
@@ -26,8 +29,27 @@ pub struct GroupSpec {
     /// Seconds a value lives; absent or 0: until evicted.
     #[serde(default)]
     pub ttl_secs: u64,
-    /// `sample`, `dir:PATH` or `http://host/path/{key}`.
+    /// `sample`, `dir:PATH`, `http://host/path/{key}`, `synthetic:SIZE`,
+    /// or object storage: `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX`,
+    /// `az://CONTAINER/PREFIX`.
     pub origin: String,
+    /// Bytes per page: each page of an object is one key, loaded with one
+    /// ranged read, and `/api` answers `Range` requests from pages.
+    /// Object storage: default 1 MiB (it is always read in pages);
+    /// `dir:` and `http://`: default 0 (whole values). Flag:
+    /// `--page-size NAME=BYTES`.
+    #[serde(default)]
+    pub page_size: Option<u64>,
+    /// How long a node trusts an object's HEAD (its length and version) in
+    /// a paged group, in milliseconds (default 1000): a replaced object is
+    /// seen by new reads within this time, and no read mixes versions.
+    #[serde(default)]
+    pub head_ttl_ms: Option<u64>,
+    /// Object storage settings, over the store's environment
+    /// (`AWS_ACCESS_KEY_ID`, ...): the store's keys, such as `aws_region`,
+    /// `aws_endpoint`, `aws_allow_http`. In TOML, a `[group.store]` table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub store: BTreeMap<String, String>,
     /// Largest value in bytes (default: the node's `max_value`).
     #[serde(default)]
     pub max_value: Option<usize>,
@@ -64,6 +86,9 @@ impl GroupSpec {
                 .parse()
                 .map_err(|e| format!("group {name}: TTL {ttl:?}: {e}"))?,
             origin: origin.to_string(),
+            page_size: None,
+            head_ttl_ms: None,
+            store: BTreeMap::new(),
             max_value: None,
             load_timeout_ms: None,
             max_loads: None,
@@ -176,12 +201,35 @@ pub struct ServeConfig {
     #[serde(default)]
     pub http_read_only: bool,
     /// A group as NAME:MAX_BYTES:TTL_SECS:ORIGIN, where ORIGIN is `sample`,
-    /// `dir:PATH`, `http://host/path/{key}` or `synthetic:SIZE` (made-up
-    /// values of SIZE bytes, for load tests); repeatable. In TOML, a
-    /// `[[group]]` table each.
+    /// `dir:PATH`, `http://host/path/{key}`, `s3://BUCKET/PREFIX`,
+    /// `gs://BUCKET/PREFIX`, `az://CONTAINER/PREFIX` or `synthetic:SIZE`
+    /// (made-up values of SIZE bytes, for load tests); repeatable. In TOML,
+    /// a `[[group]]` table each.
     #[arg(long = "group", value_parser = GroupSpec::parse_flag)]
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupSpec>,
+    /// A group's page size, as NAME=BYTES (repeatable): the flag form of
+    /// the group's `page_size`, for a group given by flag or file.
+    #[arg(long = "page-size", value_parser = parse_page_size)]
+    #[serde(skip)]
+    pub page_sizes: Vec<(String, u64)>,
+}
+
+/// Parses `NAME=BYTES`.
+///
+/// ```
+/// use groupcache_cli::config::parse_page_size;
+/// assert_eq!(parse_page_size("objects=65536"), Ok(("objects".to_string(), 65536)));
+/// assert!(parse_page_size("objects").is_err());
+/// ```
+pub fn parse_page_size(s: &str) -> Result<(String, u64), String> {
+    let (name, bytes) = s
+        .split_once('=')
+        .ok_or_else(|| format!("page size {s:?}: expected NAME=BYTES"))?;
+    let bytes = bytes
+        .parse()
+        .map_err(|e| format!("page size of {name}: {bytes:?}: {e}"))?;
+    Ok((name.to_string(), bytes))
 }
 
 impl ServeConfig {
@@ -202,9 +250,16 @@ impl ServeConfig {
             |c: &ServeConfig| toml::Table::try_from(c).map_err(|e| format!("settings: {e}"));
         let mut merged = table(&file)?;
         lay_over(&mut merged, table(&flags)?);
-        merged
+        let mut c: ServeConfig = merged
             .try_into()
-            .map_err(|e: toml::de::Error| format!("settings: {e}"))
+            .map_err(|e: toml::de::Error| format!("settings: {e}"))?;
+        // The one flag with no TOML key of its own: it sets a group's.
+        for (name, bytes) in flags.page_sizes {
+            let g = c.groups.iter_mut().find(|g| g.name == name);
+            let g = g.ok_or_else(|| format!("--page-size {name}={bytes}: no group {name:?}"))?;
+            g.page_size = Some(bytes);
+        }
+        Ok(c)
     }
 
     /// Reads a TOML file.
@@ -271,8 +326,31 @@ impl ServeConfig {
             if let Some(n) = g.max_loads.or(self.max_loads) {
                 group.max_loads = n;
             }
-            let loader = origin.loader(&g.name, group.max_value);
-            b = b.group_config(group, loader);
+            let is_store = origin.default_page_size().is_some();
+            if !g.store.is_empty() && !is_store {
+                return Err(format!(
+                    "group {}: store settings are for object-storage origins",
+                    g.name
+                ));
+            }
+            let page_size = g.page_size.or(origin.default_page_size()).unwrap_or(0);
+            if page_size == 0 {
+                if is_store {
+                    return Err(format!(
+                        "group {}: object storage is read in pages: page_size must be above 0",
+                        g.name
+                    ));
+                }
+                let loader = origin.loader(&g.name, group.max_value);
+                b = b.group_config(group, loader);
+                continue;
+            }
+            let mut pages = PageConfig::new(page_size);
+            if let Some(ms) = g.head_ttl_ms {
+                pages.head_ttl = Duration::from_millis(ms);
+            }
+            let source = origin.pages(&g.name, &g.store)?;
+            b = b.paged_group(group, pages, source);
         }
         Ok(b)
     }

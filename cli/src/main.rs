@@ -36,8 +36,11 @@ enum Cmd {
         to: NodeArgs,
         /// Group name.
         group: String,
-        /// Key.
-        key: String,
+        /// Keys: one prints its value; several are fetched in one
+        /// pipelined batch and print a line `KEY<TAB>VALUE` each, in order
+        /// (errors on standard error; exit 1 if any failed).
+        #[arg(required = true)]
+        keys: Vec<String>,
     },
     /// Store a value at its key's owner; every other node drops its copy.
     /// Exits 0 when every node was told, 3 when the owner stored it but some
@@ -198,7 +201,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Cmd::Serve(args) => serve((*args).config()?).await,
-            Cmd::Get { to, group, key } => get(&to.client()?, &group, &key).await,
+            Cmd::Get { to, group, keys } => get(&to.client()?, &group, &keys).await,
             Cmd::Set {
                 to,
                 group,
@@ -315,12 +318,34 @@ async fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     Ok(())
 }
 
-async fn get(client: &Client, group: &str, key: &str) -> Result<(), String> {
-    let value = client.get(group, key).await.map_err(|e| e.to_string())?;
+async fn get(client: &Client, group: &str, keys: &[String]) -> Result<(), String> {
+    if let [key] = keys {
+        let value = client.get(group, key).await.map_err(|e| e.to_string())?;
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(&value)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|e| e.to_string());
+    }
+    let results = client.get_many(group, keys).await;
     let mut out = std::io::stdout().lock();
-    out.write_all(&value)
-        .and_then(|()| out.write_all(b"\n"))
-        .map_err(|e| e.to_string())
+    let mut failed = 0;
+    for (key, r) in keys.iter().zip(results) {
+        match r {
+            Ok(v) => {
+                let line = [key.as_bytes(), b"\t", &v, b"\n"].concat();
+                out.write_all(&line).map_err(|e| e.to_string())?;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{key}\t{e}");
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(format!("{n} of {} keys failed", keys.len())),
+    }
 }
 
 /// The value argument of `set`: itself, or standard input for `-`.

@@ -303,7 +303,7 @@ mod tests {
             assert_eq!((o, p, &i), (object, 3, &info));
         }
         assert_eq!(parse_page_key("plain"), None);
-        assert_eq!(parse_page_key("a\0x\01\0v"), None);
+        assert_eq!(parse_page_key("a\0x\u{0}1\0v"), None);
     }
 
     #[test]

@@ -6,9 +6,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 /// The Python that runs moto: starts it on port 0, creates the buckets
-/// named on the command line, prints the port, and serves until its
-/// standard input closes.
+/// named on the command line (a leading `+`: readable without
+/// credentials, for plain HTTP clients), prints the port, and serves until
+/// its standard input closes.
 const SCRIPT: &str = r#"
+import json
 import logging
 import sys
 import boto3
@@ -20,7 +22,14 @@ port = server.get_host_and_port()[1]
 s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                   aws_access_key_id="test", aws_secret_access_key="test")
 for bucket in sys.argv[1:]:
+    public = bucket.startswith("+")
+    bucket = bucket.lstrip("+")
     s3.create_bucket(Bucket=bucket)
+    if public:
+        statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:*",
+                     "Resource": f"arn:aws:s3:::{bucket}/*"}
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(
+            {"Version": "2012-10-17", "Statement": [statement]}))
 print(port, flush=True)
 sys.stdin.read()
 server.stop()
@@ -35,7 +44,8 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto with `buckets` created. Fails with a message that says
+    /// Starts moto with `buckets` created; a name with a leading `+` is a
+    /// bucket anyone may read (as a plain HTTP origin would be). Fails with a message that says
     /// how to install moto when `python3 -c 'import moto'` cannot.
     pub fn start(buckets: &[&str]) -> Result<Self, String> {
         let mut child = Command::new("python3")

@@ -10,10 +10,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_groupcache");
 
 /// Starts `groupcache serve ARGS`; returns the process, its peer address and
 /// its HTTP front's base URL (`args` must ask for an HTTP front).
+#[allow(dead_code)] // not every test file serves without an environment
 pub async fn serve(args: &[&str]) -> (tokio::process::Child, String, String) {
+    serve_env(args, &[]).await
+}
+
+/// [`serve`] with `env` added to the environment.
+pub async fn serve_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String, String) {
     let mut child = tokio::process::Command::new(BIN)
         .arg("serve")
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         // Never read: a full pipe would stop the node.
         .stderr(Stdio::null())

@@ -1,6 +1,9 @@
 //! The HTTP front:
 //!
-//! - `GET /api?group=G&key=K`: the value.
+//! - `GET /api?group=G&key=K`: the value; with `Range: bytes=a-b`,
+//!   `a-` or `-n`, those bytes (206, or 416), see [`range`].
+//! - `POST /api/batch?group=G` with a JSON array of keys: their values or
+//!   errors, see [`batch`].
 //! - `PUT /api?group=G&key=K[&ttl=SECS]` with the value as the body: a set.
 //! - `DELETE /api?group=G&key=K`: a remove.
 //! - `POST /api/purge?group=G`: a purge.
@@ -15,6 +18,9 @@
 //! closes keep-alive connections idle that long), a cap on connections, and
 //! a cap on request bodies.
 
+pub mod batch;
+pub mod range;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
@@ -23,7 +29,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -35,7 +41,7 @@ use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 
 #[derive(Clone)]
-struct Front {
+pub(crate) struct Front {
     /// The node that answers `/api`.
     api: Node,
     /// Every node whose stats `/metrics` exports.
@@ -66,24 +72,35 @@ fn missing() -> Response {
         .into_response()
 }
 
-fn error_response(e: Error) -> Response {
-    let status = match e {
+/// The status `/api` answers for `e`.
+pub(crate) fn status_of(e: &Error) -> StatusCode {
+    match e {
         Error::NoGroup(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Load(_) | Error::Unreachable(_) | Error::Write(_) => StatusCode::BAD_GATEWAY,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, format!("{e}\n")).into_response()
+    }
 }
 
-async fn api(State(f): State<Front>, Query(q): Query<ApiQuery>) -> Response {
+pub(crate) fn error_response(e: Error) -> Response {
+    (status_of(&e), format!("{e}\n")).into_response()
+}
+
+async fn api(State(f): State<Front>, Query(q): Query<ApiQuery>, headers: HeaderMap) -> Response {
     let Some((group, key, _)) = q.group_key() else {
         return missing();
     };
-    match f.api.get(&group, &key).await {
-        Ok(v) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
-        Err(e) => error_response(e),
+    let Some(g) = f.api.group(&group) else {
+        return error_response(Error::NoGroup(group.into()));
+    };
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(range::ByteRange::parse);
+    match g.pages() {
+        Some(_) => range::paged(g, key, range).await,
+        None => range::whole(&g, &key, range).await,
     }
 }
 
@@ -247,6 +264,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/api", get(api).put(put).delete(delete))
         .route("/api/purge", post(purge))
+        .route("/api/batch", post(batch::batch))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(limits.max_body))
