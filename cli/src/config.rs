@@ -658,4 +658,66 @@ mod tests {
         let c = ServeConfig::layered(file, flags).unwrap();
         assert_eq!(c.peers, ["10.0.0.1:8000"]);
     }
+
+    #[tokio::test]
+    async fn object_storage_groups_from_toml_and_flags() {
+        let file: ServeConfig = toml::from_str(
+            r#"
+            [[group]]
+            name = "objects"
+            max_bytes = 1073741824
+            origin = "s3://bucket/prefix"
+            head_ttl_ms = 250
+            [group.store]
+            aws_region = "eu-west-1"
+            aws_endpoint = "http://127.0.0.1:9000"
+            [[group]]
+            name = "files"
+            max_bytes = 1048576
+            origin = "dir:."
+            page_size = 65536
+            "#,
+        )
+        .unwrap();
+        let g = &file.groups[0];
+        assert_eq!((g.page_size, g.head_ttl_ms), (None, Some(250)));
+        assert_eq!(g.store["aws_region"], "eu-west-1");
+        assert!(
+            file.builder().is_ok(),
+            "a store is built without reaching it"
+        );
+        // --page-size sets a group's, from the file or the flags.
+        let flags = ServeConfig {
+            page_sizes: vec![("objects".into(), 4096), ("files".into(), 0)],
+            ..Default::default()
+        };
+        let c = ServeConfig::layered(file.clone(), flags).unwrap();
+        assert_eq!(
+            (c.groups[0].page_size, c.groups[1].page_size),
+            (Some(4096), Some(0))
+        );
+        let flags = ServeConfig {
+            page_sizes: vec![("nope".into(), 1)],
+            ..Default::default()
+        };
+        let e = ServeConfig::layered(file.clone(), flags).unwrap_err();
+        assert!(e.contains("no group \"nope\""), "{e}");
+        // Object storage is always read in pages; a store's settings
+        // belong to a store; an unknown setting is named.
+        let mut c = file.clone();
+        c.groups[0].page_size = Some(0);
+        assert!(c.builder().err().unwrap().contains("read in pages"));
+        let mut c = file.clone();
+        c.groups[1].store.insert("aws_region".into(), "x".into());
+        assert!(c
+            .builder()
+            .err()
+            .unwrap()
+            .contains("object-storage origins"));
+        let mut c = file;
+        c.groups[0]
+            .store
+            .insert("no_such_option".into(), "x".into());
+        assert!(c.builder().err().unwrap().contains("no_such_option"));
+    }
 }

@@ -217,7 +217,11 @@ impl ObjectStoreSource {
     /// Checks that the bucket can be reached and read: lists at most one
     /// object under the prefix. The error is the store's message.
     pub async fn check(&self) -> Result<(), LoadError> {
-        home::run(self.check_bucket()).await
+        let name = self.name.clone();
+        home::run(self.check_bucket()).await.map_err(|e| match e {
+            LoadError::Failed(m) => LoadError::Failed(format!("{name}: {m}")),
+            e => e,
+        })
     }
 
     /// Lists at most one object under the prefix (on the stores' runtime).
@@ -230,7 +234,11 @@ impl ObjectStoreSource {
             use futures_lite::StreamExt;
             let mut list = store.list(Some(&prefix));
             match list.next().await {
-                Some(Err(e)) => Err(LoadError::Failed(format!("{name}: list failed: {e}"))),
+                Some(Err(e)) => {
+                    tracing::warn!(store = &*name, "list failed: {e}");
+                    let msg = format!("the bucket cannot be listed: {}", redact(&e.to_string()));
+                    Err(LoadError::Failed(msg))
+                }
                 _ => {
                     *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
                     Ok(())
@@ -294,8 +302,26 @@ fn failed(name: &str, key: &str, what: &str, e: &object_store::Error) -> LoadErr
         object_store::Error::NotFound { .. } if !names_missing_bucket(e) => {
             LoadError::NotFound(format!("{key} not exist"))
         }
-        _ => LoadError::Failed(format!("{name}/{key}: {what} failed: {e}")),
+        _ => {
+            tracing::warn!(store = name, key, "{what} failed: {e}");
+            LoadError::Failed(format!("{key}: {what} failed: {}", redact(&e.to_string())))
+        }
     }
+}
+
+/// The store's message without the URLs it names: errors reach clients,
+/// which are not told where the origin is (the log keeps the detail).
+fn redact(message: &str) -> String {
+    message
+        .split(' ')
+        .map(
+            |word| match word.starts_with("http://") || word.starts_with("https://") {
+                true => "<endpoint>",
+                false => word,
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// True when a not-found error is about the bucket, not the object: a
@@ -319,7 +345,7 @@ impl PageSource for ObjectStoreSource {
             // An ETag where the store gives one; else the version id; a
             // store with neither could change an object unseen, so refuse.
             let version = meta.e_tag.or(meta.version).ok_or_else(|| {
-                LoadError::Failed(format!("{name}/{key}: the store gives no ETag or version"))
+                LoadError::Failed(format!("{key}: the store gives no ETag or version"))
             })?;
             Ok(ObjectInfo::new(meta.size, version))
         }))
@@ -340,7 +366,7 @@ impl PageSource for ObjectStoreSource {
             };
             let changed = || {
                 LoadError::Failed(format!(
-                    "{name}/{key}: the object changed since version {}",
+                    "{key}: the object changed since version {}",
                     info.version
                 ))
             };
@@ -370,6 +396,15 @@ impl PageSource for ObjectStoreSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_name_no_endpoint() {
+        let m = "Error performing HEAD http://10.0.0.5:9000/bkt/k in 1s - 403 Forbidden";
+        assert_eq!(
+            redact(m),
+            "Error performing HEAD <endpoint> in 1s - 403 Forbidden"
+        );
+    }
 
     #[test]
     fn keys_that_leave_the_prefix_are_refused() {

@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(resolve(3..=5, 10), Ok(3..6));
         assert_eq!(resolve(8..100, 10), Ok(8..10));
         assert_eq!(resolve(10.., 10), Ok(10..10));
-        assert_eq!(resolve((Bound::Included(5), Bound::Excluded(2)), 10), Ok(5..5));
+        assert_eq!(
+            resolve((Bound::Included(5), Bound::Excluded(2)), 10),
+            Ok(5..5)
+        );
         assert_eq!(
             resolve(11.., 10),
             Err(RangeError::Unsatisfiable { start: 11, len: 10 })
