@@ -45,6 +45,13 @@ fn env(m: &Moto) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `groupcache serve ARGS` with the S3 origin pointed at `m`.
+async fn serve(m: &Moto, args: &[&str]) -> (tokio::process::Child, String, String) {
+    let env = env(m);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    serve_env(args, &env).await
+}
+
 async fn get(
     c: &reqwest::Client,
     url: &str,
@@ -70,8 +77,6 @@ async fn ranges_from_object_storage_a_url_and_a_directory() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ten"), TEN).unwrap();
     std::fs::write(dir.join("empty"), b"").unwrap();
-    let env = env(&m);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let web = format!("web:1048576:0:{}/bkt/data/{{key}}", m.endpoint());
     let files = format!("files:1048576:0:dir:{}", dir.display());
     let args = [
@@ -94,7 +99,7 @@ async fn ranges_from_object_storage_a_url_and_a_directory() {
         "--group",
         "score:4096:0:sample",
     ];
-    let (_child, _peer, http) = serve_env(&args, &env).await;
+    let (_child, _peer, http) = serve(&m, &args).await;
     let c = reqwest::Client::new();
     for group in ["objs", "web", "files"] {
         let url = format!("{http}/api?group={group}&key=ten");
@@ -156,8 +161,6 @@ async fn ranges_from_object_storage_a_url_and_a_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_over_http_and_the_command_line() {
     let m = moto().await;
-    let env = env(&m);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let args = [
         "--listen",
         "127.0.0.1:0",
@@ -168,7 +171,7 @@ async fn batches_over_http_and_the_command_line() {
         "--group",
         "score:4096:0:sample",
     ];
-    let (_child, peer, http) = serve_env(&args, &env).await;
+    let (_child, peer, http) = serve(&m, &args).await;
     let c = reqwest::Client::new();
     let batch = |group: &str, body: &'static str| {
         let url = format!("{http}/api/batch?group={group}");

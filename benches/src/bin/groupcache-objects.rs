@@ -217,27 +217,14 @@ async fn main() {
         .map(|n| n.group("objects").unwrap().stats().local_loads)
         .sum();
     println!("pass   | time s | MiB/s | store sent MiB | CPU s (this process)");
-    println!(
-        "cold   | {:6.2} | {:5.0} | {:14.2} | {:.2}",
-        cold.as_secs_f64(),
-        mib_s(size, cold),
-        (s1 - s0) as f64 / (1 << 20) as f64,
-        (c1 - c0).as_secs_f64()
-    );
-    println!(
-        "warm   | {:6.2} | {:5.0} | {:14.2} | {:.2}",
-        warm.as_secs_f64(),
-        mib_s(size, warm),
-        (s2 - s1) as f64 / (1 << 20) as f64,
-        (c2 - c1).as_secs_f64()
-    );
-    println!(
-        "direct | {:6.2} | {:5.0} | {:>14} | {:.2}",
-        base.as_secs_f64(),
-        mib_s(size, base),
-        "(not counted)",
-        (c3 - c2).as_secs_f64()
-    );
+    let mib = |b: u64| format!("{:.2}", b as f64 / (1 << 20) as f64);
+    let row = |pass: &str, t: Duration, sent: String, cpu: Duration| {
+        let (secs, rate, cpu) = (t.as_secs_f64(), mib_s(size, t), cpu.as_secs_f64());
+        println!("{pass:<6} | {secs:6.2} | {rate:5.0} | {sent:>14} | {cpu:.2}");
+    };
+    row("cold", cold, mib(s1 - s0), c1 - c0);
+    row("warm", warm, mib(s2 - s1), c2 - c1);
+    row("direct", base, "(not counted)".into(), c3 - c2);
     println!(
         "store sent {:.4}x the object over both passes ({} bytes more than the object, page {} bytes); page loads in the cluster: {loads} of {} pages",
         (s2 - s0) as f64 / size as f64,
