@@ -1,0 +1,219 @@
+//! `scaling`: in-process gets at 1..=cores threads, on tokio, smol and
+//! compio, beside `quick_cache::sync`, `moka::sync` and per-thread hash
+//! maps (the ceiling: no sharing at all).
+//!
+//! - **hits**: 10,000 keys, all cached; each thread walks them from its
+//!   own offset.
+//! - **misses**: distinct keys per thread, a loader that answers at once;
+//!   each get is a load (the cache evicts to stay in its budget).
+//!
+//! Each figure is the median of `--rounds` rounds of `--secs` seconds, the
+//! contenders alternating within a round. Caller threads drive the gets
+//! with `futures_lite::future::block_on`; each node's own tasks (loads)
+//! run on its runtime's threads.
+//!
+//! ```sh
+//! cargo bench -p groupcache-benches --bench scaling                 # 1..=cores threads
+//! cargo bench -p groupcache-benches --bench scaling -- --threads 1,2,4 --secs 2 --rounds 5
+//! ```
+
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future::block_on;
+use groupcache_benches::keys;
+use groupcache_driver::{Builder, Group, LoadError, Runtime};
+
+const KEYS: usize = 10_000;
+
+/// Where the next measurement's steps start: steps never repeat, so a
+/// miss's key is never one an earlier round loaded.
+static NEXT_STEP: AtomicU64 = AtomicU64::new(0);
+
+/// Ops per second of `threads` threads each running `op(thread, i)` for
+/// `secs`.
+fn measure(threads: usize, secs: f64, op: &(dyn Fn(usize, u64) + Sync)) -> f64 {
+    let base = NEXT_STEP.fetch_add(1 << 40, Ordering::Relaxed);
+    let stop = AtomicBool::new(false);
+    let total = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (stop, total) = (&stop, &total);
+            s.spawn(move || {
+                let mut i = base;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..256 {
+                        op(t, i);
+                        i += 1;
+                    }
+                }
+                total.fetch_add(i - base, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        stop.store(true, Ordering::Relaxed);
+    });
+    total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The key a hit of thread `t` asks for at step `i`.
+fn hit_key(ks: &[String], t: usize, i: u64) -> &str {
+    &ks[(t * 7919 + i as usize) % ks.len()]
+}
+
+/// A node's group on `rt` whose loader answers at once, with every key of
+/// `ks` loaded; a budget that holds them and a share of misses.
+async fn group<R: Runtime>(rt: R, ks: &[String]) -> Group<R> {
+    let node = Builder::with_runtime(rt)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .group("g", 64 << 20, None, |key: String| async move {
+            Ok::<_, LoadError>(Bytes::from(format!("value of {key}")))
+        })
+        .start()
+        .await
+        .unwrap();
+    let g = node.group("g").unwrap();
+    for k in ks {
+        g.get(k).await.unwrap();
+    }
+    g
+}
+
+/// A contender: a name and what one op of thread `t` at step `i` does.
+type Contender<'a> = (String, Box<dyn Fn(usize, u64) + Sync + 'a>);
+
+fn node_ops<'a, R: Runtime>(name: &str, g: &'a Group<R>, ks: &'a [String]) -> Vec<Contender<'a>> {
+    vec![
+        (
+            format!("{name} hits"),
+            Box::new(move |t, i| {
+                black_box(block_on(g.get(hit_key(ks, t, i))).unwrap());
+            }),
+        ),
+        (
+            format!("{name} misses"),
+            Box::new(move |t, i| {
+                let key = format!("miss-{t}-{i}");
+                black_box(block_on(g.get(&key)).unwrap());
+            }),
+        ),
+    ]
+}
+
+struct Args {
+    threads: Vec<usize>,
+    secs: f64,
+    rounds: usize,
+}
+
+fn args() -> Args {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut a = Args {
+        threads: (1..=cores).collect(),
+        secs: 1.0,
+        rounds: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().expect("a value after the flag");
+        match arg.as_str() {
+            "--threads" => {
+                a.threads = value().split(',').map(|n| n.parse().expect("a thread count")).collect()
+            }
+            "--secs" => a.secs = value().parse().expect("seconds"),
+            "--rounds" => a.rounds = value().parse().expect("rounds"),
+            // `cargo bench` passes `--bench`; criterion-style filters are
+            // not used here.
+            _ => {}
+        }
+    }
+    a
+}
+
+fn main() {
+    let a = args();
+    let max_threads = a.threads.iter().copied().max().unwrap_or(1);
+    let ks = keys(KEYS);
+
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(max_threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    let on_tokio = {
+        let _in = tokio_rt.enter();
+        tokio_rt.block_on(group(groupcache_tokio::Tokio::current(), &ks))
+    };
+    let on_smol = block_on(group(groupcache_async_std::AsyncIo::default(), &ks));
+    let compio = groupcache_compio::CompioThreads::start(1).unwrap();
+    let on_compio = block_on(group(compio.runtimes()[0].clone(), &ks));
+
+    let quick: quick_cache::sync::Cache<String, Bytes> = quick_cache::sync::Cache::new(KEYS * 2);
+    let moka: moka::sync::Cache<String, Bytes> = moka::sync::Cache::new(KEYS as u64 * 2);
+    for k in &ks {
+        quick.insert(k.clone(), Bytes::from(format!("value of {k}")));
+        moka.insert(k.clone(), Bytes::from(format!("value of {k}")));
+    }
+    let maps: Vec<HashMap<String, Bytes>> = (0..max_threads)
+        .map(|_| ks.iter().map(|k| (k.clone(), Bytes::from(format!("value of {k}")))).collect())
+        .collect();
+
+    let mut contenders: Vec<Contender> = Vec::new();
+    contenders.extend(node_ops("tokio", &on_tokio, &ks));
+    contenders.extend(node_ops("smol", &on_smol, &ks));
+    contenders.extend(node_ops("compio", &on_compio, &ks));
+    let ks = &ks;
+    contenders.push((
+        "quick_cache::sync hits".into(),
+        Box::new(|t, i| {
+            black_box(quick.get(hit_key(ks, t, i)));
+        }),
+    ));
+    contenders.push((
+        "moka::sync hits".into(),
+        Box::new(|t, i| {
+            black_box(moka.get(hit_key(ks, t, i)));
+        }),
+    ));
+    contenders.push((
+        "per-thread maps hits".into(),
+        Box::new(|t, i| {
+            black_box(maps[t].get(hit_key(ks, t, i)));
+        }),
+    ));
+
+    // results[contender][threads] = each round's ops/s
+    let mut results = vec![vec![Vec::new(); a.threads.len()]; contenders.len()];
+    for _ in 0..a.rounds {
+        for (ti, &threads) in a.threads.iter().enumerate() {
+            for (ci, (_, op)) in contenders.iter().enumerate() {
+                results[ci][ti].push(measure(threads, a.secs, op.as_ref()));
+            }
+        }
+    }
+    let header: Vec<String> = a.threads.iter().map(|t| format!("{t} thr Mops/s")).collect();
+    println!(
+        "| contender | {} | {} / 1 thread |",
+        header.join(" | "),
+        a.threads.last().unwrap()
+    );
+    println!("|---|{}---:|", "---:|".repeat(a.threads.len()));
+    for (ci, (name, _)) in contenders.iter().enumerate() {
+        let medians: Vec<f64> = results[ci]
+            .iter_mut()
+            .map(|r| {
+                r.sort_by(f64::total_cmp);
+                r[r.len() / 2]
+            })
+            .collect();
+        let cells: Vec<String> = medians.iter().map(|m| format!("{:.2}", m / 1e6)).collect();
+        let ratio = medians.last().unwrap() / medians[0];
+        println!("| {name} | {} | {ratio:.2}x |", cells.join(" | "));
+    }
+}
