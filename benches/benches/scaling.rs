@@ -124,7 +124,10 @@ fn args() -> Args {
         let mut value = || it.next().expect("a value after the flag");
         match arg.as_str() {
             "--threads" => {
-                a.threads = value().split(',').map(|n| n.parse().expect("a thread count")).collect()
+                a.threads = value()
+                    .split(',')
+                    .map(|n| n.parse().expect("a thread count"))
+                    .collect()
             }
             "--secs" => a.secs = value().parse().expect("seconds"),
             "--rounds" => a.rounds = value().parse().expect("rounds"),
@@ -161,7 +164,11 @@ fn main() {
         moka.insert(k.clone(), Bytes::from(format!("value of {k}")));
     }
     let maps: Vec<HashMap<String, Bytes>> = (0..max_threads)
-        .map(|_| ks.iter().map(|k| (k.clone(), Bytes::from(format!("value of {k}")))).collect())
+        .map(|_| {
+            ks.iter()
+                .map(|k| (k.clone(), Bytes::from(format!("value of {k}"))))
+                .collect()
+        })
         .collect();
 
     let mut contenders: Vec<Contender> = Vec::new();
@@ -197,7 +204,11 @@ fn main() {
             }
         }
     }
-    let header: Vec<String> = a.threads.iter().map(|t| format!("{t} thr Mops/s")).collect();
+    let header: Vec<String> = a
+        .threads
+        .iter()
+        .map(|t| format!("{t} thr Mops/s"))
+        .collect();
     println!(
         "| contender | {} | {} / 1 thread |",
         header.join(" | "),

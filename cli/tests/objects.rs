@@ -13,6 +13,18 @@ use common::{serve_env, BIN};
 
 const TEN: &[u8] = b"0123456789";
 
+/// 150 bytes: 38 pages of 4, so an answer streams in several pieces of
+/// eight pages.
+const LONG: [u8; 150] = {
+    let mut a = [0u8; 150];
+    let mut i = 0;
+    while i < 150 {
+        a[i] = b'a' + (i % 26) as u8;
+        i += 1;
+    }
+    a
+};
+
 /// moto with bucket "bkt" (anyone may read it) holding `data/ten` (10 bytes), `data/empty`,
 /// `data/small` ("abc"), `data/with space` and `data/bin` (not UTF-8).
 async fn moto() -> Moto {
@@ -24,6 +36,7 @@ async fn moto() -> Moto {
         ("small", b"abc"),
         ("with space", b"spaced"),
         ("bin", b"\xff\x00\xfe"),
+        ("long", &LONG),
     ] {
         let path = Path::parse(format!("data/{k}")).unwrap();
         store
@@ -77,6 +90,7 @@ async fn ranges_from_object_storage_a_url_and_a_directory() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ten"), TEN).unwrap();
     std::fs::write(dir.join("empty"), b"").unwrap();
+    std::fs::write(dir.join("long"), LONG).unwrap();
     let web = format!("web:1048576:0:{}/bkt/data/{{key}}", m.endpoint());
     let files = format!("files:1048576:0:dir:{}", dir.display());
     let args = [
@@ -150,6 +164,23 @@ async fn ranges_from_object_storage_a_url_and_a_directory() {
         let (status, _, body) = get(&c, &url, None).await;
         assert_eq!((status, body.len()), (200, 0), "{group}");
         assert_eq!(get(&c, &url, Some("bytes=0-")).await.0, 416, "{group}");
+    }
+    // Answers longer than one piece: streamed, every byte in place.
+    for group in ["objs", "files"] {
+        let url = format!("{http}/api?group={group}&key=long");
+        assert_eq!(get(&c, &url, None).await.2, LONG, "{group}");
+        let (status, cr, body) = get(&c, &url, Some("bytes=5-140")).await;
+        assert_eq!(
+            (status, cr.as_deref()),
+            (206, Some("bytes 5-140/150")),
+            "{group}"
+        );
+        assert_eq!(body, &LONG[5..141], "{group}");
+        assert_eq!(
+            get(&c, &url, Some("bytes=-70")).await.2,
+            &LONG[80..],
+            "{group}"
+        );
     }
     let url = format!("{http}/api?group=objs&key=with%20space");
     assert_eq!(get(&c, &url, Some("bytes=1-2")).await.2, b"pa");
