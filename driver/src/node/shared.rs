@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
@@ -212,9 +214,7 @@ impl<R: Runtime> Shared<R> {
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        // The core never panics while the lock is held; if it ever did, its
-        // state is still the best there is.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Feeds one input to the core and carries out what it asks.
