@@ -275,19 +275,22 @@ impl Paged {
 }
 
 /// Joins pages into the `len` bytes that start `skip` bytes into the
-/// first: one copy, or none when one page holds the whole range.
-pub(crate) fn assemble(pages: Vec<Bytes>, skip: usize, len: usize) -> Bytes {
+/// first: one copy, or none when one page holds the whole range. `None`
+/// when the pages hold fewer bytes than that (a page of the wrong length,
+/// which no loader of this crate caches, but a peer could send).
+pub(crate) fn assemble(pages: Vec<Bytes>, skip: usize, len: usize) -> Option<Bytes> {
     if let [only] = &pages[..] {
-        return only.slice(skip..skip + len);
+        return (only.len() >= skip + len).then(|| only.slice(skip..skip + len));
     }
     let mut out = Vec::with_capacity(len);
     let mut skip = skip;
     for p in &pages {
-        let take = (p.len() - skip).min(len - out.len());
-        out.extend_from_slice(&p[skip..skip + take]);
-        skip = 0;
+        let from = skip.min(p.len());
+        let take = (p.len() - from).min(len - out.len());
+        out.extend_from_slice(&p[from..from + take]);
+        skip -= from;
     }
-    out.into()
+    (out.len() == len).then(|| out.into())
 }
 
 #[cfg(test)]
@@ -326,9 +329,19 @@ mod tests {
         }
         let data: Vec<u8> = (0..25).collect();
         let pages: Vec<Bytes> = data.chunks(10).map(Bytes::copy_from_slice).collect();
-        assert_eq!(&assemble(pages[0..2].to_vec(), 9, 2)[..], &data[9..11]);
-        assert_eq!(&assemble(pages.clone(), 0, 25)[..], &data[..]);
-        assert_eq!(&assemble(pages[2..].to_vec(), 4, 1)[..], &data[24..25]);
+        assert_eq!(
+            &assemble(pages[0..2].to_vec(), 9, 2).unwrap()[..],
+            &data[9..11]
+        );
+        assert_eq!(&assemble(pages.clone(), 0, 25).unwrap()[..], &data[..]);
+        assert_eq!(
+            &assemble(pages[2..].to_vec(), 4, 1).unwrap()[..],
+            &data[24..25]
+        );
+        // Pages shorter than they should be give no bytes, not wrong ones.
+        assert_eq!(assemble(pages[2..].to_vec(), 6, 1), None);
+        let short = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c")];
+        assert_eq!(assemble(short, 1, 5), None);
     }
 
     #[test]

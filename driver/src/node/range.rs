@@ -150,7 +150,10 @@ impl<R: Runtime> Group<R> {
                 }
             }
         }
-        Ok(assemble(pages, skip, (r.end - r.start) as usize))
+        assemble(pages, skip, (r.end - r.start) as usize).ok_or_else(|| {
+            let msg = format!("{}/{key}: a page of the wrong length", self.name);
+            Error::Load(msg.into()).into()
+        })
     }
 
     /// The HEAD of `key`: the cached one unless `fresh`, else the
