@@ -67,7 +67,9 @@ use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hashbrown::{DefaultHashBuilder, HashTable};
+use foldhash::fast::SeedableRandomState;
+use foldhash::SharedSeed;
+use hashbrown::HashTable;
 
 use ghost::Ghost;
 use store::{Entry, Item, Segment, Store, HEADER, MAIN};
@@ -160,7 +162,8 @@ pub struct Cache {
     /// Bytes charged per entry beyond its key and value.
     overhead: usize,
     table: HashTable<Entry>,
-    hasher: DefaultHashBuilder,
+    /// Seeded at random, so that no client can choose keys that collide.
+    hasher: SeedableRandomState,
     /// The small queue's segments, then the main queue's; an entry's
     /// [`MAIN`] flag says which.
     stores: [Store; 2],
@@ -268,7 +271,7 @@ impl Cache {
             max_bytes,
             overhead,
             table: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
+            hasher: SeedableRandomState::random(),
             stores: [Store::new(segment_size, 0), Store::new(segment_size, MAIN)],
             ghost: Ghost::default(),
             epoch: None,
@@ -277,6 +280,23 @@ impl Cache {
             move_budget: 0,
             stats: CacheStats::default(),
         }
+    }
+
+    /// This cache, empty, hashing with a fixed `seed` instead of a random
+    /// one: what it keeps and evicts then no longer varies between runs.
+    /// For tests and benches that must be reproducible; never for keys a
+    /// client chooses, who could then pick keys that collide.
+    ///
+    /// ```
+    /// use groupcache_core::cache::Cache;
+    /// let c = Cache::new(1 << 20).with_hash_seed(7);
+    /// assert!(c.is_empty());
+    /// ```
+    pub fn with_hash_seed(mut self, seed: u64) -> Self {
+        self.clear();
+        self.ghost = Ghost::default();
+        self.hasher = SeedableRandomState::with_seed(seed, SharedSeed::global_fixed());
+        self
     }
 
     /// Bytes held now: every item's charge, dead ones not yet reclaimed
