@@ -125,7 +125,7 @@ impl Node {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        self.armed.remove(&conn);
+        self.timers.forget_conn(conn);
         self.trim_timers();
         let timed_out = reason == Some(CloseReason::Timeout);
         if let Some(reason) = reason {

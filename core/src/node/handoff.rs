@@ -244,10 +244,7 @@ impl Node {
     /// records cannot pile up.
     pub(super) fn validate_handoffs(&self) -> Result<(), String> {
         for (&token, p) in &self.handoffs {
-            let armed = self
-                .timers
-                .iter()
-                .any(|std::cmp::Reverse((at, t))| *t == Timer::Handoff(token) && *at <= p.deadline);
+            let armed = self.timers.holds(&Timer::Handoff(token), p.deadline);
             if !armed {
                 return Err(format!(
                     "handoff {token} of {}/{} has no timer",

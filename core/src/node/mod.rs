@@ -31,8 +31,7 @@ mod timer;
 mod types;
 mod write;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -282,11 +281,7 @@ pub struct Node {
     conns: HashMap<ConnId, Conn>,
     pools: HashMap<Arc<str>, Pool>,
     loads: HashMap<LoadId, LoadRec>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
-    /// The earliest live timer record of each connection. A connection's
-    /// deadline only ever moves later on the hot path, so most changes push
-    /// nothing; the record re-arms itself when it fires early.
-    armed: HashMap<ConnId, Instant>,
+    timers: timer::TimerTable,
     out: VecDeque<Output>,
     next_id: u64,
     /// Inbound connections from clients, and from peers.
@@ -329,8 +324,7 @@ impl Node {
             conns: HashMap::new(),
             pools: HashMap::new(),
             loads: HashMap::new(),
-            timers: BinaryHeap::new(),
-            armed: HashMap::new(),
+            timers: timer::TimerTable::default(),
             out: VecDeque::new(),
             next_id: 0,
             client_inbound: 0,
@@ -581,8 +575,8 @@ impl Node {
         }
         for (id, c) in &self.conns {
             if let Some(d) = self.conn_deadline(c) {
-                match self.armed.get(id) {
-                    Some(&at) if at <= d => {}
+                match self.timers.armed_at(*id) {
+                    Some(at) if at <= d => {}
                     other => return Err(format!("{id} due at {d:?} but armed at {other:?}")),
                 }
             }

@@ -5,12 +5,100 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hashbrown::HashMap;
+
 use super::peer::Failure;
 use super::{CloseReason, Conn, ConnId, Node, Timer};
 
+/// The node's timer records: a heap of deadlines, where a record that no
+/// longer matches its deadline is skipped when it comes up, and the
+/// earliest live record of each connection. A connection's deadline only
+/// ever moves later on the hot path, so most changes push nothing; the
+/// record re-arms itself when it fires early.
+#[derive(Debug, Default)]
+pub(super) struct TimerTable {
+    heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+    armed: HashMap<ConnId, Instant>,
+}
+
+impl TimerTable {
+    /// Records held, stale ones included.
+    pub(super) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Adds a record: `t` is due at `at`.
+    pub(super) fn push(&mut self, at: Instant, t: Timer) {
+        self.heap.push(Reverse((at, t)));
+    }
+
+    /// The earliest record's time.
+    pub(super) fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// The earliest record if it is due at `now`, taken out.
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
+        if self.next()? > now {
+            return None;
+        }
+        self.heap.pop().map(|Reverse(r)| r)
+    }
+
+    /// Arms `conn` for `at` unless a record at or before `at` already is;
+    /// true when a record was added.
+    pub(super) fn arm_conn(&mut self, conn: ConnId, at: Instant) -> bool {
+        if self.armed.get(&conn).is_some_and(|&armed| armed <= at) {
+            return false;
+        }
+        self.armed.insert(conn, at);
+        self.push(at, Timer::Conn(conn));
+        true
+    }
+
+    /// True if the record of `conn` at `at` is its live one, which it then
+    /// stops being.
+    pub(super) fn fire_conn(&mut self, conn: ConnId, at: Instant) -> bool {
+        if self.armed.get(&conn) != Some(&at) {
+            return false;
+        }
+        self.armed.remove(&conn);
+        true
+    }
+
+    /// `conn` is gone: its records go stale.
+    pub(super) fn forget_conn(&mut self, conn: ConnId) {
+        self.armed.remove(&conn);
+    }
+
+    /// When `conn`'s live record is due.
+    pub(super) fn armed_at(&self, conn: ConnId) -> Option<Instant> {
+        self.armed.get(&conn).copied()
+    }
+
+    /// True if a record of `t` is due at or before `by`.
+    pub(super) fn holds(&self, t: &Timer, by: Instant) -> bool {
+        self.heap.iter().any(|Reverse((at, r))| r == t && *at <= by)
+    }
+
+    /// Replaces every record with `records`, each connection's being its
+    /// live one.
+    pub(super) fn rebuild(&mut self, records: impl IntoIterator<Item = (Instant, Timer)>) {
+        self.armed.clear();
+        let mut fresh = BinaryHeap::new();
+        for (at, t) in records {
+            if let Timer::Conn(id) = t {
+                self.armed.insert(id, at);
+            }
+            fresh.push(Reverse((at, t)));
+        }
+        self.heap = fresh;
+    }
+}
+
 impl Node {
     pub(super) fn arm(&mut self, at: Instant, t: Timer) {
-        self.timers.push(Reverse((at, t)));
+        self.timers.push(at, t);
         self.trim_timers();
     }
 
@@ -30,11 +118,9 @@ impl Node {
         let Some(at) = self.conns.get(&conn).and_then(|c| self.conn_deadline(c)) else {
             return;
         };
-        if self.armed.get(&conn).is_some_and(|&armed| armed <= at) {
-            return;
+        if self.timers.arm_conn(conn, at) {
+            self.trim_timers();
         }
-        self.armed.insert(conn, at);
-        self.arm(at, Timer::Conn(conn));
     }
 
     pub(super) fn conn_deadline(&self, c: &Conn) -> Option<Instant> {
@@ -71,29 +157,22 @@ impl Node {
 
     /// Drops timer records that no longer match a deadline.
     pub(super) fn rebuild_timers(&mut self) {
-        let mut fresh = BinaryHeap::new();
-        self.armed.clear();
-        for (&id, c) in &self.conns {
-            if let Some(at) = self.conn_deadline(c) {
-                fresh.push(Reverse((at, Timer::Conn(id))));
-                self.armed.insert(id, at);
-            }
-        }
-        for (peer, p) in &self.pools {
-            if let Some(at) = p.next_deadline() {
-                fresh.push(Reverse((at, Timer::Peer(peer.clone()))));
-            }
-        }
-        for (&id, l) in &self.loads {
-            fresh.push(Reverse((l.deadline, Timer::Load(id))));
-        }
-        fresh.extend(self.handoff_deadlines().map(Reverse));
-        self.timers = fresh;
+        let conns = (self.conns.iter())
+            .filter_map(|(&id, c)| Some((self.conn_deadline(c)?, Timer::Conn(id))));
+        let pools = (self.pools.iter())
+            .filter_map(|(peer, p)| Some((p.next_deadline()?, Timer::Peer(peer.clone()))));
+        let loads = (self.loads.iter()).map(|(&id, l)| (l.deadline, Timer::Load(id)));
+        let records: Vec<_> = conns
+            .chain(pools)
+            .chain(loads)
+            .chain(self.handoff_deadlines())
+            .collect();
+        self.timers.rebuild(records);
     }
 
     /// When the driver should call [`Node::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let timer = self.timers.next();
         self.groups
             .values()
             .flat_map(|g| [g.main.next_expiry(), g.hot.next_expiry()])
@@ -108,19 +187,12 @@ impl Node {
             g.main.sweep(now, 256);
             g.hot.sweep(now, 256);
         }
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, t))) = self.timers.pop() else {
-                break;
-            };
+        while let Some((at, t)) = self.timers.pop_due(now) {
             match t {
                 Timer::Conn(id) => {
-                    if self.armed.get(&id) != Some(&at) {
+                    if !self.timers.fire_conn(id, at) {
                         continue; // superseded by an earlier record
                     }
-                    self.armed.remove(&id);
                     let Some(c) = self.conns.get(&id) else {
                         continue;
                     };
