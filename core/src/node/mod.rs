@@ -22,6 +22,7 @@
 //! (asking a key's previous owner after a membership change), `conn`
 //! (connection input) and `timer` (deadlines).
 
+mod admission;
 mod conn;
 mod get;
 mod handoff;
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
 use crate::cache::{Cache, ENTRY_OVERHEAD};
 use crate::flight::Flights;
@@ -285,14 +286,10 @@ pub struct Node {
     out: VecDeque<Output>,
     next_id: u64,
     /// Inbound connections from clients, and from peers.
-    client_inbound: usize,
-    peer_inbound: usize,
-    /// Inbound connections per client address (peers' are not counted).
-    per_addr: HashMap<IpAddr, usize>,
+    /// Who may connect, and the inbound connections' budgets.
+    admission: admission::Admission,
     /// Writes this node carries out across the cluster.
     writes: HashMap<WriteId, write::WriteRec>,
-    /// The IP addresses of the peer list's entries that are IP literals.
-    peer_ips: HashSet<IpAddr>,
     /// The ring before the last membership change, while handoff lasts.
     handoff: Option<handoff::Window>,
     /// Handoff requests a flight waits on, by token.
@@ -327,11 +324,8 @@ impl Node {
             timers: timer::TimerTable::default(),
             out: VecDeque::new(),
             next_id: 0,
-            client_inbound: 0,
-            peer_inbound: 0,
-            per_addr: HashMap::new(),
+            admission: admission::Admission::default(),
             writes: HashMap::new(),
-            peer_ips: HashSet::new(),
             handoff: None,
             handoffs: HashMap::new(),
             shutting_down: false,
@@ -421,13 +415,8 @@ impl Node {
         }
         self.open_handoff(now, &peers);
         self.ring.set_peers(&peers);
-        self.peer_ips = self
-            .ring
-            .peers()
-            .iter()
-            .filter_map(|p| p.parse::<std::net::SocketAddr>().ok())
-            .map(|a| serve::canonical(a.ip()))
-            .collect();
+        self.admission
+            .set_peers(self.ring.peers().iter().map(|p| &**p));
         // Forget idle pools of peers that left, so churn cannot grow them.
         let ring = &self.ring;
         self.pools.retain(|p, pool| {
@@ -581,30 +570,11 @@ impl Node {
                 }
             }
         }
-        let (mut clients, mut peers) = (0, 0);
-        let mut per_addr: HashMap<IpAddr, usize> = HashMap::new();
-        for c in self.conns.values() {
-            match c {
-                Conn::In(i) if i.peer => peers += 1,
-                Conn::In(i) => {
-                    clients += 1;
-                    *per_addr.entry(i.from).or_default() += 1;
-                }
-                Conn::Out(_) => {}
-            }
-        }
-        if (clients, peers) != (self.client_inbound, self.peer_inbound) {
-            return Err(format!(
-                "inbound counts {}/{} != {clients}/{peers}",
-                self.client_inbound, self.peer_inbound
-            ));
-        }
-        if per_addr != self.per_addr {
-            return Err(format!(
-                "per-address counts {:?} != {per_addr:?}",
-                self.per_addr
-            ));
-        }
+        let inbound = self.conns.values().filter_map(|c| match c {
+            Conn::In(i) => Some((i.from, i.peer)),
+            Conn::Out(_) => None,
+        });
+        self.admission.validate(inbound)?;
         for g in self.groups.values() {
             let started = self
                 .loads

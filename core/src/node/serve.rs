@@ -12,6 +12,7 @@ use crate::wire::{
     NO_GROUP_MESSAGE, OP_GET, OP_PEEK,
 };
 
+use super::admission::canonical;
 use super::write::{op_of, write_response, WriteWaiter};
 use super::{
     CloseReason, Conn, ConnId, Error, Inbound, Node, Output, Refused, Waiter, WriteId, WriteOp,
@@ -29,31 +30,7 @@ impl Node {
             return Err(Refused::ShuttingDown);
         }
         let from = canonical(addr);
-        if let Some(allow) = &self.cfg.allow {
-            if !allow.iter().any(|n| n.contains(&from)) {
-                return Err(Refused::NotAllowed);
-            }
-        }
-        let peer = self.peer_ips.contains(&from);
-        if peer {
-            if self.peer_inbound >= self.cfg.max_peer_inbound {
-                return Err(Refused::TooMany);
-            }
-            self.peer_inbound += 1;
-        } else {
-            if self.client_inbound >= self.cfg.max_inbound {
-                return Err(Refused::TooMany);
-            }
-            let n = self.per_addr.entry(from).or_default();
-            if *n >= self.cfg.max_inbound_per_addr {
-                if *n == 0 {
-                    self.per_addr.remove(&from);
-                }
-                return Err(Refused::TooManyFromAddr);
-            }
-            *n += 1;
-            self.client_inbound += 1;
-        }
+        let peer = self.admission.admit(&self.cfg, from)?;
         let conn = ConnId(self.id());
         self.conns.insert(
             conn,
@@ -78,17 +55,7 @@ impl Node {
 
     /// Returns an inbound connection's place in the budgets.
     pub(super) fn forget_inbound(&mut self, i: &Inbound) {
-        if i.peer {
-            self.peer_inbound -= 1;
-            return;
-        }
-        self.client_inbound -= 1;
-        if let Some(n) = self.per_addr.get_mut(&i.from) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_addr.remove(&i.from);
-            }
-        }
+        self.admission.release(i.from, i.peer);
     }
 
     pub(super) fn on_request(
@@ -268,14 +235,6 @@ impl Node {
         i.unwritten += frame.len();
         self.out.push_back(Output::Send { conn, data: frame });
         self.arm_conn(conn);
-    }
-}
-
-/// IPv4-mapped IPv6 addresses match IPv4 networks.
-pub(super) fn canonical(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
     }
 }
 
