@@ -70,7 +70,7 @@ impl Node {
                 let needs_local = from_peer
                     && g.flights.get(key).is_some_and(|f| {
                         f.state.local.is_none()
-                            && !f.state.remote.is_some_and(|t| handoffs.contains_key(&t))
+                            && !f.state.remote.is_some_and(|t| handoffs.is_pending(t))
                     });
                 if needs_local {
                     let (name, key) = (g.name.clone(), key.into());

@@ -18,19 +18,78 @@ use crate::ring::Ring;
 use crate::wire::{Request, Response, CODE_ERROR, CODE_OK, OP_PEEK};
 
 use super::serve::ok_response;
+use hashbrown::HashMap;
+
+use super::timer::TimerTable;
 use super::{Ask, ConnId, Node, Sent, Timer};
 
 /// The ring a handoff asks about, and until when.
-pub(super) struct Window {
+struct Window {
     prev: Ring,
     until: Instant,
 }
 
 /// A handoff request a flight waits on.
-pub(super) struct Pending {
+struct Pending {
     group: Arc<str>,
     key: Arc<str>,
     deadline: Instant,
+}
+
+/// The node's handoff state: the ring before the last membership change,
+/// while its window lasts, and the requests flights wait on, by token.
+#[derive(Default)]
+pub(super) struct Handoffs {
+    window: Option<Window>,
+    pending: HashMap<u64, Pending>,
+}
+
+impl Handoffs {
+    /// The owner of `key` on the ring before the last change, while the
+    /// window lasts; a closed window is dropped.
+    fn previous_owner(&mut self, now: Instant, key: &str) -> Option<&str> {
+        if self.window.as_ref()?.until <= now {
+            self.window = None;
+            return None;
+        }
+        self.window.as_ref()?.prev.owner(key)
+    }
+
+    /// True while a flight may wait on the request `token`.
+    pub(super) fn is_pending(&self, token: u64) -> bool {
+        self.pending.contains_key(&token)
+    }
+
+    /// Requests waited on.
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets every request (shutdown).
+    pub(super) fn clear(&mut self) {
+        self.pending.clear();
+    }
+
+    /// The requests' deadlines, for the timer heap's rebuild.
+    pub(super) fn deadlines(&self) -> impl Iterator<Item = (Instant, Timer)> + '_ {
+        self.pending
+            .iter()
+            .map(|(&t, p)| (p.deadline, Timer::Handoff(t)))
+    }
+
+    /// Every request has a timer that drops it by its deadline, so
+    /// requests cannot pile up.
+    pub(super) fn validate(&self, timers: &TimerTable) -> Result<(), String> {
+        for (&token, p) in &self.pending {
+            if !timers.holds(&Timer::Handoff(token), p.deadline) {
+                return Err(format!(
+                    "handoff {token} of {}/{} has no timer",
+                    p.group, p.key
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Node {
@@ -57,7 +116,7 @@ impl Node {
             r.set_peers(peers.iter().filter(|p| &***p != me));
             r
         };
-        self.handoff = (!prev.peers().is_empty()).then(|| Window {
+        self.handoffs.window = (!prev.peers().is_empty()).then(|| Window {
             prev,
             until: now + self.cfg.handoff_period,
         });
@@ -78,14 +137,10 @@ impl Node {
         let me = self.cfg.self_addr.as_str();
         let prev = match self.ring.owner(key).filter(|o| *o != me) {
             Some(current) => current,
-            None => {
-                let w = self.handoff.as_ref()?;
-                if w.until <= now {
-                    self.handoff = None;
-                    return None;
-                }
-                w.prev.owner(key).filter(|o| *o != me)?
-            }
+            None => self
+                .handoffs
+                .previous_owner(now, key)
+                .filter(|o| *o != me)?,
         };
         let prev: Arc<str> = prev.into();
         match self.pools.get(&prev).map(|p| (p.health, p.writes)) {
@@ -110,7 +165,7 @@ impl Node {
             return false;
         };
         f.state.remote = Some(token);
-        self.handoffs.insert(
+        self.handoffs.pending.insert(
             token,
             Pending {
                 group: group.clone(),
@@ -193,7 +248,7 @@ impl Node {
 
     /// Drops a handoff's record; its timer record goes with the next trim.
     fn forget_handoff(&mut self, token: u64) {
-        if self.handoffs.remove(&token).is_some() {
+        if self.handoffs.pending.remove(&token).is_some() {
             self.trim_timers();
         }
     }
@@ -201,7 +256,7 @@ impl Node {
     /// A handoff's deadline passed. Its request may still be answered;
     /// the flight no longer waits on it.
     pub(super) fn expire_handoff(&mut self, now: Instant, token: u64) {
-        let Some(p) = self.handoffs.get(&token) else {
+        let Some(p) = self.handoffs.pending.get(&token) else {
             return;
         };
         if p.deadline > now {
@@ -209,13 +264,6 @@ impl Node {
         }
         let (group, key) = (p.group.clone(), p.key.clone());
         self.handoff_failed(now, &group, &key, token);
-    }
-
-    /// Handoff records for the timer heap's rebuild.
-    pub(super) fn handoff_deadlines(&self) -> impl Iterator<Item = (Instant, Timer)> + '_ {
-        self.handoffs
-            .iter()
-            .map(|(&t, p)| (p.deadline, Timer::Handoff(t)))
     }
 
     /// Answers a peek from the cache alone: never loads, never forwards.
@@ -238,21 +286,6 @@ impl Node {
             },
         };
         self.answer(now, conn, seq, resp, false);
-    }
-
-    /// Every handoff record has a timer that drops it by its deadline, so
-    /// records cannot pile up.
-    pub(super) fn validate_handoffs(&self) -> Result<(), String> {
-        for (&token, p) in &self.handoffs {
-            let armed = self.timers.holds(&Timer::Handoff(token), p.deadline);
-            if !armed {
-                return Err(format!(
-                    "handoff {token} of {}/{} has no timer",
-                    p.group, p.key
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -290,10 +290,8 @@ pub struct Node {
     admission: admission::Admission,
     /// Writes this node carries out across the cluster.
     writes: HashMap<WriteId, write::WriteRec>,
-    /// The ring before the last membership change, while handoff lasts.
-    handoff: Option<handoff::Window>,
-    /// Handoff requests a flight waits on, by token.
-    handoffs: HashMap<u64, handoff::Pending>,
+    /// The previous ring while handoff lasts, and the requests waited on.
+    handoffs: handoff::Handoffs,
     shutting_down: bool,
 }
 
@@ -326,8 +324,7 @@ impl Node {
             next_id: 0,
             admission: admission::Admission::default(),
             writes: HashMap::new(),
-            handoff: None,
-            handoffs: HashMap::new(),
+            handoffs: handoff::Handoffs::default(),
             shutting_down: false,
         }
     }
@@ -589,7 +586,7 @@ impl Node {
             }
         }
         self.validate_writes()?;
-        self.validate_handoffs()?;
+        self.handoffs.validate(&self.timers)?;
         for (peer, p) in &self.pools {
             let mut quick = 0;
             for c in &p.conns {

@@ -165,7 +165,7 @@ impl Node {
         let records: Vec<_> = conns
             .chain(pools)
             .chain(loads)
-            .chain(self.handoff_deadlines())
+            .chain(self.handoffs.deadlines())
             .collect();
         self.timers.rebuild(records);
     }
