@@ -159,7 +159,12 @@ fn main() {
                 .iter()
                 .map(|&c| {
                     let mut subject: Box<dyn Subject> = match c {
-                        "groupcache" => Box::new(Core(Cache::new(n * (KEY_LEN + VALUE_LEN)), now)),
+                        // Seeded, so which ghosts collide, and so every
+                        // figure, is the same in every run.
+                        "groupcache" => {
+                            let c = Cache::new(n * (KEY_LEN + VALUE_LEN)).with_hash_seed(1);
+                            Box::new(Core(c, now))
+                        }
                         "lru" => Box::new(lru::LruCache::<String, Bytes>::new(cap)),
                         "quick_cache" => {
                             Box::new(quick_cache::unsync::Cache::<String, Bytes>::new(n))
