@@ -174,21 +174,23 @@ impl PageSource for HttpOrigin {
                     this.group, info.version
                 ))
             };
-            // An ETag is matched with If-Match; a date with
-            // If-Unmodified-Since.
-            let precondition = if info.version.starts_with('"') || info.version.starts_with("W/") {
-                header::IF_MATCH
-            } else {
-                header::IF_UNMODIFIED_SINCE
+            // A strong ETag is matched with If-Match, a date with
+            // If-Unmodified-Since. A weak ETag never passes If-Match (it
+            // asks for strong comparison): the answer's own ETag is
+            // compared below instead.
+            let precondition = match &*info.version {
+                v if v.starts_with("W/") => None,
+                v if v.starts_with('"') => Some(header::IF_MATCH),
+                _ => Some(header::IF_UNMODIFIED_SINCE),
             };
-            let resp = this
-                .client
-                .get(&url)
-                .header(
-                    header::RANGE,
-                    format!("bytes={}-{}", range.start, range.end - 1),
-                )
-                .header(precondition, &*info.version)
+            let mut req = this.client.get(&url).header(
+                header::RANGE,
+                format!("bytes={}-{}", range.start, range.end - 1),
+            );
+            if let Some(p) = precondition {
+                req = req.header(p, &*info.version);
+            }
+            let resp = req
                 .send()
                 .await
                 .map_err(|e| this.failed(&key, &url, "request failed", &e))?;
@@ -210,5 +212,51 @@ impl PageSource for HttpOrigin {
                 None => Err(changed()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+    use axum::response::IntoResponse;
+
+    /// An origin whose one object has a weak ETag, and which answers any
+    /// If-Match with 412, as strong comparison of a weak ETag must.
+    async fn weak_origin() -> String {
+        async fn object(headers: HeaderMap) -> axum::response::Response {
+            let etag = [(header::ETAG, "W/\"v1\"")];
+            if headers.contains_key(header::IF_MATCH) {
+                return (StatusCode::PRECONDITION_FAILED, etag).into_response();
+            }
+            let body = &b"0123456789"[..];
+            let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+            match range.and_then(|r| r.strip_prefix("bytes=")?.split_once('-')) {
+                Some((a, b)) => {
+                    let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                    let cr = [(header::CONTENT_RANGE, format!("bytes {a}-{b}/10"))];
+                    (StatusCode::PARTIAL_CONTENT, etag, cr, body[a..=b].to_vec()).into_response()
+                }
+                None => (etag, body.to_vec()).into_response(),
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/o/{key}", axum::routing::get(object));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/o/{{key}}")
+    }
+
+    #[tokio::test]
+    async fn pages_of_an_object_with_a_weak_etag() {
+        let origin = HttpOrigin::new(&weak_origin().await, "g");
+        let info = origin.head("k".into()).await.unwrap();
+        assert_eq!((info.len, &*info.version), (10, "W/\"v1\""));
+        let page = origin.read("k".into(), info.clone(), 4..8).await.unwrap();
+        assert_eq!(page.value, "4567");
+        // Another version is refused: the answer's ETag is compared.
+        let stale = ObjectInfo::new(10, "W/\"v0\"");
+        let e = origin.read("k".into(), stale, 0..4).await.unwrap_err();
+        assert!(matches!(e, LoadError::Failed(m) if m.contains("changed")));
     }
 }
