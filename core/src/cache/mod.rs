@@ -134,6 +134,19 @@ pub struct CacheStats {
     pub expirations: u64,
 }
 
+/// Adds another cache's counters: a sharded cache's are the sum of its
+/// shards'.
+impl std::ops::AddAssign for CacheStats {
+    fn add_assign(&mut self, o: Self) {
+        self.bytes += o.bytes;
+        self.items += o.items;
+        self.gets += o.gets;
+        self.hits += o.hits;
+        self.evictions += o.evictions;
+        self.expirations += o.expirations;
+    }
+}
+
 /// A cache hit: the value (a cheap clone) and when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {

@@ -24,11 +24,29 @@ impl Node {
         let Some(g) = self.groups.get_mut(group) else {
             return Get::Ready(Err(Error::NoGroup(group.into())));
         };
-        g.stats.gets += 1;
-        if let Some(hit) = g.main.get(key, now).or_else(|| g.hot.get(key, now)) {
-            g.stats.cache_hits += 1;
+        if let Some(hit) = g.caches.get(key, now) {
             return Get::Ready(Ok(hit.value));
         }
+        self.start_get(now, group, key)
+    }
+
+    /// Goes on with a get that [`GroupCaches::get`](super::GroupCaches::get)
+    /// counted and missed without the node: looks again (a load may have
+    /// landed since), then joins the key's flight.
+    pub fn get_missed(&mut self, now: Instant, group: &str, key: &str) -> Get {
+        if self.shutting_down {
+            return Get::Ready(Err(Error::Shutdown));
+        }
+        let Some(g) = self.groups.get_mut(group) else {
+            return Get::Ready(Err(Error::NoGroup(group.into())));
+        };
+        if let Some(hit) = g.caches.hit(key, now) {
+            return Get::Ready(Ok(hit.value));
+        }
+        self.start_get(now, group, key)
+    }
+
+    fn start_get(&mut self, now: Instant, group: &str, key: &str) -> Get {
         let id = GetId(self.id());
         self.join(now, group, key, Waiter::Get(id), false);
         Get::Pending(id)
@@ -191,7 +209,7 @@ impl Node {
                     .map(|t| now + t);
                 // A load the flight no longer waits on may predate a write.
                 if ours {
-                    g.main.insert(&key, &value, expires, now);
+                    g.caches.insert_main(&key, &value, expires, now);
                 }
                 Ok((value, expires))
             }

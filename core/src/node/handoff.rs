@@ -216,7 +216,7 @@ impl Node {
         .into_iter()
         .flatten()
         .min();
-        g.main.insert(&sent.key, &resp.value, expires, now);
+        g.caches.insert_main(&sent.key, &resp.value, expires, now);
         self.land(now, &sent.group, &sent.key, Ok((resp.value, expires)));
     }
 
@@ -272,11 +272,7 @@ impl Node {
             return;
         };
         g.stats.server_requests += 1;
-        let hit = g
-            .main
-            .get(&req.key, now)
-            .or_else(|| g.hot.get(&req.key, now));
-        let resp = match hit {
+        let resp = match g.caches.lookup(&req.key, now) {
             Some(hit) => ok_response(hit.value, hit.expires, now, req.ext),
             None => Response {
                 value: Bytes::from_static(b"not cached here"),

@@ -23,6 +23,7 @@
 //! (connection input) and `timer` (deadlines).
 
 mod admission;
+mod caches;
 mod conn;
 mod get;
 mod handoff;
@@ -41,7 +42,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 
-use crate::cache::{Cache, ENTRY_OVERHEAD};
 use crate::flight::Flights;
 use crate::frame::FrameDecoder;
 use crate::ring::Ring;
@@ -51,6 +51,7 @@ use crate::wire::Response;
 /// value's tag and length, and every other field at its largest.
 pub const RESPONSE_OVERHEAD: usize = 64;
 
+pub use caches::{CachesStats, GroupCaches, MIN_SHARD_BYTES};
 pub use types::{
     CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, GroupExists, GroupStats,
     LoadError, LoadId, Loaded, Output, Refused, WriteId, WriteOp, WriteReport, Written,
@@ -71,8 +72,9 @@ struct FlightState {
 struct Group {
     name: Arc<str>,
     ttl: Option<Duration>,
-    main: Cache,
-    hot: Cache,
+    /// The main cache (keys owned or loaded here) and the hot one (copies
+    /// of other nodes' keys), sharded; the driver reads them too.
+    caches: Arc<GroupCaches>,
     flights: Flights<FlightState, Waiter>,
     stats: GroupStats,
     /// Largest value cached or sent, already clamped to fit a frame.
@@ -344,6 +346,13 @@ impl Node {
         let max_value = g
             .max_value
             .min(self.cfg.max_frame.saturating_sub(RESPONSE_OVERHEAD));
+        let shards = (self.cfg.cache_shards)
+            .min(
+                g.max_bytes
+                    .checked_div(self.cfg.min_shard_bytes)
+                    .unwrap_or(usize::MAX),
+            )
+            .max(1);
         self.groups.insert(
             name.clone(),
             Group {
@@ -351,11 +360,11 @@ impl Node {
                 ttl: g.ttl,
                 // One budget for both caches, as the original's cacheBytes,
                 // and every entry charged what it really costs.
-                main: Cache::with_entry_overhead(
+                caches: Arc::new(GroupCaches::new(
                     g.max_bytes.saturating_sub(g.hot_bytes),
-                    ENTRY_OVERHEAD,
-                ),
-                hot: Cache::with_entry_overhead(g.hot_bytes.min(g.max_bytes), ENTRY_OVERHEAD),
+                    g.hot_bytes.min(g.max_bytes),
+                    shards,
+                )),
                 flights: Flights::default(),
                 stats: GroupStats::default(),
                 max_value,
@@ -374,21 +383,32 @@ impl Node {
         self.groups.keys().map(|k| &**k)
     }
 
-    /// Counters of a group.
+    /// Counters of a group, its shards' added up.
     pub fn stats(&self, group: &str) -> Option<GroupStats> {
-        self.groups.get(group).map(|g| GroupStats {
-            main: g.main.stats(),
-            hot: g.hot.stats(),
-            ..g.stats
+        self.groups.get(group).map(|g| {
+            let c = g.caches.stats();
+            GroupStats {
+                main: c.main,
+                hot: c.hot,
+                gets: c.gets,
+                cache_hits: c.hits,
+                ..g.stats
+            }
         })
+    }
+
+    /// A group's caches, which the driver reads hits from without holding
+    /// the node ([`GroupCaches::get`]); a miss there goes to
+    /// [`Node::get_missed`].
+    pub fn caches(&self, group: &str) -> Option<Arc<GroupCaches>> {
+        self.groups.get(group).map(|g| g.caches.clone())
     }
 
     /// The value this node holds for `key` of `group` in its main or hot
     /// cache, expired or not, without touching eviction flags or counters; for
     /// tests and debugging.
     pub fn peek(&self, group: &str, key: &str) -> Option<Bytes> {
-        let g = self.groups.get(group)?;
-        g.main.peek(key).or_else(|| g.hot.peek(key))
+        self.groups.get(group)?.caches.peek(key)
     }
 
     /// Replaces the peer list (this node's own address included, if it owns
@@ -536,12 +556,7 @@ impl Node {
     /// Checks internal invariants; for tests and fuzzers.
     pub fn validate(&self) -> Result<(), String> {
         for g in self.groups.values() {
-            g.main
-                .validate()
-                .map_err(|e| format!("{} main: {e}", g.name))?;
-            g.hot
-                .validate()
-                .map_err(|e| format!("{} hot: {e}", g.name))?;
+            (g.caches.validate()).map_err(|e| format!("{}: {e}", g.name))?;
         }
         for g in self.groups.values() {
             for key in g.flights.keys() {

@@ -380,7 +380,7 @@ impl Node {
             // An answer the flight no longer waits on may predate a write:
             // never cached.
             if current {
-                g.hot.insert(&sent.key, &resp.value, expires, now);
+                g.caches.insert_hot(&sent.key, &resp.value, expires, now);
                 self.land(now, &sent.group, &sent.key, Ok((resp.value, expires)));
             }
         } else if resp.code == CODE_ERROR && (resp.not_found || resp.load_failed) {

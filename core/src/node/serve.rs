@@ -99,12 +99,7 @@ impl Node {
             return Ok(());
         }
         g.stats.server_requests += 1;
-        let hit = g
-            .main
-            .get(&req.key, now)
-            .or_else(|| g.hot.get(&req.key, now));
-        if let Some(hit) = hit {
-            g.stats.cache_hits += 1;
+        if let Some(hit) = g.caches.hit(&req.key, now) {
             self.answer(
                 now,
                 conn,

@@ -175,7 +175,7 @@ impl Node {
         let timer = self.timers.next();
         self.groups
             .values()
-            .flat_map(|g| [g.main.next_expiry(), g.hot.next_expiry()])
+            .map(|g| g.caches.sweep_at())
             .chain([timer])
             .flatten()
             .min()
@@ -183,9 +183,8 @@ impl Node {
 
     /// Time passed: enforces timeouts and sweeps expired cache entries.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for g in self.groups.values_mut() {
-            g.main.sweep(now, 256);
-            g.hot.sweep(now, 256);
+        for g in self.groups.values() {
+            g.caches.sweep_due(now, 256);
         }
         while let Some((at, t)) = self.timers.pop_due(now) {
             match t {

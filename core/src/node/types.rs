@@ -102,6 +102,16 @@ pub struct Config {
     /// Longest a load waits on the previous owner's answer during handoff
     /// before it goes to the origin.
     pub handoff_timeout: Duration,
+    /// Shards each group's caches are split into at most, each behind a
+    /// lock of its own, so that hits on different keys run in parallel
+    /// ([`GroupCaches`](super::GroupCaches)). A group gets fewer when its
+    /// budget would leave a shard under `min_shard_bytes`. The core's
+    /// default is 1; the driver sets it from the machine's cores.
+    pub cache_shards: usize,
+    /// Smallest budget a cache shard is given
+    /// ([`MIN_SHARD_BYTES`](super::MIN_SHARD_BYTES) by default): a small
+    /// shard turns over fast and caches no value larger than itself.
+    pub min_shard_bytes: usize,
 }
 
 impl Config {
@@ -128,6 +138,8 @@ impl Config {
             // Two DNS intervals: every node has seen the change by then.
             handoff_period: Duration::from_secs(60),
             handoff_timeout: Duration::from_millis(250),
+            cache_shards: 1,
+            min_shard_bytes: super::MIN_SHARD_BYTES,
         }
     }
 }

@@ -400,18 +400,15 @@ impl Node {
         match op {
             WriteOp::Set { key, value, ttl } => {
                 let expires = [*ttl, g.ttl].into_iter().flatten().min().map(|t| now + t);
-                g.hot.remove(key);
-                g.main.insert(key, value, expires, now);
+                g.caches.set(key, value, expires, now);
                 self.settle_flight(now, &group, key, Some((value.clone(), expires)));
             }
             WriteOp::Remove { key } => {
-                g.main.remove(key);
-                g.hot.remove(key);
+                g.caches.remove(key);
                 self.settle_flight(now, &group, key, None);
             }
             WriteOp::Purge => {
-                g.main.clear();
-                g.hot.clear();
+                g.caches.clear();
                 let mut keys: Vec<Arc<str>> = g.flights.keys().map(Arc::from).collect();
                 // Sorted, so the loads start in an order no hash seed sets.
                 keys.sort();

@@ -303,6 +303,9 @@ pub fn node(data: &[u8]) {
     cfg.max_inbound_per_addr = 2;
     cfg.max_peer_inbound = 2;
     cfg.max_unwritten = 64;
+    // Group g (1200 bytes) keeps one shard; h (4096) is split in three.
+    cfg.cache_shards = 3;
+    cfg.min_shard_bytes = 1024;
     let mut node = Node::new(cfg);
     node.set_peers(epoch(), [SELF, PEER, PEER_IP]);
     // Room for a handful of entries, each charged its overhead too.

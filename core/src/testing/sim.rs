@@ -78,9 +78,25 @@ pub struct Sim {
     rng: u64,
 }
 
+/// Shards each member's caches in [`SIM_SHARDS`] (of 1 KiB at least), as
+/// the driver does on a machine with cores to spare, unless its config
+/// already asks for shards.
+pub fn sharded(mut c: Config) -> Config {
+    if c.cache_shards == 1 {
+        c.cache_shards = SIM_SHARDS;
+        c.min_shard_bytes = 1024;
+    }
+    c
+}
+
+/// Cache shards of a simulated member: not a power of two, so nothing
+/// leans on one.
+pub const SIM_SHARDS: usize = 3;
+
 impl Sim {
     /// `n` nodes named `node-0:9000`…, each knowing all of them, with groups
-    /// added by `setup` and loaders made by `loader(i)`.
+    /// added by `setup` and loaders made by `loader(i)`; their caches are
+    /// [`sharded`].
     pub fn new(
         n: usize,
         mut config: impl FnMut(&str) -> Config,
@@ -93,7 +109,7 @@ impl Sim {
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                let mut node = Node::new(config(a));
+                let mut node = Node::new(sharded(config(a)));
                 node.set_peers(now, &addrs);
                 setup(&mut node);
                 SimNode {
@@ -150,7 +166,7 @@ impl Sim {
     ) -> usize {
         let i = self.nodes.len();
         let addr = format!("node-{i}:9000");
-        let mut node = Node::new(config(&addr));
+        let mut node = Node::new(sharded(config(&addr)));
         setup(&mut node);
         self.nodes.push(SimNode { node, addr, loader });
         self.sent_bytes.push(0);

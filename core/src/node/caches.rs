@@ -1,0 +1,268 @@
+//! A group's caches on one node, split into shards by key, each behind a
+//! lock of its own.
+//!
+//! A hit needs nothing but the key's shard: its main and hot caches and
+//! its counters. So the driver answers in-process hits through
+//! [`GroupCaches::get`] without the node's lock, and two threads that hit
+//! different keys take different locks. Everything else (flights, loads,
+//! peers, writes, timers) stays in the [`Node`](super::Node) and runs under
+//! the driver's node lock, which takes a shard's lock while it holds its
+//! own, never the other way round.
+//!
+//! A miss seen here is not the last word: a load may have landed between
+//! this lookup and the node lock. The node looks again under its lock
+//! ([`Node::get_missed`](super::Node::get_missed)) before it starts a load,
+//! and loads only land under that lock, so a key is still loaded once.
+//!
+//! Each shard gets an equal share of the group's budgets, so their sum is
+//! the group's; a value larger than a shard's main budget is not cached
+//! (as one larger than the budget is not when there is one shard). The
+//! node splits a group into no more shards than leave each
+//! [`Config::min_shard_bytes`](super::Config::min_shard_bytes).
+
+use std::hash::BuildHasher;
+use std::time::Instant;
+
+use bytes::Bytes;
+use foldhash::quality::FixedState;
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::cache::{Cache, CacheStats, Hit, ENTRY_OVERHEAD};
+
+/// The default of [`Config::min_shard_bytes`](super::Config::min_shard_bytes).
+/// A shard's cache turns over faster than the group's would, and a small
+/// one judges keys in a small queue of few segments; 4 MiB keeps that
+/// queue at 200 KiB or more.
+pub const MIN_SHARD_BYTES: usize = 4 << 20;
+
+/// Fixed, so a key's shard is the same on every run; it is not the
+/// caches' own hasher (seeded at random), so keys of one shard still
+/// spread over that shard's table.
+const SHARD_SEED: u64 = 0x5eed_0f5a_a4d5_1e55;
+
+/// One shard: the caches of the keys that hash to it, and its counters.
+#[derive(Debug)]
+struct Shard {
+    main: Cache,
+    hot: Cache,
+    /// In-process gets that reached this shard.
+    gets: u64,
+    /// Gets and served requests answered from this shard's caches.
+    hits: u64,
+}
+
+/// The sums over a group's shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CachesStats {
+    /// The main caches' counters, added up.
+    pub main: CacheStats,
+    /// The hot caches' counters, added up.
+    pub hot: CacheStats,
+    /// In-process gets.
+    pub gets: u64,
+    /// Gets and served requests answered from a cache.
+    pub hits: u64,
+}
+
+/// A group's main and hot caches on one node, sharded by key. Shared
+/// between the node and the driver's callers, which take one shard's lock
+/// per lookup.
+#[derive(Debug)]
+pub struct GroupCaches {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: FixedState,
+    /// No later than the earliest expiry held, so that the node's timer
+    /// need not ask every shard after every input: lowered by each insert,
+    /// made exact by each sweep.
+    sweep_at: Mutex<Option<Instant>>,
+}
+
+impl GroupCaches {
+    /// Caches of `main_bytes` and `hot_bytes` in all, split into `shards`
+    /// shards (at least one) of equal budgets.
+    pub fn new(main_bytes: usize, hot_bytes: usize, shards: usize) -> Self {
+        let n = shards.max(1);
+        let shards = (0..n)
+            .map(|_| {
+                Mutex::new(Shard {
+                    main: Cache::with_entry_overhead(main_bytes / n, ENTRY_OVERHEAD),
+                    hot: Cache::with_entry_overhead(hot_bytes / n, ENTRY_OVERHEAD),
+                    gets: 0,
+                    hits: 0,
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            hasher: FixedState::with_seed(SHARD_SEED),
+            sweep_at: Mutex::new(None),
+        }
+    }
+
+    /// How many shards the group's caches are split into.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard `key` lives in.
+    #[inline]
+    fn index(&self, key: &str) -> usize {
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        // Multiply-shift: any shard count, no modulo.
+        let h = self.hasher.hash_one(key);
+        ((u128::from(h) * self.shards.len() as u128) >> 64) as usize
+    }
+
+    #[inline]
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        self.shards[self.index(key)].lock()
+    }
+
+    /// An in-process get of `key`: the main cache, then the hot one.
+    /// Counts the get, and the hit if there is one.
+    #[inline]
+    pub fn get(&self, key: &str, now: Instant) -> Option<Hit> {
+        let mut s = self.shard(key);
+        s.gets += 1;
+        let hit = s.main.get(key, now).or_else(|| s.hot.get(key, now));
+        s.hits += u64::from(hit.is_some());
+        hit
+    }
+
+    /// A lookup for a request counted elsewhere: counts the hit only.
+    #[inline]
+    pub(super) fn hit(&self, key: &str, now: Instant) -> Option<Hit> {
+        let mut s = self.shard(key);
+        let hit = s.main.get(key, now).or_else(|| s.hot.get(key, now));
+        s.hits += u64::from(hit.is_some());
+        hit
+    }
+
+    /// A lookup that counts nothing (a peek from a peer).
+    pub(super) fn lookup(&self, key: &str, now: Instant) -> Option<Hit> {
+        let mut s = self.shard(key);
+        s.main.get(key, now).or_else(|| s.hot.get(key, now))
+    }
+
+    /// Caches a value this node owns or loaded itself.
+    pub(super) fn insert_main(&self, key: &str, value: &[u8], exp: Option<Instant>, now: Instant) {
+        self.expires_at(exp);
+        self.shard(key).main.insert(key, value, exp, now);
+    }
+
+    /// Caches a copy of a value another node owns.
+    pub(super) fn insert_hot(&self, key: &str, value: &[u8], exp: Option<Instant>, now: Instant) {
+        self.expires_at(exp);
+        self.shard(key).hot.insert(key, value, exp, now);
+    }
+
+    /// A written value: it replaces any hot copy.
+    pub(super) fn set(&self, key: &str, value: &[u8], exp: Option<Instant>, now: Instant) {
+        self.expires_at(exp);
+        let mut s = self.shard(key);
+        s.hot.remove(key);
+        s.main.insert(key, value, exp, now);
+    }
+
+    fn expires_at(&self, exp: Option<Instant>) {
+        if let Some(t) = exp {
+            let mut at = self.sweep_at.lock();
+            *at = Some(at.map_or(t, |a| a.min(t)));
+        }
+    }
+
+    /// When [`GroupCaches::sweep_due`] has work next, at the earliest.
+    pub(super) fn sweep_at(&self) -> Option<Instant> {
+        *self.sweep_at.lock()
+    }
+
+    /// Drops `key` from both caches.
+    pub(super) fn remove(&self, key: &str) {
+        let mut s = self.shard(key);
+        s.main.remove(key);
+        s.hot.remove(key);
+    }
+
+    /// Drops every key.
+    pub(super) fn clear(&self) {
+        for s in self.shards.iter() {
+            let mut s = s.lock();
+            s.main.clear();
+            s.hot.clear();
+        }
+    }
+
+    /// The value held for `key`, expired or not, touching nothing.
+    pub(super) fn peek(&self, key: &str) -> Option<Bytes> {
+        let s = self.shard(key);
+        s.main.peek(key).or_else(|| s.hot.peek(key))
+    }
+
+    /// Frees expired segments, up to `limit` per cache, if any may be
+    /// due; then learns when the next are.
+    pub(super) fn sweep_due(&self, now: Instant, limit: usize) {
+        if self.sweep_at().is_none_or(|t| t > now) {
+            return;
+        }
+        self.sweep(now, limit);
+        // Inserts run under the node, as this does: none comes between.
+        *self.sweep_at.lock() = self.next_expiry();
+    }
+
+    /// The earliest expiry of an entry held, over every shard.
+    fn next_expiry(&self) -> Option<Instant> {
+        (self.shards.iter())
+            .filter_map(|s| {
+                let s = s.lock();
+                [s.main.next_expiry(), s.hot.next_expiry()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            })
+            .min()
+    }
+
+    /// Frees up to `limit` expired segments per cache.
+    fn sweep(&self, now: Instant, limit: usize) {
+        for s in self.shards.iter() {
+            let mut s = s.lock();
+            s.main.sweep(now, limit);
+            s.hot.sweep(now, limit);
+        }
+    }
+
+    /// The counters, added up over the shards.
+    pub fn stats(&self) -> CachesStats {
+        let mut sum = CachesStats::default();
+        for s in self.shards.iter() {
+            let s = s.lock();
+            sum.main += s.main.stats();
+            sum.hot += s.hot.stats();
+            sum.gets += s.gets;
+            sum.hits += s.hits;
+        }
+        sum
+    }
+
+    /// Checks every shard's caches, and that each key sits in its shard.
+    pub(super) fn validate(&self) -> Result<(), String> {
+        for (i, s) in self.shards.iter().enumerate() {
+            let s = s.lock();
+            s.main
+                .validate()
+                .map_err(|e| format!("shard {i} main: {e}"))?;
+            s.hot
+                .validate()
+                .map_err(|e| format!("shard {i} hot: {e}"))?;
+            for key in s.main.keys().into_iter().chain(s.hot.keys()) {
+                let home = self.index(key);
+                if home != i {
+                    return Err(format!("key {key:?} in shard {i}, belongs in {home}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
