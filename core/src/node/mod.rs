@@ -346,7 +346,7 @@ impl Node {
         let max_value = g
             .max_value
             .min(self.cfg.max_frame.saturating_sub(RESPONSE_OVERHEAD));
-        let shards = (self.cfg.cache_shards)
+        let shards = (self.cfg.cache_shards.max(1))
             .min(
                 g.max_bytes
                     .checked_div(self.cfg.min_shard_bytes)

@@ -105,8 +105,9 @@ pub struct Config {
     /// Shards each group's caches are split into at most, each behind a
     /// lock of its own, so that hits on different keys run in parallel
     /// ([`GroupCaches`](super::GroupCaches)). A group gets fewer when its
-    /// budget would leave a shard under `min_shard_bytes`. The core's
-    /// default is 1; the driver sets it from the machine's cores.
+    /// budget would leave a shard under `min_shard_bytes`. 0, the default,
+    /// leaves it to the driver, which gives four per core, up to 64; the
+    /// core alone takes it as 1.
     pub cache_shards: usize,
     /// Smallest budget a cache shard is given
     /// ([`MIN_SHARD_BYTES`](super::MIN_SHARD_BYTES) by default): a small
@@ -138,7 +139,7 @@ impl Config {
             // Two DNS intervals: every node has seen the change by then.
             handoff_period: Duration::from_secs(60),
             handoff_timeout: Duration::from_millis(250),
-            cache_shards: 1,
+            cache_shards: 0,
             min_shard_bytes: super::MIN_SHARD_BYTES,
         }
     }

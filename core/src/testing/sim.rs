@@ -82,7 +82,7 @@ pub struct Sim {
 /// the driver does on a machine with cores to spare, unless its config
 /// already asks for shards.
 pub fn sharded(mut c: Config) -> Config {
-    if c.cache_shards == 1 {
+    if c.cache_shards == 0 {
         c.cache_shards = SIM_SHARDS;
         c.min_shard_bytes = 1024;
     }

@@ -275,6 +275,9 @@ impl<R: Runtime> Builder<R> {
         let local = self.rt.local_addr(&listeners[0].1).map_err(bind_error)?;
         let mut cfg = self.cfg;
         cfg.self_addr = self.self_addr.unwrap_or_else(|| local.to_string());
+        if cfg.cache_shards == 0 {
+            cfg.cache_shards = default_cache_shards();
+        }
         let mut peers = self.peers.unwrap_or_else(|| vec![cfg.self_addr.clone()]);
         if let Some(d) = &self.discovery {
             // The first round decides this node's name; until one succeeds
@@ -330,6 +333,14 @@ impl<R: Runtime> Builder<R> {
             paged: Arc::new(self.paged),
         })
     }
+}
+
+/// Four cache shards per core, as quick_cache has: threads hitting at
+/// random rarely meet on one. At most 64: past that, a group's budget is
+/// cut into shards that turn over too fast.
+fn default_cache_shards() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 4).min(64)
 }
 
 /// One listener per runtime, all on `addr` with `SO_REUSEPORT`; a port 0 is

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
-use groupcache_core::node::{GroupExists, GroupStats, WriteOp, WriteReport};
+use groupcache_core::node::{GroupCaches, GroupExists, GroupStats, WriteOp, WriteReport};
 
 use crate::pages::Paged;
 use crate::runtime::{timeout, Runtime};
@@ -95,9 +95,11 @@ impl<R: Runtime> Node<R> {
     }
 
     /// Gets `key` of `group`: from this node's caches, from its owner, or by
-    /// loading it. A hit takes one lock and one hash lookup.
+    /// loading it. A hit takes one lock, of the key's cache shard, and
+    /// threads that hit different keys rarely meet on one.
     pub async fn get(&self, group: &str, key: &str) -> Result<Bytes, Error> {
-        self.shared.get(|n, now| n.get(now, group, key)).await
+        let caches = self.shared.caches.get(group).map(|c| &**c);
+        self.shared.get_key(caches, group, key).await
     }
 
     /// Gets many keys of `group` at once: every key is asked for before
@@ -109,9 +111,7 @@ impl<R: Runtime> Node<R> {
         group: &str,
         keys: &[S],
     ) -> Vec<Result<Bytes, Error>> {
-        self.shared
-            .get_many(keys.len(), |n, now, i| n.get(now, group, keys[i].as_ref()))
-            .await
+        self.shared.get_keys(group, keys).await
     }
 
     /// Carries out a write across the cluster (see [`WriteOp`]): the key's
@@ -125,11 +125,10 @@ impl<R: Runtime> Node<R> {
 
     /// A handle on one group, for repeated gets.
     pub fn group(&self, name: &str) -> Option<Group<R>> {
-        let st = self.shared.lock();
-        st.node.stats(name)?;
         Some(Group {
             node: self.clone(),
             name: name.into(),
+            caches: self.shared.caches.get(name)?.clone(),
             paged: self.paged.get(name).cloned(),
         })
     }
@@ -205,6 +204,7 @@ impl<R: Runtime> Node<R> {
         let _ = self.stop.try_send(());
         self.stop.close();
         self.shared.lock().shutting_down = true;
+        self.shared.closing.store(true, Ordering::Relaxed);
         self.shared.input(|n, now| n.shutdown(now));
         let rt = self.shared.rt.clone();
         let idle = self.idle.clone();
@@ -236,6 +236,7 @@ impl<R: Runtime> Node<R> {
 pub struct Group<R: Runtime> {
     node: Node<R>,
     name: Arc<str>,
+    caches: Arc<GroupCaches>,
     paged: Option<Arc<Paged>>,
 }
 
@@ -255,9 +256,17 @@ impl<R: Runtime> Group<R> {
         &self.name
     }
 
+    /// How many shards the group's caches are split into on this node
+    /// ([`Config::cache_shards`](crate::core::node::Config::cache_shards)).
+    pub fn cache_shards(&self) -> usize {
+        self.caches.shards()
+    }
+
     /// Gets `key` (see [`Node::get`]).
     pub async fn get(&self, key: &str) -> Result<Bytes, Error> {
-        self.node.get(&self.name, key).await
+        (self.node.shared)
+            .get_key(Some(&self.caches), &self.name, key)
+            .await
     }
 
     /// Gets many keys at once (see [`Node::get_many`]).

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -11,7 +12,8 @@ use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use groupcache_core::node::{
-    self as core, ConnId, GetId, LoadError, LoadId, Loaded, Output, WriteId, WriteReport,
+    self as core, ConnId, GetId, GroupCaches, LoadError, LoadId, Loaded, Output, WriteId,
+    WriteReport,
 };
 
 use super::outbox::{ConnHandle, Outbox};
@@ -53,6 +55,11 @@ pub(super) enum Action {
 pub(crate) struct Shared<R: Runtime> {
     pub(super) rt: R,
     pub(super) state: Mutex<State>,
+    /// Each group's caches, which hits read without the node's lock.
+    pub(super) caches: HashMap<String, Arc<GroupCaches>>,
+    /// Set once the node starts shutting down: from then on, hits fail as
+    /// the core fails every get.
+    pub(super) closing: AtomicBool,
     pub(super) loaders: HashMap<String, Arc<dyn Loader>>,
     pub(super) wake: Sender<()>,
     pub(super) idle: Sender<()>,
@@ -88,8 +95,13 @@ impl<R: Runtime> Shared<R> {
         let (idle_tx, idle_rx) = async_channel::bounded(1);
         let write_timeout = node.config().request_timeout;
         let connect_timeout = node.config().connect_timeout;
+        let caches = (node.group_names())
+            .filter_map(|g| Some((g.to_string(), node.caches(g)?)))
+            .collect();
         let shared = Arc::new(Shared {
             rt: rt.clone(),
+            caches,
+            closing: AtomicBool::new(false),
             state: Mutex::new(State {
                 node,
                 conns: HashMap::new(),
@@ -110,6 +122,52 @@ impl<R: Runtime> Shared<R> {
         });
         rt.spawn(timer_loop(shared.clone(), wake_rx));
         (shared, idle_rx)
+    }
+
+    /// Gets `key` of `group`, whose caches are `caches`: a hit takes the
+    /// key's shard's lock alone; a miss goes on under the node's.
+    pub(crate) async fn get_key(
+        self: &Arc<Self>,
+        caches: Option<&GroupCaches>,
+        group: &str,
+        key: &str,
+    ) -> Result<Bytes, Error> {
+        match self.hit(caches, key) {
+            Some(hit) => Ok(hit),
+            None => self.get(|n, now| n.get_missed(now, group, key)).await,
+        }
+    }
+
+    /// Gets `keys` of `group`: hits at once, then every miss started under
+    /// one lock of the node, as [`Shared::get_many`].
+    pub(crate) async fn get_keys<S: AsRef<str>>(
+        self: &Arc<Self>,
+        group: &str,
+        keys: &[S],
+    ) -> Vec<Result<Bytes, Error>> {
+        let caches = self.caches.get(group).map(|c| &**c);
+        let mut out: Vec<Option<Result<Bytes, Error>>> = (keys.iter())
+            .map(|k| self.hit(caches, k.as_ref()).map(Ok))
+            .collect();
+        let missed: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        let got = self
+            .get_many(missed.len(), |n, now, j| {
+                n.get_missed(now, group, keys[missed[j]].as_ref())
+            })
+            .await;
+        for (i, r) in missed.into_iter().zip(got) {
+            out[i] = Some(r);
+        }
+        out.into_iter().map(|r| r.expect("every key")).collect()
+    }
+
+    /// A hit from the group's caches, unless the node is shutting down.
+    #[inline]
+    fn hit(&self, caches: Option<&GroupCaches>, key: &str) -> Option<Bytes> {
+        if self.closing.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(caches?.get(key, self.rt.now())?.value)
     }
 
     /// Starts a get through `start` and waits for its outcome.
