@@ -15,6 +15,7 @@
 //! ```sh
 //! cargo bench -p groupcache-benches --bench scaling                 # 1..=cores threads
 //! cargo bench -p groupcache-benches --bench scaling -- --threads 1,2,4 --secs 2 --rounds 5
+//! cargo bench -p groupcache-benches --bench scaling -- --only "tokio hits,maps"
 //! ```
 
 #![allow(missing_docs)]
@@ -110,6 +111,8 @@ struct Args {
     threads: Vec<usize>,
     secs: f64,
     rounds: usize,
+    /// Only the contenders whose names contain one of these.
+    only: Vec<String>,
 }
 
 fn args() -> Args {
@@ -118,6 +121,7 @@ fn args() -> Args {
         threads: (1..=cores).collect(),
         secs: 1.0,
         rounds: 3,
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -131,6 +135,7 @@ fn args() -> Args {
             }
             "--secs" => a.secs = value().parse().expect("seconds"),
             "--rounds" => a.rounds = value().parse().expect("rounds"),
+            "--only" => a.only = value().split(',').map(str::to_string).collect(),
             // `cargo bench` passes `--bench`; criterion-style filters are
             // not used here.
             _ => {}
@@ -195,6 +200,9 @@ fn main() {
         }),
     ));
 
+    if !a.only.is_empty() {
+        contenders.retain(|(name, _)| a.only.iter().any(|o| name.contains(o.as_str())));
+    }
     // results[contender][threads] = each round's ops/s
     let mut results = vec![vec![Vec::new(); a.threads.len()]; contenders.len()];
     for _ in 0..a.rounds {

@@ -48,6 +48,18 @@
 //!   [`Node::abort`](node::Node::abort), which answers whatever is still
 //!   open with an error.
 //!
+//! **Hits without the node.** A node's one input that needs no `&mut Node`
+//! is a hit: each group's caches ([`Node::caches`](node::Node::caches), a
+//! [`node::GroupCaches`]) are split into shards by key, each behind a lock
+//! of its own, and [`GroupCaches::get`](node::GroupCaches::get) may be
+//! called from any thread while the node itself sits behind the driver's
+//! lock. A miss there goes on with
+//! [`Node::get_missed`](node::Node::get_missed) under that lock, which
+//! looks again before it loads (values land only under the node). The
+//! node takes a shard's lock while the driver holds the node, never the
+//! other way round; so a driver must not call into the node while it holds
+//! a shard, which the API gives it no way to do.
+//!
 //! **Membership** ([`Node::set_peers`](node::Node::set_peers)) takes `now`: a
 //! change opens a handoff window in which a key's new owner asks its previous
 //! owner before loading (requests and answers on the usual connections, so

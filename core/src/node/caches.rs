@@ -24,6 +24,7 @@ use std::hash::BuildHasher;
 use std::time::Instant;
 
 use bytes::Bytes;
+use crossbeam_utils::CachePadded;
 use foldhash::quality::FixedState;
 use parking_lot::{Mutex, MutexGuard};
 
@@ -69,7 +70,9 @@ pub struct CachesStats {
 /// per lookup.
 #[derive(Debug)]
 pub struct GroupCaches {
-    shards: Box<[Mutex<Shard>]>,
+    /// Padded: a hit writes its shard's counters and lock, which must not
+    /// share a cache line with a neighbour's.
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
     hasher: FixedState,
     /// No later than the earliest expiry held, so that the node's timer
     /// need not ask every shard after every input: lowered by each insert,
@@ -84,12 +87,12 @@ impl GroupCaches {
         let n = shards.max(1);
         let shards = (0..n)
             .map(|_| {
-                Mutex::new(Shard {
+                CachePadded::new(Mutex::new(Shard {
                     main: Cache::with_entry_overhead(main_bytes / n, ENTRY_OVERHEAD),
                     hot: Cache::with_entry_overhead(hot_bytes / n, ENTRY_OVERHEAD),
                     gets: 0,
                     hits: 0,
-                })
+                }))
             })
             .collect();
         Self {

@@ -17,7 +17,8 @@
 
 //!
 //! The node's parts live in their own files: `types` (the public types),
-//! `get` (gets, flights and loads), `peer` (requests to peers), `serve`
+//! `caches` (each group's caches, sharded, which hits read without the
+//! node), `get` (gets, flights and loads), `peer` (requests to peers), `serve`
 //! (answering requests), `write` (writes across the cluster), `handoff`
 //! (asking a key's previous owner after a membership change), `conn`
 //! (connection input) and `timer` (deadlines).
