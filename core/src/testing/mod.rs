@@ -8,7 +8,7 @@ pub mod model;
 mod sim;
 pub mod vectors;
 
-pub use sim::{Fault, Sim, SimLoader, SimNode};
+pub use sim::{sharded, Fault, Sim, SimLoader, SimNode, SIM_SHARDS};
 
 use std::time::Instant;
 

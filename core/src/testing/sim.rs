@@ -96,7 +96,7 @@ pub const SIM_SHARDS: usize = 3;
 impl Sim {
     /// `n` nodes named `node-0:9000`…, each knowing all of them, with groups
     /// added by `setup` and loaders made by `loader(i)`; their caches are
-    /// [`sharded`].
+    /// sharded in [`SIM_SHARDS`] unless `config` asks for shards.
     pub fn new(
         n: usize,
         mut config: impl FnMut(&str) -> Config,
