@@ -71,4 +71,10 @@ fn threads_racing_on_cold_and_hot_keys_load_each_key_once() {
     assert_eq!(s.cache_hits + s.loads + s.loads_deduped, gets);
     assert_eq!(s.local_loads, KEYS as u64);
     rt.block_on(node.shutdown());
+    // A key still in its shard is not served once the node shut down.
+    let after = rt.block_on(node.group("g").unwrap().get("k1"));
+    assert!(
+        matches!(after, Err(groupcache_tokio::Error::Shutdown)),
+        "{after:?}"
+    );
 }
