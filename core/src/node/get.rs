@@ -5,11 +5,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::cache::Hit;
 use crate::flight::Joined;
 
 use super::serve::{error_response, ok_response};
 use super::{
-    Error, FlightState, Get, GetId, LoadError, LoadId, LoadRec, Loaded, Node, Output, Timer, Waiter,
+    Error, FlightState, Get, GetId, GroupCaches, LoadError, LoadId, LoadRec, Loaded, Node, Output,
+    Timer, Waiter,
 };
 
 impl Node {
@@ -18,35 +20,35 @@ impl Node {
     /// [`Output::Done`].
     #[inline]
     pub fn get(&mut self, now: Instant, group: &str, key: &str) -> Get {
-        if self.shutting_down {
-            return Get::Ready(Err(Error::Shutdown));
-        }
-        let Some(g) = self.groups.get_mut(group) else {
-            return Get::Ready(Err(Error::NoGroup(group.into())));
-        };
-        if let Some(hit) = g.caches.get(key, now) {
-            return Get::Ready(Ok(hit.value));
-        }
-        self.start_get(now, group, key)
+        self.get_with(now, group, key, GroupCaches::get)
     }
 
-    /// Goes on with a get that [`GroupCaches::get`](super::GroupCaches::get)
-    /// counted and missed without the node: looks again (a load may have
-    /// landed since), then joins the key's flight.
+    /// Goes on with a get that [`GroupCaches::get`] counted and missed
+    /// without the node: looks again (a load may have landed since), then
+    /// joins the key's flight.
     pub fn get_missed(&mut self, now: Instant, group: &str, key: &str) -> Get {
+        self.get_with(now, group, key, GroupCaches::hit)
+    }
+
+    /// A get that looks in the caches with `look` before it joins the
+    /// key's flight.
+    #[inline]
+    fn get_with(
+        &mut self,
+        now: Instant,
+        group: &str,
+        key: &str,
+        look: fn(&GroupCaches, &str, Instant) -> Option<Hit>,
+    ) -> Get {
         if self.shutting_down {
             return Get::Ready(Err(Error::Shutdown));
         }
         let Some(g) = self.groups.get_mut(group) else {
             return Get::Ready(Err(Error::NoGroup(group.into())));
         };
-        if let Some(hit) = g.caches.hit(key, now) {
+        if let Some(hit) = look(&g.caches, key, now) {
             return Get::Ready(Ok(hit.value));
         }
-        self.start_get(now, group, key)
-    }
-
-    fn start_get(&mut self, now: Instant, group: &str, key: &str) -> Get {
         let id = GetId(self.id());
         self.join(now, group, key, Waiter::Get(id), false);
         Get::Pending(id)
