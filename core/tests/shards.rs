@@ -206,8 +206,13 @@ fn a_small_group_keeps_fewer_shards() {
     n.add_group(GroupConfig::new("mid", 10 * cfg.min_shard_bytes))
         .unwrap();
     n.add_group(GroupConfig::new("big", 1 << 30)).unwrap();
+    // Pages of 1 MiB: a shard holds at least 16 of them.
+    let mut pages = GroupConfig::new("pages", 64 << 20);
+    pages.max_value = 1 << 20;
+    n.add_group(pages).unwrap();
     let shards = |g: &str| n.caches(g).unwrap().shards();
     assert_eq!((shards("small"), shards("mid"), shards("big")), (1, 10, 16));
+    assert_eq!(shards("pages"), 4);
 }
 
 /// A get is counted once, whether it hits in the shared caches or misses

@@ -347,12 +347,14 @@ impl Node {
         let max_value = g
             .max_value
             .min(self.cfg.max_frame.saturating_sub(RESPONSE_OVERHEAD));
+        // A shard holds at least 16 of the largest values the group set
+        // (pages, say), so that its small queue can judge one.
+        let floor = match g.max_value {
+            usize::MAX => self.cfg.min_shard_bytes,
+            _ => (self.cfg.min_shard_bytes).max(max_value.saturating_mul(16)),
+        };
         let shards = (self.cfg.cache_shards.max(1))
-            .min(
-                g.max_bytes
-                    .checked_div(self.cfg.min_shard_bytes)
-                    .unwrap_or(usize::MAX),
-            )
+            .min(g.max_bytes.checked_div(floor).unwrap_or(usize::MAX))
             .max(1);
         self.groups.insert(
             name.clone(),

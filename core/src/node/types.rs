@@ -110,8 +110,10 @@ pub struct Config {
     /// core alone takes it as 1.
     pub cache_shards: usize,
     /// Smallest budget a cache shard is given
-    /// ([`MIN_SHARD_BYTES`](super::MIN_SHARD_BYTES) by default): a small
-    /// shard turns over fast and caches no value larger than itself.
+    /// ([`MIN_SHARD_BYTES`](super::MIN_SHARD_BYTES) by default), and for a
+    /// group that sets [`GroupConfig::max_value`], at least 16 such values:
+    /// a small shard turns over fast and caches no value larger than
+    /// itself.
     pub min_shard_bytes: usize,
 }
 

@@ -303,7 +303,8 @@ pub fn node(data: &[u8]) {
     cfg.max_inbound_per_addr = 2;
     cfg.max_peer_inbound = 2;
     cfg.max_unwritten = 64;
-    // Group g (1200 bytes) keeps one shard; h (4096) is split in three.
+    // Group g (1200 bytes) keeps one shard; h (4096 bytes, values of at
+    // most 120, a shard at least 16 of them) two.
     cfg.cache_shards = 3;
     cfg.min_shard_bytes = 1024;
     let mut node = Node::new(cfg);
@@ -314,7 +315,7 @@ pub fn node(data: &[u8]) {
     g.load_timeout = Duration::from_secs(10);
     node.add_group(g).unwrap();
     let mut h = GroupConfig::new("h", 4096);
-    h.max_value = 200;
+    h.max_value = 120;
     node.add_group(h).unwrap();
     let mut h = Harness {
         trace: std::env::var_os("GROUPCACHE_FUZZ_TRACE").is_some(),
