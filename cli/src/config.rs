@@ -178,6 +178,11 @@ pub struct ServeConfig {
     /// its requests (default 8 MiB).
     #[arg(long)]
     pub max_unwritten: Option<usize>,
+    /// Shards each group's caches are split into at most, each behind a
+    /// lock of its own, so that hits on different keys run in parallel
+    /// (default: four per core, up to 64; a shard keeps at least 4 MiB).
+    #[arg(long)]
+    pub cache_shards: Option<usize>,
     /// Threads serving the peer port, each with a single-threaded runtime
     /// and a listener of its own (`SO_REUSEPORT`): thread-per-core. 0: the
     /// main runtime accepts and serves (the default).
@@ -314,11 +319,12 @@ impl ServeConfig {
             let origin = Origin::parse(&g.name, &g.origin)?;
             let mut group = GroupConfig::new(g.name.clone(), g.max_bytes);
             group.ttl = (g.ttl_secs > 0).then(|| Duration::from_secs(g.ttl_secs));
+            // Left at "what fits in a frame" unless set, so that the core
+            // sizes cache shards by the values a group says it holds.
+            group.max_value = g.max_value.or(self.max_value).unwrap_or(usize::MAX);
             // The origin reads no more than the node would cache or send.
-            group.max_value = g
+            let max_value = group
                 .max_value
-                .or(self.max_value)
-                .unwrap_or(usize::MAX)
                 .min(max_frame.saturating_sub(RESPONSE_OVERHEAD));
             if let Some(ms) = g.load_timeout_ms.or(self.load_timeout_ms) {
                 group.load_timeout = Duration::from_millis(ms);
@@ -341,7 +347,7 @@ impl ServeConfig {
                         g.name
                     ));
                 }
-                let loader = origin.loader(&g.name, group.max_value);
+                let loader = origin.loader(&g.name, max_value);
                 b = b.group_config(group, loader);
                 continue;
             }
@@ -350,6 +356,8 @@ impl ServeConfig {
                 pages.head_ttl = Duration::from_millis(ms);
             }
             let source = origin.pages(&g.name, &g.store)?;
+            // Pages fit a frame; the group's largest value is a page.
+            group.max_value = max_value;
             b = b.paged_group(group, pages, source);
         }
         Ok(b)
@@ -374,6 +382,7 @@ impl ServeConfig {
         set(&mut c.max_inbound_per_addr, self.max_connections_per_addr);
         set(&mut c.max_peer_inbound, self.max_peer_connections);
         set(&mut c.max_unwritten, self.max_unwritten);
+        set(&mut c.cache_shards, self.cache_shards);
         c
     }
 
@@ -617,6 +626,7 @@ mod tests {
             listen = "127.0.0.1:8001"
             peers = ["127.0.0.1:8001", "127.0.0.1:8002"]
             max_loads = 8
+            cache_shards = 3
             http_read_only = true
             [tls]
             cert = "file.pem"
@@ -641,6 +651,7 @@ mod tests {
         // A flag given wins; one not given leaves the file's value.
         assert_eq!(c.listen, Some("127.0.0.1:9001".parse().unwrap()));
         assert_eq!(c.max_loads, Some(8));
+        assert_eq!(c.node_config().cache_shards, 3);
         assert_eq!(c.peers, file.peers, "no --peers: the file's");
         // A switch left off does not turn the file's off.
         assert!(c.http_read_only);
