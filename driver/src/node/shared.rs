@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
+use crossbeam_utils::CachePadded;
 use futures_lite::FutureExt;
 use groupcache_core::node::{
     self as core, ConnId, GetId, GroupCaches, LoadError, LoadId, Loaded, Output, WriteId,
@@ -54,7 +55,9 @@ pub(super) enum Action {
 
 pub(crate) struct Shared<R: Runtime> {
     pub(super) rt: R,
-    pub(super) state: Mutex<State>,
+    /// Padded: every miss and every peer request writes this lock, and
+    /// nothing a hit reads (`caches`, `closing`) may share its line.
+    pub(super) state: CachePadded<Mutex<State>>,
     /// Each group's caches, which hits read without the node's lock.
     pub(super) caches: HashMap<String, Arc<GroupCaches>>,
     /// Set once the node starts shutting down: from then on, hits fail as
@@ -102,7 +105,7 @@ impl<R: Runtime> Shared<R> {
             rt: rt.clone(),
             caches,
             closing: AtomicBool::new(false),
-            state: Mutex::new(State {
+            state: CachePadded::new(Mutex::new(State {
                 node,
                 conns: HashMap::new(),
                 gets: HashMap::new(),
@@ -110,7 +113,7 @@ impl<R: Runtime> Shared<R> {
                 loads: HashMap::new(),
                 timer_at: None,
                 shutting_down: false,
-            }),
+            })),
             loaders,
             wake: wake_tx,
             idle: idle_tx,
