@@ -203,7 +203,6 @@ impl<R: Runtime> Node<R> {
     pub async fn shutdown(&self) {
         let _ = self.stop.try_send(());
         self.stop.close();
-        self.shared.lock().shutting_down = true;
         self.shared.closing.store(true, Ordering::Relaxed);
         self.shared.input(|n, now| n.shutdown(now));
         let rt = self.shared.rt.clone();

@@ -33,8 +33,6 @@ pub(super) struct State {
     /// Loads running; dropping a sender cancels its load.
     pub(super) loads: HashMap<LoadId, Sender<()>>,
     pub(super) timer_at: Option<Instant>,
-    /// Set by [`Node::shutdown`]: only then is idleness worth checking.
-    pub(super) shutting_down: bool,
 }
 
 impl State {
@@ -60,8 +58,10 @@ pub(crate) struct Shared<R: Runtime> {
     pub(super) state: CachePadded<Mutex<State>>,
     /// Each group's caches, which hits read without the node's lock.
     pub(super) caches: HashMap<String, Arc<GroupCaches>>,
-    /// Set once the node starts shutting down: from then on, hits fail as
-    /// the core fails every get.
+    /// Set by [`Node::shutdown`](super::Node::shutdown): from then on, hits
+    /// fail as the core fails every get, and drains check whether the node
+    /// is idle. Set before the node's next lock, so every drain under that
+    /// lock sees it.
     pub(super) closing: AtomicBool,
     pub(super) loaders: HashMap<String, Arc<dyn Loader>>,
     pub(super) wake: Sender<()>,
@@ -112,7 +112,6 @@ impl<R: Runtime> Shared<R> {
                 writes: HashMap::new(),
                 loads: HashMap::new(),
                 timer_at: None,
-                shutting_down: false,
             })),
             loaders,
             wake: wake_tx,
@@ -331,7 +330,7 @@ impl<R: Runtime> Shared<R> {
             st.timer_at = next;
             let _ = self.wake.try_send(());
         }
-        if st.shutting_down && st.node.is_idle() {
+        if self.closing.load(Ordering::Relaxed) && st.node.is_idle() {
             let _ = self.idle.try_send(());
         }
         drop(st);
