@@ -12,6 +12,15 @@ pub type LoadFuture = Pin<Box<dyn Future<Output = Result<Loaded, LoadError>> + S
 /// service). It runs at most once at a time per key in the whole cluster;
 /// if it panics, that key's waiters get an error and the next get retries.
 ///
+/// Where it runs: the driver polls a load once in the task that asked for
+/// the key (a caller's get, or the connection a peer asked on), in the
+/// runtime's context. A loader that answers then, from memory or a local
+/// computation, costs no hand-off between threads. One that must wait is
+/// moved to a task of its own on the runtime, so it goes on whatever
+/// becomes of the get that started it. Either way, a loader that blocks
+/// its thread for long (reading a file without async IO, say) holds that
+/// task's thread: hand such work to a blocking pool.
+///
 /// Any `Fn(String) -> impl Future<Output = Result<V, LoadError>>` is a
 /// loader, where `V` converts into [`Loaded`] (`Vec<u8>`, `String`,
 /// `&'static str`, `Bytes`, or a `Loaded` with a time to live of its own,

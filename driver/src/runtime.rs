@@ -39,6 +39,15 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         Instant::now()
     }
 
+    /// Makes the runtime's context current on this thread while the guard
+    /// lives. The driver polls a load once where it starts it, on whatever
+    /// thread that is (a caller's `block_on`, say), so that a loader which
+    /// answers at once costs no hand-off; a runtime whose futures need a
+    /// context of its own on the polling thread (tokio's timers and IO) sets
+    /// it here. The default does nothing, as for runtimes whose reactor is
+    /// global.
+    fn enter(&self) -> impl Sized + '_ {}
+
     /// Opens a TCP connection to `addr` (`host:port`), with Nagle's delay
     /// off (frames are small and answered at once).
     fn connect(

@@ -56,6 +56,11 @@ impl groupcache_driver::Runtime for Tokio {
         drop(self.handle.spawn(fut));
     }
 
+    fn enter(&self) -> impl Sized + '_ {
+        // A load polled on a caller's own thread may use tokio's timers and IO.
+        self.handle.enter()
+    }
+
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send + 'static {
         tokio::time::sleep(d)
     }

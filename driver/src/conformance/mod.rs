@@ -1,7 +1,7 @@
 //! The adapter conformance suite, written once: every runtime adapter runs
 //! it with [`conformance_tests!`](crate::conformance_tests). Real TCP on
 //! 127.0.0.1, ports chosen by the OS. The cases live in `cluster` (gets,
-//! routing, wire, membership, shutdown), `limits` (hostile clients, slow
+//! routing, wire, membership, shutdown), `loads` (where loads run), `limits` (hostile clients, slow
 //! origins, stopped peers), `writes` (set, remove, purge) and `discovery`
 //! (members from DNS, warm handoff).
 
@@ -9,6 +9,7 @@ mod cluster;
 pub mod discovery;
 pub mod dns;
 mod limits;
+mod loads;
 pub mod pki;
 mod tls;
 mod writes;
@@ -32,6 +33,10 @@ pub use limits::{
     one_address_cannot_lock_out_others, shutdown_answers_requests_still_open,
     slow_origin_is_asked_once, stopped_peer_is_backed_off,
     unread_answers_pause_only_that_connection, value_over_the_limit_is_refused,
+};
+pub use loads::{
+    a_waiting_load_outlives_the_get_that_started_it, instant_loads_run_in_the_getting_task,
+    queued_instant_loads_all_finish,
 };
 pub use tls::{
     tls_refuses_bad_clients_and_serves_good_ones,
@@ -78,6 +83,9 @@ macro_rules! conformance_tests {
             wire_vectors_answered_byte_for_byte,
             client_decodes_vector_responses,
             panicking_loader_fails_its_waiters_only,
+            instant_loads_run_in_the_getting_task,
+            a_waiting_load_outlives_the_get_that_started_it,
+            queued_instant_loads_all_finish,
             peer_list_replaced_at_run_time,
             allowlist_refuses_other_addresses,
             ipv6_peers_and_allowlist,

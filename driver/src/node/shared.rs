@@ -1,9 +1,11 @@
 //! The core behind its lock, and carrying out its outputs.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -285,9 +287,44 @@ impl<R: Runtime> Shared<R> {
         out
     }
 
-    /// Carries out the core's outputs: cheap ones under the lock, spawns
-    /// after it is released.
-    pub(super) fn drain(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+    /// Carries out the core's outputs: cheap ones under the lock, loads
+    /// and spawns after it is released. A load that finishes at once is
+    /// reported here, under the lock again, and what that brings about is
+    /// carried out in turn: a loop, not a recursion, however many loads
+    /// (queued behind one another) finish so.
+    pub(super) fn drain<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, State>) {
+        loop {
+            let actions = self.take_outputs(&mut st);
+            drop(st);
+            let mut done = Vec::new();
+            for a in actions {
+                match a {
+                    Action::Load(id, group, key, cancelled) => {
+                        if let Some(result) = self.start_load(id, group, key, cancelled) {
+                            done.push((id, result));
+                        }
+                    }
+                    Action::Connect(conn, addr, outbox) => {
+                        self.rt
+                            .spawn(connect(self.clone(), conn, addr.to_string(), outbox));
+                    }
+                }
+            }
+            if done.is_empty() {
+                return;
+            }
+            st = self.lock();
+            let now = self.rt.now();
+            for (id, result) in done {
+                st.loads.remove(&id);
+                st.node.handle_load(now, id, result);
+            }
+        }
+    }
+
+    /// Carries out the core's outputs that need no spawn, under the lock,
+    /// and returns those that do.
+    fn take_outputs(&self, st: &mut State) -> Vec<Action> {
         let mut actions = Vec::new();
         while let Some(o) = st.node.poll_output() {
             match o {
@@ -333,37 +370,28 @@ impl<R: Runtime> Shared<R> {
         if self.closing.load(Ordering::Relaxed) && st.node.is_idle() {
             let _ = self.idle.try_send(());
         }
-        drop(st);
-        for a in actions {
-            match a {
-                Action::Load(id, group, key, cancelled) => {
-                    self.spawn_load(id, group, key, cancelled)
-                }
-                Action::Connect(conn, addr, outbox) => {
-                    self.rt
-                        .spawn(connect(self.clone(), conn, addr.to_string(), outbox));
-                }
-            }
-        }
+        actions
     }
 
-    pub(super) fn spawn_load(
+    /// Starts a load: polls it once, here, in the runtime's context, and
+    /// returns its result if that was enough. A load that must wait goes to
+    /// the runtime as a task of its own, so it never depends on the task
+    /// that started it being polled again. So a loader that answers from
+    /// memory costs no hand-off between threads, and one that waits on the
+    /// origin costs the one it always did.
+    fn start_load(
         self: &Arc<Self>,
         id: LoadId,
         group: Arc<str>,
         key: Arc<str>,
         cancelled: Receiver<()>,
-    ) {
+    ) -> Option<Result<Loaded, LoadError>> {
         let Some(loader) = self.loaders.get(&*group).cloned() else {
-            let err = LoadError::Failed(format!("no loader for group {group:?}"));
-            self.finish_load(id, Err(err));
-            return;
+            return Some(Err(LoadError::Failed(format!(
+                "no loader for group {group:?}"
+            ))));
         };
-        let mut guard = LoadGuard {
-            shared: Some(self.clone()),
-            id,
-        };
-        self.rt.spawn(async move {
+        let mut load = Box::pin(async move {
             let name = key.to_string();
             let load = AssertUnwindSafe(async move { loader.load(name).await }).catch_unwind();
             let result = async { Some(load.await) }
@@ -373,7 +401,7 @@ impl<R: Runtime> Shared<R> {
                     None
                 })
                 .await;
-            let result = match result {
+            match result {
                 None => Err(LoadError::Failed(format!("{group}/{key}: load cancelled"))),
                 Some(Ok(r)) => r,
                 Some(Err(panic)) => {
@@ -387,9 +415,27 @@ impl<R: Runtime> Shared<R> {
                         "{group}/{key}: loader panicked: {msg}"
                     )))
                 }
-            };
+            }
+        });
+        // No waker is needed: a load still pending is polled again by the
+        // task it moves to, which registers that task's.
+        let first = {
+            let _context = self.rt.enter();
+            let mut cx = Context::from_waker(Waker::noop());
+            load.as_mut().poll(&mut cx)
+        };
+        if let Poll::Ready(result) = first {
+            return Some(result);
+        }
+        let mut guard = LoadGuard {
+            shared: Some(self.clone()),
+            id,
+        };
+        self.rt.spawn(async move {
+            let result = load.await;
             guard.finish(result);
         });
+        None
     }
 
     /// Reports a load's outcome to the core.
