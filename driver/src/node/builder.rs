@@ -298,7 +298,7 @@ impl<R: Runtime> Builder<R> {
         let self_addr = cfg.self_addr.clone();
         let mut node = core::Node::new(cfg);
         node.set_peers(self.rt.now(), &peers);
-        let mut loaders = HashMap::new();
+        let mut loaders = hashbrown::HashMap::new();
         for (g, loader) in self.groups {
             loaders.insert(g.name.clone(), loader);
             node.add_group(g)?;

@@ -1,6 +1,5 @@
 //! The core behind its lock, and carrying out its outputs.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,10 +13,13 @@ use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 use futures_lite::FutureExt;
+// foldhash: the maps every miss writes under the node's lock, and the
+// one every hit reads, hash small keys several times faster than SipHash.
 use groupcache_core::node::{
     self as core, ConnId, GetId, GroupCaches, LoadError, LoadId, Loaded, Output, WriteId,
     WriteReport,
 };
+use hashbrown::HashMap;
 
 use super::outbox::{ConnHandle, Outbox};
 use super::tasks::{conn_loop, connect, timer_loop, Live};
@@ -179,19 +181,19 @@ impl<R: Runtime> Shared<R> {
         self: &Arc<Self>,
         start: impl FnOnce(&mut core::Node, Instant) -> core::Get,
     ) -> Result<Bytes, Error> {
-        let rx = {
+        // Made before the lock, which every miss waits on, not under it.
+        let (tx, rx) = async_channel::bounded(1);
+        {
             let mut st = self.lock();
             let now = self.rt.now();
             match start(&mut st.node, now) {
                 core::Get::Ready(r) => return r,
                 core::Get::Pending(id) => {
-                    let (tx, rx) = async_channel::bounded(1);
                     st.gets.insert(id, tx);
                     self.drain(st);
-                    rx
                 }
             }
-        };
+        }
         rx.recv().await.unwrap_or(Err(Error::Shutdown))
     }
 
