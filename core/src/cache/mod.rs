@@ -169,8 +169,12 @@ pub struct Hit {
 /// assert_eq!(c.get("k", t0).unwrap().value, "v");
 /// assert!(c.get("k", t0 + Duration::from_secs(1)).is_none()); // expired
 /// ```
+// In this order: the counters a hit writes come first, on the same cache
+// lines as the lock of a shard that holds this cache first.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Cache {
+    stats: CacheStats,
     max_bytes: usize,
     /// Bytes charged per entry beyond its key and value.
     overhead: usize,
@@ -192,7 +196,6 @@ pub struct Cache {
     protect: Option<Entry>,
     /// Bytes eviction may still move in the current insert.
     move_budget: usize,
-    stats: CacheStats,
 }
 
 /// Ticks of an instant: nanoseconds since the epoch, plus one, so that 0

@@ -42,14 +42,20 @@ pub const MIN_SHARD_BYTES: usize = 4 << 20;
 const SHARD_SEED: u64 = 0x5eed_0f5a_a4d5_1e55;
 
 /// One shard: the caches of the keys that hash to it, and its counters.
+///
+/// In this order: what a hit writes (these counters, then the main
+/// cache's, which come first in it) sits on the cache lines of the lock,
+/// so a hit that follows another thread's on this shard moves one pair of
+/// lines between cores, not three.
 #[derive(Debug)]
+#[repr(C)]
 struct Shard {
-    main: Cache,
-    hot: Cache,
     /// In-process gets that reached this shard.
     gets: u64,
     /// Gets and served requests answered from this shard's caches.
     hits: u64,
+    main: Cache,
+    hot: Cache,
 }
 
 /// The sums over a group's shards.
