@@ -1,4 +1,4 @@
-//! Gets, flights and local loads.
+//! Gets and flights, and what a local load's outcome does to them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,10 +8,11 @@ use bytes::Bytes;
 use crate::cache::Hit;
 use crate::flight::Joined;
 
+use super::loads::LoadRec;
 use super::serve::{error_response, ok_response};
 use super::{
-    Error, FlightState, Get, GetId, GroupCaches, LoadError, LoadId, LoadRec, Loaded, Node, Output,
-    Timer, Waiter,
+    Error, FlightState, Get, GetId, GroupCaches, LoadError, LoadId, Loaded, Node, Output, Timer,
+    Waiter,
 };
 
 impl Node {
@@ -109,60 +110,15 @@ impl Node {
             f.state.local = Some(id);
         }
         let deadline = now + g.load_timeout;
-        let start = g.running < g.max_loads;
-        if start {
-            g.running += 1;
-        } else {
-            g.queued.push_back(id);
-        }
-        self.loads.insert(
-            id,
-            LoadRec {
-                group: group.clone(),
-                key: key.clone(),
-                deadline,
-                started: start,
-            },
-        );
+        self.loads.decide(id, group, key, deadline, &mut self.out);
         self.arm(deadline, Timer::Load(id));
-        if start {
-            self.out.push_back(Output::Load { id, group, key });
-        }
     }
 
-    /// A load slot of `group` came free: start the oldest queued load.
-    fn start_queued(&mut self, group: &str) {
-        let Some(g) = self.groups.get_mut(group) else {
-            return;
-        };
-        while g.running < g.max_loads {
-            let Some(id) = g.queued.pop_front() else {
-                return;
-            };
-            // Loads that timed out while queued are gone from `loads`.
-            let Some(l) = self.loads.get_mut(&id) else {
-                continue;
-            };
-            l.started = true;
-            g.running += 1;
-            self.out.push_back(Output::Load {
-                id,
-                group: l.group.clone(),
-                key: l.key.clone(),
-            });
-        }
-    }
-
-    /// Forgets load `id`, freeing its slot; returns its record.
+    /// Forgets load `id`, freeing its slot for a queued one; returns its
+    /// record.
     pub(super) fn finish_load(&mut self, id: LoadId) -> Option<LoadRec> {
-        let l = self.loads.remove(&id)?;
+        let l = self.loads.finish(id, &mut self.out)?;
         self.trim_timers();
-        if l.started {
-            if let Some(g) = self.groups.get_mut(&l.group) {
-                g.running -= 1;
-            }
-            self.start_queued(&l.group.clone());
-        }
         Some(l)
     }
 
@@ -230,7 +186,7 @@ impl Node {
 
     /// A load ran out of time: cancel it and fail its waiters.
     pub(super) fn expire_load(&mut self, now: Instant, id: LoadId) {
-        let Some(l) = self.loads.get(&id) else {
+        let Some(l) = self.loads.get(id) else {
             return;
         };
         if l.deadline > now {

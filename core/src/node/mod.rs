@@ -18,7 +18,8 @@
 //!
 //! The node's parts live in their own files: `types` (the public types),
 //! `caches` (each group's caches, sharded, which hits read without the
-//! node), `get` (gets, flights and loads), `peer` (requests to peers), `serve`
+//! node), `get` (gets and flights), `loads` (local loads and each group's
+//! load slots), `peer` (requests to peers), `serve`
 //! (answering requests), `write` (writes across the cluster), `handoff`
 //! (asking a key's previous owner after a membership change), `conn`
 //! (connection input) and `timer` (deadlines).
@@ -28,6 +29,7 @@ mod caches;
 mod conn;
 mod get;
 mod handoff;
+mod loads;
 mod peer;
 mod serve;
 mod timer;
@@ -81,21 +83,7 @@ struct Group {
     /// Largest value cached or sent, already clamped to fit a frame.
     max_value: usize,
     load_timeout: Duration,
-    max_loads: usize,
     hot_ttl: Duration,
-    /// Loads handed to the driver and not yet reported.
-    running: usize,
-    /// Loads waiting for a free slot, oldest first.
-    queued: VecDeque<LoadId>,
-}
-
-/// A local load, from the moment it is decided until reported.
-struct LoadRec {
-    group: Arc<str>,
-    key: Arc<str>,
-    deadline: Instant,
-    /// Handed to the driver (it counts against the group's `running`).
-    started: bool,
 }
 
 /// Why a request to a peer was sent: whom its answer goes to.
@@ -284,7 +272,8 @@ pub struct Node {
     groups: HashMap<Arc<str>, Group>,
     conns: HashMap<ConnId, Conn>,
     pools: HashMap<Arc<str>, Pool>,
-    loads: HashMap<LoadId, LoadRec>,
+    /// Local loads, and each group's load slots.
+    loads: loads::Loads,
     timers: timer::TimerTable,
     out: VecDeque<Output>,
     next_id: u64,
@@ -321,7 +310,7 @@ impl Node {
             groups: HashMap::new(),
             conns: HashMap::new(),
             pools: HashMap::new(),
-            loads: HashMap::new(),
+            loads: loads::Loads::default(),
             timers: timer::TimerTable::default(),
             out: VecDeque::new(),
             next_id: 0,
@@ -359,7 +348,7 @@ impl Node {
         self.groups.insert(
             name.clone(),
             Group {
-                name,
+                name: name.clone(),
                 ttl: g.ttl,
                 // One budget for both caches, as the original's cacheBytes,
                 // and every entry charged what it really costs.
@@ -372,12 +361,10 @@ impl Node {
                 stats: GroupStats::default(),
                 max_value,
                 load_timeout: g.load_timeout,
-                max_loads: g.max_loads.max(1),
                 hot_ttl: g.hot_ttl,
-                running: 0,
-                queued: VecDeque::new(),
             },
         );
+        self.loads.add_group(name, g.max_loads);
         Ok(())
     }
 
@@ -518,16 +505,8 @@ impl Node {
             self.land(now, &group, &key, Err(Error::Shutdown));
         }
         self.abort_writes(now);
-        let mut loads: Vec<LoadId> = self.loads.keys().copied().collect();
-        loads.sort();
-        for id in loads {
-            if self.loads.remove(&id).is_some_and(|l| l.started) {
-                self.out.push_back(Output::CancelLoad { id });
-            }
-        }
-        for g in self.groups.values_mut() {
-            g.running = 0;
-            g.queued.clear();
+        for id in self.loads.clear() {
+            self.out.push_back(Output::CancelLoad { id });
         }
         self.handoffs.clear();
         self.trim_timers();
@@ -568,7 +547,7 @@ impl Node {
                     return Err(format!("flight {}/{key} has no load under way", g.name));
                 }
                 if let Some(id) = f.state.local {
-                    if !self.loads.contains_key(&id) {
+                    if self.loads.get(id).is_none() {
                         return Err(format!("flight {}/{key} waits on a finished {id}", g.name));
                     }
                 }
@@ -590,19 +569,7 @@ impl Node {
             Conn::Out(_) => None,
         });
         self.admission.validate(inbound)?;
-        for g in self.groups.values() {
-            let started = self
-                .loads
-                .values()
-                .filter(|l| l.started && l.group == g.name)
-                .count();
-            if started != g.running || g.running > g.max_loads {
-                return Err(format!(
-                    "{}: {} loads running, {started} started, cap {}",
-                    g.name, g.running, g.max_loads
-                ));
-            }
-        }
+        self.loads.validate()?;
         self.validate_writes()?;
         self.handoffs.validate(&self.timers)?;
         for (peer, p) in &self.pools {

@@ -161,7 +161,7 @@ impl Node {
             .filter_map(|(&id, c)| Some((self.conn_deadline(c)?, Timer::Conn(id))));
         let pools = (self.pools.iter())
             .filter_map(|(peer, p)| Some((p.next_deadline()?, Timer::Peer(peer.clone()))));
-        let loads = (self.loads.iter()).map(|(&id, l)| (l.deadline, Timer::Load(id)));
+        let loads = self.loads.deadlines();
         let records: Vec<_> = conns
             .chain(pools)
             .chain(loads)
