@@ -19,10 +19,11 @@
 //! The node's parts live in their own files: `types` (the public types),
 //! `caches` (each group's caches, sharded, which hits read without the
 //! node), `get` (gets and flights), `loads` (local loads and each group's
-//! load slots), `peer` (requests to peers), `serve`
-//! (answering requests), `write` (writes across the cluster), `handoff`
-//! (asking a key's previous owner after a membership change), `conn`
-//! (connection input) and `timer` (deadlines).
+//! load slots), `peer` (requests to peers), `serve` (answering requests),
+//! `write` (carrying writes out across the cluster), `writes` (what each
+//! open write waits on), `handoff` (asking a key's previous owner after a
+//! membership change), `admission` (who may connect, and their budgets),
+//! `conn` (connection input) and `timer` (deadlines).
 
 mod admission;
 mod caches;
@@ -35,6 +36,7 @@ mod serve;
 mod timer;
 mod types;
 mod write;
+mod writes;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -281,7 +283,7 @@ pub struct Node {
     /// Who may connect, and the inbound connections' budgets.
     admission: admission::Admission,
     /// Writes this node carries out across the cluster.
-    writes: HashMap<WriteId, write::WriteRec>,
+    writes: writes::Writes,
     /// The previous ring while handoff lasts, and the requests waited on.
     handoffs: handoff::Handoffs,
     shutting_down: bool,
@@ -315,7 +317,7 @@ impl Node {
             out: VecDeque::new(),
             next_id: 0,
             admission: admission::Admission::default(),
-            writes: HashMap::new(),
+            writes: writes::Writes::default(),
             handoffs: handoff::Handoffs::default(),
             shutting_down: false,
         }

@@ -13,7 +13,8 @@ use crate::wire::{
 };
 
 use super::admission::canonical;
-use super::write::{op_of, write_response, WriteWaiter};
+use super::write::{op_of, write_response};
+use super::writes::WriteWaiter;
 use super::{
     CloseReason, Conn, ConnId, Error, Inbound, Node, Output, Refused, Waiter, WriteId, WriteOp,
     WriteReport,

@@ -20,36 +20,11 @@ use bytes::Bytes;
 use crate::wire::{Request, Response, CODE_OK, OP_PURGE, OP_REMOVE, OP_SET};
 
 use super::serve::error_response;
-use super::{Ask, ConnId, Error, Node, Output, WriteId, WriteOp, WriteReport, Written};
+use super::writes::{Answered, Finished, WriteWaiter};
+use super::{Ask, Error, Node, Output, WriteId, WriteOp, WriteReport, Written};
 
 /// Bytes a write request frame needs beyond its group, key and value.
 const WRITE_OVERHEAD: usize = 48;
-
-/// Who waits for a write this node carries out.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum WriteWaiter {
-    /// A caller of [`Node::write`]: answered with [`Output::Written`].
-    Local,
-    /// A client that sent the write to this node.
-    Serve { conn: ConnId, seq: u64, ext: bool },
-}
-
-/// A write this node carries out, until every node it tells has answered.
-#[derive(Debug)]
-pub(super) struct WriteRec {
-    group: Arc<str>,
-    op: WriteOp,
-    waiter: WriteWaiter,
-    /// The key's owner when it is another node.
-    owner: Option<Arc<str>>,
-    /// The owner has not answered yet; the others are told after it.
-    awaiting_owner: bool,
-    /// Why the owner did not apply the write, if it did not.
-    owner_error: Option<Arc<str>>,
-    /// Answers still awaited from the other nodes.
-    pending: usize,
-    not_reached: Vec<Arc<str>>,
-}
 
 /// The request fields of a write: op, value, time to live in ms.
 pub(super) fn op_fields(op: &WriteOp) -> (i32, Bytes, u64) {
@@ -125,7 +100,7 @@ impl Node {
         if let Err(e) = self.start_write(now, id, group, op, WriteWaiter::Local) {
             return Written::Ready(Err(e));
         }
-        if self.writes.contains_key(&id) {
+        if self.writes.contains(id) {
             return Written::Pending(id);
         }
         // Finished at once: hand the outcome back instead of as an output.
@@ -212,19 +187,7 @@ impl Node {
             .and_then(|k| self.ring.owner(k))
             .filter(|o| *o != self.cfg.self_addr)
             .map(Arc::from);
-        self.writes.insert(
-            id,
-            WriteRec {
-                group: group.clone(),
-                op: op.clone(),
-                waiter,
-                owner: owner.clone(),
-                awaiting_owner: owner.is_some(),
-                owner_error: None,
-                pending: 0,
-                not_reached: Vec::new(),
-            },
-        );
+        (self.writes).open(id, group.clone(), op.clone(), waiter, owner.clone());
         match owner {
             Some(owner) => {
                 let key: Arc<str> = op.key().unwrap_or("").into();
@@ -269,11 +232,9 @@ impl Node {
     /// The owner applied the write (or could not): tell every other node to
     /// drop its copy, or to purge.
     fn fan_out(&mut self, now: Instant, id: WriteId) {
-        let Some(w) = self.writes.get_mut(&id) else {
+        let Some((group, op, owner)) = self.writes.owner_done(id) else {
             return;
         };
-        w.awaiting_owner = false;
-        let (group, op, owner) = (w.group.clone(), w.op.clone(), w.owner.clone());
         let drop = match &op {
             WriteOp::Set { key, .. } | WriteOp::Remove { key } => {
                 WriteOp::Remove { key: key.clone() }
@@ -294,9 +255,7 @@ impl Node {
         peers.sort();
         peers.dedup();
         let key: Arc<str> = drop.key().unwrap_or("").into();
-        if let Some(w) = self.writes.get_mut(&id) {
-            w.pending = peers.len();
-        }
+        self.writes.await_answers(id, peers.len());
         for peer in peers {
             let ask = Ask::Write {
                 id,
@@ -307,7 +266,7 @@ impl Node {
             let s = self.sent(now, group.clone(), key.clone(), ask, deadline);
             self.send_extended(now, &peer, s);
         }
-        if self.writes.get(&id).is_some_and(|w| w.pending == 0) {
+        if self.writes.is_answered(id) {
             self.finish_write(now, id);
         }
     }
@@ -320,56 +279,28 @@ impl Node {
         peer: &Arc<str>,
         result: Result<(), Arc<str>>,
     ) {
-        let Some(w) = self.writes.get_mut(&id) else {
-            return;
-        };
-        if w.awaiting_owner && w.owner.as_ref() == Some(peer) {
-            if let Err(why) = result {
-                w.owner_error = Some(why);
-                w.not_reached.push(peer.clone());
-            }
-            self.fan_out(now, id);
-            return;
-        }
-        if result.is_err() {
-            w.not_reached.push(peer.clone());
-        }
-        w.pending = w.pending.saturating_sub(1);
-        if w.pending == 0 {
-            self.finish_write(now, id);
+        match self.writes.answered(id, peer, result) {
+            Answered::Owner => self.fan_out(now, id),
+            Answered::All => self.finish_write(now, id),
+            Answered::Waiting => {}
         }
     }
 
     /// Every node has answered: report to whoever waits.
     fn finish_write(&mut self, now: Instant, id: WriteId) {
-        let Some(mut w) = self.writes.remove(&id) else {
+        let Some(Finished {
+            group,
+            waiter,
+            not_reached,
+            result,
+        }) = self.writes.finish(id)
+        else {
             return;
         };
-        w.not_reached.sort();
-        w.not_reached.dedup();
-        if let Some(g) = self.groups.get_mut(&w.group) {
-            g.stats.write_peers_not_reached += w.not_reached.len() as u64;
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.stats.write_peers_not_reached += not_reached as u64;
         }
-        let result = match (&w.owner_error, &w.owner) {
-            (Some(why), Some(owner)) => {
-                let key = w.op.key().unwrap_or("");
-                let others: Vec<&str> = w
-                    .not_reached
-                    .iter()
-                    .filter(|p| *p != owner)
-                    .map(|p| &**p)
-                    .collect();
-                let mut msg = format!("{}/{key}: owner {owner} not reached: {why}", w.group);
-                if !others.is_empty() {
-                    msg += &format!("; also not reached: {}", others.join(", "));
-                }
-                Err(Error::Write(msg.into()))
-            }
-            _ => Ok(WriteReport {
-                not_reached: w.not_reached,
-            }),
-        };
-        self.deliver_write(now, id, w.waiter, result);
+        self.deliver_write(now, id, waiter, result);
     }
 
     fn deliver_write(
@@ -466,12 +397,8 @@ impl Node {
     /// Shutdown: every write still open fails, and so does every request
     /// still queued for a peer.
     pub(super) fn abort_writes(&mut self, now: Instant) {
-        let mut ids: Vec<WriteId> = self.writes.keys().copied().collect();
-        ids.sort();
-        for id in ids {
-            if let Some(w) = self.writes.remove(&id) {
-                self.deliver_write(now, id, w.waiter, Err(Error::Shutdown));
-            }
+        for (id, waiter) in self.writes.abort() {
+            self.deliver_write(now, id, waiter, Err(Error::Shutdown));
         }
         let mut peers: Vec<Arc<str>> = self.pools.keys().cloned().collect();
         peers.sort();
@@ -506,13 +433,6 @@ impl Node {
                 *asked.entry(id).or_default() += 1;
             }
         }
-        for (id, w) in &self.writes {
-            let want = if w.awaiting_owner { 1 } else { w.pending };
-            let got = asked.get(id).copied().unwrap_or(0);
-            if got != want {
-                return Err(format!("{id} waits on {want} answers, {got} asked"));
-            }
-        }
-        Ok(())
+        self.writes.validate(&asked)
     }
 }
