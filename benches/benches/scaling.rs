@@ -8,9 +8,12 @@
 //!   each get is a load (the cache evicts to stay in its budget).
 //!
 //! Each figure is the median of `--rounds` rounds of `--secs` seconds, the
-//! contenders alternating within a round. Caller threads drive the gets
-//! with `futures_lite::future::block_on`; each node's own tasks (loads)
-//! run on its runtime's threads.
+//! contenders alternating within a round, with the CPU time per op of that
+//! round (every thread of the process, from `/proc/self/stat`, so in 10 ms
+//! ticks: read it over rounds of a second or more). Caller threads drive
+//! the gets with `futures_lite::future::block_on`; a load that answers at
+//! once runs in the caller's get, and each node's own tasks run on its
+//! runtime's threads.
 //!
 //! ```sh
 //! cargo bench -p groupcache-benches --bench scaling                 # 1..=cores threads
@@ -36,9 +39,31 @@ const KEYS: usize = 10_000;
 /// miss's key is never one an earlier round loaded.
 static NEXT_STEP: AtomicU64 = AtomicU64::new(0);
 
+/// CPU time this process has used, all threads: user and system, from
+/// `/proc/self/stat` (Linux; in ticks of 10 ms, the kernel's `USER_HZ` of
+/// 100). `None` elsewhere.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may hold spaces: state is the
+    // first, utime the 12th and stime the 13th.
+    let rest = stat.rsplit_once(") ")?.1;
+    let mut f = rest.split(' ').skip(11);
+    let ticks: u64 = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// One measurement: ops per second, and CPU time per op (every thread of
+/// the process: callers and the runtimes' own).
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    ops_per_s: f64,
+    cpu_per_op: Option<Duration>,
+}
+
 /// Ops per second of `threads` threads each running `op(thread, i)` for
-/// `secs`.
-fn measure(threads: usize, secs: f64, op: &(dyn Fn(usize, u64) + Sync)) -> f64 {
+/// `secs`, and the CPU each op cost.
+fn measure(threads: usize, secs: f64, op: &(dyn Fn(usize, u64) + Sync)) -> Measured {
+    let cpu_before = process_cpu();
     let base = NEXT_STEP.fetch_add(1 << 40, Ordering::Relaxed);
     let stop = AtomicBool::new(false);
     let total = AtomicU64::new(0);
@@ -60,7 +85,14 @@ fn measure(threads: usize, secs: f64, op: &(dyn Fn(usize, u64) + Sync)) -> f64 {
         std::thread::sleep(Duration::from_secs_f64(secs));
         stop.store(true, Ordering::Relaxed);
     });
-    total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let ops = total.load(Ordering::Relaxed);
+    let cpu = cpu_before
+        .zip(process_cpu())
+        .map(|(a, b)| b.saturating_sub(a));
+    Measured {
+        ops_per_s: ops as f64 / start.elapsed().as_secs_f64(),
+        cpu_per_op: cpu.map(|c| c / ops.max(1) as u32),
+    }
 }
 
 /// The key a hit of thread `t` asks for at step `i`.
@@ -212,27 +244,32 @@ fn main() {
             }
         }
     }
-    let header: Vec<String> = a
-        .threads
-        .iter()
+    let header: Vec<String> = (a.threads.iter())
         .map(|t| format!("{t} thr Mops/s"))
+        .chain(a.threads.iter().map(|t| format!("{t} thr CPU ns/op")))
         .collect();
     println!(
         "| contender | {} | {} / 1 thread |",
         header.join(" | "),
         a.threads.last().unwrap()
     );
-    println!("|---|{}---:|", "---:|".repeat(a.threads.len()));
+    println!("|---|{}---:|", "---:|".repeat(header.len()));
     for (ci, (name, _)) in contenders.iter().enumerate() {
-        let medians: Vec<f64> = results[ci]
-            .iter_mut()
+        // Each cell is the median round by ops/s, with that round's CPU.
+        let medians: Vec<Measured> = (results[ci].iter_mut())
             .map(|r| {
-                r.sort_by(f64::total_cmp);
+                r.sort_by(|x, y| x.ops_per_s.total_cmp(&y.ops_per_s));
                 r[r.len() / 2]
             })
             .collect();
-        let cells: Vec<String> = medians.iter().map(|m| format!("{:.2}", m / 1e6)).collect();
-        let ratio = medians.last().unwrap() / medians[0];
+        let cells: Vec<String> = (medians.iter())
+            .map(|m| format!("{:.3}", m.ops_per_s / 1e6))
+            .chain(medians.iter().map(|m| match m.cpu_per_op {
+                Some(c) => c.as_nanos().to_string(),
+                None => "-".into(),
+            }))
+            .collect();
+        let ratio = medians.last().unwrap().ops_per_s / medians[0].ops_per_s;
         println!("| {name} | {} | {ratio:.2}x |", cells.join(" | "));
     }
 }
