@@ -19,7 +19,8 @@
 //! The node's parts live in their own files: `types` (the public types),
 //! `caches` (each group's caches, sharded, which hits read without the
 //! node), `get` (gets and flights), `loads` (local loads and each group's
-//! load slots), `peer` (requests to peers), `serve` (answering requests),
+//! load slots), `peer` (requests to peers), `pool` (a peer's connections
+//! and queues), `serve` (answering requests),
 //! `write` (carrying writes out across the cluster), `writes` (what each
 //! open write waits on), `handoff` (asking a key's previous owner after a
 //! membership change), `admission` (who may connect, and their budgets),
@@ -32,6 +33,7 @@ mod get;
 mod handoff;
 mod loads;
 mod peer;
+mod pool;
 mod serve;
 mod timer;
 mod types;
@@ -51,6 +53,8 @@ use crate::flight::Flights;
 use crate::frame::FrameDecoder;
 use crate::ring::Ring;
 use crate::wire::Response;
+
+use pool::{Health, Pool};
 
 /// Bytes a response frame needs beyond its value: the frame header, the
 /// value's tag and length, and every other field at its largest.
@@ -178,66 +182,6 @@ struct Outbound {
 enum Conn {
     In(Inbound),
     Out(Outbound),
-}
-
-#[derive(Default)]
-struct Pool {
-    conns: Vec<ConnId>,
-    backlog: VecDeque<Sent>,
-    /// Requests for the quick connection (peeks and probes), in order.
-    quick: VecDeque<Sent>,
-    health: Health,
-    /// Whether the peer understands writes, as its last answer said; `None`
-    /// until it answered anything.
-    writes: Option<bool>,
-    /// Writes waiting to learn whether the peer understands them.
-    held: Vec<Sent>,
-    /// A probe is under way whose answer will say so.
-    hello: bool,
-}
-
-impl Pool {
-    /// No request goes to the peer until `until`, and then only a probe.
-    fn back_off(&mut self, until: Instant) {
-        self.health = Health::Down { until };
-    }
-
-    /// The queue of a lane: the quick connection's, or the others'.
-    fn queue(&mut self, quick: bool) -> &mut VecDeque<Sent> {
-        if quick {
-            &mut self.quick
-        } else {
-            &mut self.backlog
-        }
-    }
-
-    /// Empties both queues.
-    fn drain_queued(&mut self) -> impl Iterator<Item = Sent> + '_ {
-        self.quick.drain(..).chain(self.backlog.drain(..))
-    }
-
-    /// The earlier of the queues' front deadlines: what the pool's timer
-    /// waits for.
-    fn next_deadline(&self) -> Option<Instant> {
-        [self.quick.front(), self.backlog.front()]
-            .into_iter()
-            .flatten()
-            .map(|s| s.deadline)
-            .min()
-    }
-}
-
-/// What a node believes of a peer. Requests go to a peer only while it is
-/// `Up`; otherwise the keys it owns are loaded locally without waiting.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    #[default]
-    Up,
-    /// It refused a connection or let a request time out; left alone until
-    /// then, and probed after.
-    Down { until: Instant },
-    /// A probe is under way; its answer brings the peer back.
-    Probing,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -428,13 +372,7 @@ impl Node {
             .set_peers(self.ring.peers().iter().map(|p| &**p));
         // Forget idle pools of peers that left, so churn cannot grow them.
         let ring = &self.ring;
-        self.pools.retain(|p, pool| {
-            !pool.conns.is_empty()
-                || !pool.backlog.is_empty()
-                || !pool.quick.is_empty()
-                || !pool.held.is_empty()
-                || ring.peers().iter().any(|r| r == p)
-        });
+        (self.pools).retain(|p, pool| !pool.is_unused() || ring.peers().iter().any(|r| r == p));
         self.trim_timers();
     }
 
