@@ -40,6 +40,12 @@ pub(super) struct State {
 }
 
 impl State {
+    /// Hands a load's outcome to the core; its cancel handle goes.
+    fn report_load(&mut self, now: Instant, id: LoadId, result: Result<Loaded, LoadError>) {
+        self.loads.remove(&id);
+        self.node.handle_load(now, id, result);
+    }
+
     /// Gives a new connection its outbox; the core's hold on it is the
     /// handle kept here.
     pub(super) fn open(&mut self, conn: ConnId) -> Arc<Outbox> {
@@ -318,8 +324,7 @@ impl<R: Runtime> Shared<R> {
             st = self.lock();
             let now = self.rt.now();
             for (id, result) in done {
-                st.loads.remove(&id);
-                st.node.handle_load(now, id, result);
+                st.report_load(now, id, result);
             }
         }
     }
@@ -443,9 +448,8 @@ impl<R: Runtime> Shared<R> {
     /// Reports a load's outcome to the core.
     pub(super) fn finish_load(self: &Arc<Self>, id: LoadId, result: Result<Loaded, LoadError>) {
         let mut st = self.lock();
-        st.loads.remove(&id);
         let now = self.rt.now();
-        st.node.handle_load(now, id, result);
+        st.report_load(now, id, result);
         self.drain(st);
     }
 
