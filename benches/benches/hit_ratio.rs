@@ -15,6 +15,13 @@
 //! each trace; the first warms the cache).
 //!
 //! Run: `cargo bench -p groupcache-benches --bench hit_ratio`
+//!
+//! Name caches to run only those (`-- groupcache moka`). Two more, run only
+//! when named, measure what splitting a group's cache into shards costs:
+//! `shards-1` and `shards-8` are a node's group in 1 and 8 shards with the
+//! same budget (entries charged the node's `ENTRY_OVERHEAD`, so sized for
+//! the same count of entries as the others), a miss loaded through the
+//! node.
 
 #![allow(missing_docs)]
 
@@ -23,7 +30,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use groupcache_benches::{keys, zipf};
-use groupcache_core::cache::Cache;
+use groupcache_core::cache::{Cache, ENTRY_OVERHEAD};
+use groupcache_core::node::{Config, Get, GroupConfig, Node, Output};
 
 const KEYS: usize = 1_000_000;
 const ACCESSES: usize = 4_000_000;
@@ -41,6 +49,37 @@ trait Subject {
             self.put(k, v);
         }
         hit
+    }
+}
+
+/// A node's group, its caches in shards: a get through the node, a miss
+/// loaded at once.
+struct Sharded(Node, Instant);
+impl Sharded {
+    /// Reports every load the node asks for with `v`.
+    fn load(&mut self, v: &Bytes) {
+        while let Some(o) = self.0.poll_output() {
+            if let Output::Load { id, .. } = o {
+                self.0.handle_load(self.1, id, Ok(v.clone().into()));
+            }
+        }
+    }
+}
+impl Subject for Sharded {
+    /// Held or not, without marking it read (the traces use `access`).
+    fn hit(&mut self, k: &str) -> bool {
+        self.0.peek("g", k).is_some()
+    }
+    fn put(&mut self, k: &str, v: &Bytes) {
+        let _ = self.0.get(self.1, "g", k);
+        self.load(v);
+    }
+    fn access(&mut self, k: &str, v: &Bytes) -> bool {
+        let Get::Pending(_) = self.0.get(self.1, "g", k) else {
+            return true;
+        };
+        self.load(v);
+        false
     }
 }
 
@@ -130,8 +169,8 @@ fn traces(n: usize) -> Vec<(&'static str, Vec<usize>)> {
 /// groupcache` runs the core cache alone), or all of them.
 fn chosen() -> Vec<&'static str> {
     let all = ["groupcache", "lru", "quick_cache", "moka"];
-    let named: Vec<&str> = all
-        .into_iter()
+    let named: Vec<&str> = (all.into_iter())
+        .chain(["shards-1", "shards-8"])
         .filter(|c| std::env::args().any(|a| a == *c))
         .collect();
     if named.is_empty() {
@@ -164,6 +203,17 @@ fn main() {
                         "groupcache" => {
                             let c = Cache::new(n * (KEY_LEN + VALUE_LEN)).with_hash_seed(1);
                             Box::new(Core(c, now))
+                        }
+                        "shards-1" | "shards-8" => {
+                            let mut cfg = Config::new("self");
+                            cfg.cache_shards = if c == "shards-1" { 1 } else { 8 };
+                            cfg.min_shard_bytes = 1;
+                            let mut node = Node::new(cfg);
+                            let mut g =
+                                GroupConfig::new("g", n * (KEY_LEN + VALUE_LEN + ENTRY_OVERHEAD));
+                            g.hot_bytes = 0;
+                            node.add_group(g).expect("one group");
+                            Box::new(Sharded(node, now))
                         }
                         "lru" => Box::new(lru::LruCache::<String, Bytes>::new(cap)),
                         "quick_cache" => {
