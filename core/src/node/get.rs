@@ -122,6 +122,16 @@ impl Node {
         Some(l)
     }
 
+    /// Gives up on load `id`: forgets it, as [`Node::finish_load`], and
+    /// asks the driver to drop it if it was handed over.
+    pub(super) fn cancel_load(&mut self, id: LoadId) -> Option<LoadRec> {
+        let l = self.finish_load(id)?;
+        if l.started {
+            self.out.push_back(Output::CancelLoad { id });
+        }
+        Some(l)
+    }
+
     /// Reports the outcome of an [`Output::Load`]. Every load must be reported
     /// exactly once, also when the loader panicked or was cancelled
     /// (as [`LoadError::Failed`]), or its waiters wait forever. A report for
@@ -192,18 +202,9 @@ impl Node {
         if l.deadline > now {
             return;
         }
-        let Some(LoadRec {
-            group,
-            key,
-            started,
-            ..
-        }) = self.finish_load(id)
-        else {
+        let Some(LoadRec { group, key, .. }) = self.cancel_load(id) else {
             return;
         };
-        if started {
-            self.out.push_back(Output::CancelLoad { id });
-        }
         let ours = self.is_flights_load(&group, &key, id);
         let Some(g) = self.groups.get_mut(&group) else {
             return;

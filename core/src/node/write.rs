@@ -370,9 +370,7 @@ impl Node {
         };
         let (local, remote) = (f.state.local.take(), f.state.remote.take());
         if let Some(id) = local {
-            if self.finish_load(id).is_some_and(|l| l.started) {
-                self.out.push_back(Output::CancelLoad { id });
-            }
+            self.cancel_load(id);
         }
         if let Some(v) = set {
             self.land(now, group, key, Ok(v));
