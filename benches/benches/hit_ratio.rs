@@ -38,11 +38,18 @@ const ACCESSES: usize = 4_000_000;
 const KEY_LEN: usize = 12;
 const VALUE_LEN: usize = 32;
 
-/// A cache as the trace sees it: look up, insert on a miss.
+/// A cache as the trace sees it: true on a hit; a miss inserts the key.
 trait Subject {
+    fn access(&mut self, k: &str, v: &Bytes) -> bool;
+}
+
+/// A cache that is looked up, then inserted into on a miss.
+trait LookThenInsert {
     fn hit(&mut self, k: &str) -> bool;
     fn put(&mut self, k: &str, v: &Bytes);
-    /// True on a hit; inserts on a miss.
+}
+
+impl<T: LookThenInsert> Subject for T {
     fn access(&mut self, k: &str, v: &Bytes) -> bool {
         let hit = self.hit(k);
         if !hit {
@@ -66,14 +73,6 @@ impl Sharded {
     }
 }
 impl Subject for Sharded {
-    /// Held or not, without marking it read (the traces use `access`).
-    fn hit(&mut self, k: &str) -> bool {
-        self.0.peek("g", k).is_some()
-    }
-    fn put(&mut self, k: &str, v: &Bytes) {
-        let _ = self.0.get(self.1, "g", k);
-        self.load(v);
-    }
     fn access(&mut self, k: &str, v: &Bytes) -> bool {
         let Get::Pending(_) = self.0.get(self.1, "g", k) else {
             return true;
@@ -84,7 +83,7 @@ impl Subject for Sharded {
 }
 
 struct Core(Cache, Instant);
-impl Subject for Core {
+impl LookThenInsert for Core {
     fn hit(&mut self, k: &str) -> bool {
         self.0.get(k, self.1).is_some()
     }
@@ -93,7 +92,7 @@ impl Subject for Core {
     }
 }
 
-impl Subject for lru::LruCache<String, Bytes> {
+impl LookThenInsert for lru::LruCache<String, Bytes> {
     fn hit(&mut self, k: &str) -> bool {
         self.get(k).is_some()
     }
@@ -102,7 +101,7 @@ impl Subject for lru::LruCache<String, Bytes> {
     }
 }
 
-impl Subject for quick_cache::unsync::Cache<String, Bytes> {
+impl LookThenInsert for quick_cache::unsync::Cache<String, Bytes> {
     fn hit(&mut self, k: &str) -> bool {
         self.get(k).is_some()
     }
@@ -111,7 +110,7 @@ impl Subject for quick_cache::unsync::Cache<String, Bytes> {
     }
 }
 
-impl Subject for moka::sync::Cache<String, Bytes> {
+impl LookThenInsert for moka::sync::Cache<String, Bytes> {
     fn hit(&mut self, k: &str) -> bool {
         self.get(k).is_some()
     }
