@@ -12,7 +12,7 @@ impl Node {
         let result = match self.conns.get_mut(&conn) {
             None => return,
             Some(Conn::In(i)) => {
-                i.buf.extend_from_slice(data);
+                i.push_data(data);
                 self.serve_buffered(now, conn)
             }
             Some(Conn::Out(o)) => {
@@ -29,9 +29,7 @@ impl Node {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
-        let was_paused = i.unwritten >= self.cfg.max_unwritten;
-        i.unwritten = i.unwritten.saturating_sub(n);
-        if was_paused && i.unwritten < self.cfg.max_unwritten {
+        if i.written(&self.cfg, n) {
             let result = self.serve_buffered(now, conn);
             self.after_input(now, conn, result);
         }
@@ -43,7 +41,7 @@ impl Node {
     /// this true. Unknown connections read nothing.
     pub fn wants_read(&self, conn: ConnId) -> bool {
         match self.conns.get(&conn) {
-            Some(Conn::In(i)) => i.unwritten < self.cfg.max_unwritten,
+            Some(Conn::In(i)) => !i.is_paused(&self.cfg),
             Some(Conn::Out(_)) => true,
             None => false,
         }
@@ -77,26 +75,11 @@ impl Node {
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 return Ok(());
             };
-            if i.unwritten >= self.cfg.max_unwritten {
-                // Paused: frames wait in `buf` until the client reads.
+            let Some((seq, req)) = i.next_request(now, &self.cfg, decoded)? else {
                 return Ok(());
-            }
-            let frame = match i.dec.decode(&mut i.buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    // Time a client takes to finish a frame is bounded from
-                    // when it started it.
-                    i.frame_started = match (i.dec.is_mid_frame(&i.buf), i.frame_started) {
-                        (false, _) => None,
-                        (true, Some(t)) if !decoded => Some(t),
-                        (true, _) => Some(now),
-                    };
-                    return Ok(());
-                }
-                Err(e) => return Err(CloseReason::Frame(e)),
             };
             decoded = true;
-            self.on_request(now, conn, &frame)?;
+            self.on_request(now, conn, seq, req);
         }
     }
 

@@ -31,6 +31,7 @@ mod caches;
 mod conn;
 mod get;
 mod handoff;
+mod inbound;
 mod loads;
 mod peer;
 mod pool;
@@ -42,7 +43,6 @@ mod writes;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,8 +52,8 @@ use hashbrown::HashMap;
 use crate::flight::Flights;
 use crate::frame::FrameDecoder;
 use crate::ring::Ring;
-use crate::wire::Response;
 
+use inbound::Inbound;
 use pool::{Health, Pool};
 
 /// Bytes a response frame needs beyond its value: the frame header, the
@@ -139,31 +139,6 @@ impl Sent {
     fn is_quick(&self) -> bool {
         matches!(self.ask, Ask::Handoff { .. } | Ask::Probe)
     }
-}
-
-struct Inbound {
-    buf: BytesMut,
-    dec: FrameDecoder,
-    /// Answers in request order; `None` until ready. A ready answer keeps its
-    /// value as the cache's shared `Bytes` until it is written out.
-    slots: VecDeque<Option<Response>>,
-    first_seq: u64,
-    frame_started: Option<Instant>,
-    /// Last real request or answer: what the idle timeout counts from.
-    last_active: Instant,
-    /// Last bytes sent: keepalives are due a keepalive interval after it.
-    last_sent: Instant,
-    /// Answers encoded but not yet handed to the driver: requests read in
-    /// one batch are answered with one send.
-    pending: BytesMut,
-    /// Bytes of answers (queued or sent) that the driver has not reported
-    /// written yet.
-    unwritten: usize,
-    /// The client asked for keepalives while its answers are pending.
-    progress: bool,
-    /// The client's address, canonical, and whether it is a peer's.
-    from: IpAddr,
-    peer: bool,
 }
 
 struct Outbound {
@@ -413,7 +388,7 @@ impl Node {
             .conns
             .iter()
             .filter(|(_, c)| match c {
-                Conn::In(i) => i.slots.is_empty(),
+                Conn::In(i) => i.owes_nothing(),
                 Conn::Out(o) => o.inflight.is_empty(),
             })
             .map(|(&id, _)| id)
@@ -465,7 +440,7 @@ impl Node {
             && self.pools.values().all(|p| p.held.is_empty())
             && self.groups.values().all(|g| g.flights.is_empty())
             && self.conns.values().all(|c| match c {
-                Conn::In(i) => i.slots.is_empty(),
+                Conn::In(i) => i.owes_nothing(),
                 Conn::Out(o) => o.inflight.is_empty(),
             })
     }

@@ -1,15 +1,12 @@
 //! Serving requests from peers and clients, and encoding the answers.
 
-use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::frame::FrameDecoder;
 use crate::wire::{
-    encode_response, Request, Response, CODE_ERROR, CODE_NO_GROUP, CODE_OK, KEEPALIVE_FRAME,
-    NO_GROUP_MESSAGE, OP_GET, OP_PEEK,
+    Request, Response, CODE_ERROR, CODE_NO_GROUP, CODE_OK, NO_GROUP_MESSAGE, OP_GET, OP_PEEK,
 };
 
 use super::admission::canonical;
@@ -33,23 +30,8 @@ impl Node {
         let from = canonical(addr);
         let peer = self.admission.admit(&self.cfg, from)?;
         let conn = ConnId(self.id());
-        self.conns.insert(
-            conn,
-            Conn::In(Inbound {
-                buf: BytesMut::new(),
-                dec: FrameDecoder::new(self.cfg.max_frame),
-                slots: VecDeque::new(),
-                first_seq: 0,
-                frame_started: None,
-                last_active: now,
-                last_sent: now,
-                pending: BytesMut::new(),
-                unwritten: 0,
-                progress: false,
-                from,
-                peer,
-            }),
-        );
+        let inbound = Inbound::new(now, &self.cfg, from, peer);
+        self.conns.insert(conn, Conn::In(inbound));
         self.arm_conn(conn);
         Ok(conn)
     }
@@ -59,23 +41,8 @@ impl Node {
         self.admission.release(i.from, i.peer);
     }
 
-    pub(super) fn on_request(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        payload: &[u8],
-    ) -> Result<(), CloseReason> {
-        let req =
-            Request::decode_payload(payload).map_err(|e| CloseReason::Protocol(e.to_string()))?;
-        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-            return Ok(());
-        };
-        if i.slots.len() >= self.cfg.max_pipeline {
-            return Err(CloseReason::Overloaded);
-        }
-        i.progress |= req.ext && req.progress;
-        let seq = i.first_seq + i.slots.len() as u64;
-        i.slots.push_back(None);
+    /// Serves request `req`, whose answer goes to slot `seq` of `conn`.
+    pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, seq: u64, req: Request) {
         let Some(g) = self.groups.get_mut(req.group.as_str()) else {
             // Answered, but not activity: a client that only sends empty or
             // unknown requests is still closed by the idle timeout.
@@ -87,9 +54,11 @@ impl Node {
                 ..Default::default()
             };
             self.answer(now, conn, seq, resp, false);
-            return Ok(());
+            return;
         };
-        i.last_active = now;
+        if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
+            i.touch(now);
+        }
         // Checked here, not in `op_of`: a get pays one comparison.
         if req.op != OP_GET {
             if req.op == OP_PEEK {
@@ -97,7 +66,7 @@ impl Node {
             } else {
                 self.serve_write(now, conn, seq, &req, op_of(&req));
             }
-            return Ok(());
+            return;
         }
         g.stats.server_requests += 1;
         if let Some(hit) = g.caches.hit(&req.key, now) {
@@ -108,7 +77,7 @@ impl Node {
                 ok_response(hit.value, hit.expires, now, req.ext),
                 false,
             );
-            return Ok(());
+            return;
         }
         let w = Waiter::Serve {
             conn,
@@ -116,7 +85,6 @@ impl Node {
             ext: req.ext,
         };
         self.join(now, &req.group, &req.key, w, req.from_peer);
-        Ok(())
     }
 
     /// A write request: from a peer it applies here alone; from a client
@@ -170,32 +138,10 @@ impl Node {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
-        let Some(slot) = seq
-            .checked_sub(i.first_seq)
-            .and_then(|k| i.slots.get_mut(k as usize))
-        else {
-            return;
-        };
-        if resp.code != CODE_NO_GROUP {
-            i.last_active = now;
-        }
-        *slot = Some(resp);
-        while let Some(Some(_)) = i.slots.front() {
-            let resp = i.slots.pop_front().flatten().expect("checked");
-            i.first_seq += 1;
-            let before = i.pending.len();
-            match encode_response(&resp, &mut i.pending) {
-                None => i.unwritten += i.pending.len() - before,
-                Some((value, tail)) => {
-                    for piece in [i.pending.split().freeze(), value] {
-                        i.unwritten += piece.len();
-                        self.out.push_back(Output::Send { conn, data: piece });
-                    }
-                    i.unwritten += tail.len();
-                    i.pending = tail;
-                }
-            }
-        }
+        let out = &mut self.out;
+        i.answer(now, seq, resp, |data| {
+            out.push_back(Output::Send { conn, data })
+        });
         if flush {
             self.flush_answers(now, conn);
         }
@@ -207,12 +153,10 @@ impl Node {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
-        if i.pending.is_empty() {
+        let Some(data) = i.take_pending(now) else {
             return;
-        }
-        i.last_sent = now;
-        let data = i.pending.split().freeze();
-        let done = self.shutting_down && i.slots.is_empty() && i.buf.is_empty();
+        };
+        let done = self.shutting_down && i.is_settled();
         self.out.push_back(Output::Send { conn, data });
         if done {
             self.close(now, conn, Some(CloseReason::Shutdown));
@@ -226,9 +170,7 @@ impl Node {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
-        let frame = Bytes::from_static(&KEEPALIVE_FRAME);
-        i.last_sent = now;
-        i.unwritten += frame.len();
+        let frame = i.keepalive(now);
         self.out.push_back(Output::Send { conn, data: frame });
         self.arm_conn(conn);
     }

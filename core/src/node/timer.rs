@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use hashbrown::HashMap;
 
+use super::inbound::Due;
 use super::peer::Failure;
 use super::{CloseReason, Conn, ConnId, Node, Timer};
 
@@ -125,20 +126,7 @@ impl Node {
 
     pub(super) fn conn_deadline(&self, c: &Conn) -> Option<Instant> {
         match c {
-            Conn::In(i) => {
-                let frame = i.frame_started.map(|t| t + self.cfg.request_timeout);
-                let other = if i.slots.is_empty() {
-                    Some(i.last_active + self.cfg.idle_timeout)
-                } else if i.progress {
-                    Some(i.last_sent + self.keepalive_interval())
-                } else {
-                    None
-                };
-                match (frame, other) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }
+            Conn::In(i) => i.deadline(&self.cfg),
             Conn::Out(o) => o.connect_deadline.or_else(|| {
                 o.inflight
                     .front()
@@ -146,13 +134,6 @@ impl Node {
                     .or(Some(o.last_active + self.cfg.idle_timeout))
             }),
         }
-    }
-
-    /// How often a node tells a waiting requester it is alive: a third of
-    /// the request timeout, so that two keepalives can be lost or late
-    /// before a requester with the same timeout gives up.
-    pub(super) fn keepalive_interval(&self) -> std::time::Duration {
-        (self.cfg.request_timeout / 3).max(std::time::Duration::from_millis(1))
     }
 
     /// Drops timer records that no longer match a deadline.
@@ -195,32 +176,29 @@ impl Node {
                     let Some(c) = self.conns.get(&id) else {
                         continue;
                     };
-                    let Some(deadline) = self.conn_deadline(c) else {
-                        continue;
-                    };
-                    if deadline > now {
-                        self.arm_conn(id);
-                        continue;
-                    }
-                    if let Conn::In(i) = c {
-                        let frame_late = i
-                            .frame_started
-                            .is_some_and(|t| t + self.cfg.request_timeout <= now);
-                        if !frame_late && !i.slots.is_empty() {
-                            // Answers pending, nothing late: only a keepalive
-                            // is due.
-                            self.send_keepalive(now, id);
-                            continue;
+                    let reason = match c {
+                        Conn::In(i) => match i.due(now, &self.cfg) {
+                            Due::Later => {
+                                self.arm_conn(id);
+                                continue;
+                            }
+                            Due::Keepalive => {
+                                self.send_keepalive(now, id);
+                                continue;
+                            }
+                            Due::Close(reason) => reason,
+                        },
+                        Conn::Out(o) => {
+                            if self.conn_deadline(c).is_none_or(|d| d > now) {
+                                self.arm_conn(id);
+                                continue;
+                            }
+                            if !o.inflight.is_empty() || o.connect_deadline.is_some() {
+                                CloseReason::Timeout
+                            } else {
+                                CloseReason::Idle
+                            }
                         }
-                    }
-                    let busy = match c {
-                        Conn::In(i) => i.frame_started.is_some(),
-                        Conn::Out(o) => !o.inflight.is_empty() || o.connect_deadline.is_some(),
-                    };
-                    let reason = if busy {
-                        CloseReason::Timeout
-                    } else {
-                        CloseReason::Idle
                     };
                     self.close(now, id, Some(reason));
                 }
