@@ -34,6 +34,8 @@
 //!     `handle_closed`.
 //!   - `Send`: write the bytes on that connection, after everything sent on
 //!     it before. Report inbound bytes written with `handle_written`.
+//!   - `Answer`: hand the answer to that inbound connection's
+//!     [`Inbound`](node::Inbound) (see below).
 //!   - `Close`: close that connection once its bytes are written; the node
 //!     has already forgotten it.
 //!   - `Done`: hand the result to whoever called `get` or `get_via`.
@@ -59,6 +61,20 @@
 //! node takes a shard's lock while the driver holds the node, never the
 //! other way round; so a driver must not call into the node while it holds
 //! a shard, which the API gives it no way to do.
+//!
+//! **Inbound connections in their own tasks.** A driver may keep an
+//! inbound connection's state itself: [`Node::accept_inbound`](node::Node::accept_inbound)
+//! returns an [`Inbound`](node::Inbound), a state machine of its own with
+//! the same contract (inputs with `now`, outputs drained after each). It
+//! reassembles the connection's requests, answers hits from the caches,
+//! keeps answers in request order, bounds the bytes its client leaves
+//! unread and runs the connection's deadlines, all without the node; it
+//! hands every other request out, for
+//! [`Node::serve`](node::Node::serve) under the node's lock, whose answer
+//! comes back as an `Answer` output. So a hit over the network takes one
+//! shard's lock and nothing node-wide. [`Node::accept`](node::Node::accept)
+//! instead keeps the same state machine inside the node, fed with
+//! `handle_data` and `handle_written`.
 //!
 //! **Membership** ([`Node::set_peers`](node::Node::set_peers)) takes `now`: a
 //! change opens a handoff window in which a key's new owner asks its previous

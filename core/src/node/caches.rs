@@ -54,6 +54,8 @@ struct Shard {
     gets: u64,
     /// Gets and served requests answered from this shard's caches.
     hits: u64,
+    /// Served requests answered here without the node.
+    served: u64,
     main: Cache,
     hot: Cache,
 }
@@ -69,6 +71,9 @@ pub struct CachesStats {
     pub gets: u64,
     /// Gets and served requests answered from a cache.
     pub hits: u64,
+    /// Requests an inbound connection answered from a cache by itself
+    /// ([`GroupCaches::serve`]).
+    pub served: u64,
 }
 
 /// A group's main and hot caches on one node, sharded by key. Shared
@@ -98,6 +103,7 @@ impl GroupCaches {
                     hot: Cache::with_entry_overhead(hot_bytes / n, ENTRY_OVERHEAD),
                     gets: 0,
                     hits: 0,
+                    served: 0,
                 }))
             })
             .collect();
@@ -138,6 +144,18 @@ impl GroupCaches {
         let hit = s.main.get(key, now).or_else(|| s.hot.get(key, now));
         s.hits += u64::from(hit.is_some());
         hit
+    }
+
+    /// A get a client or peer sent, answered only if a cache holds the
+    /// value: then counted as a served request and a hit. A miss counts
+    /// nothing, since the node serves it and counts it there.
+    #[inline]
+    pub fn serve(&self, key: &str, now: Instant) -> Option<Hit> {
+        let mut s = self.shard(key);
+        let hit = s.main.get(key, now).or_else(|| s.hot.get(key, now))?;
+        s.hits += 1;
+        s.served += 1;
+        Some(hit)
     }
 
     /// A lookup for a request counted elsewhere: counts the hit only.
@@ -251,6 +269,7 @@ impl GroupCaches {
             sum.hot += s.hot.stats();
             sum.gets += s.gets;
             sum.hits += s.hits;
+            sum.served += s.served;
         }
         sum
     }

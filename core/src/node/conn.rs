@@ -3,24 +3,33 @@
 use std::time::Instant;
 
 use super::peer::Failure;
-use super::{CloseReason, Conn, ConnId, Node, Output, Sent};
+use super::{CloseReason, Conn, ConnId, Inbound, Node, Output, Sent};
 
 impl Node {
     /// Bytes arrived on a connection. Afterwards, [`Node::wants_read`] says
     /// whether the driver may read more from it now.
     pub fn handle_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        let result = match self.conns.get_mut(&conn) {
-            None => return,
+        match self.conns.get_mut(&conn) {
             Some(Conn::In(i)) => {
-                i.push_data(data);
-                self.serve_buffered(now, conn)
+                i.handle_data(now, data);
+                self.pump_inbound(now, conn);
             }
             Some(Conn::Out(o)) => {
                 o.buf.extend_from_slice(data);
-                self.read_responses(now, conn)
+                match self.read_responses(now, conn) {
+                    Err(reason) => self.close(now, conn, Some(reason)),
+                    Ok(()) => {
+                        self.arm_conn(conn);
+                        if let Some(Conn::Out(o)) = self.conns.get(&conn) {
+                            let peer = o.peer.clone();
+                            self.pump(now, &peer);
+                        }
+                    }
+                }
             }
-        };
-        self.after_input(now, conn, result);
+            // A driver's inbound connection reads through its `Inbound`.
+            Some(Conn::Detached { .. }) | None => {}
+        }
     }
 
     /// The driver wrote `n` more bytes of what the node sent on `conn`. A
@@ -29,10 +38,8 @@ impl Node {
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
-        if i.written(&self.cfg, n) {
-            let result = self.serve_buffered(now, conn);
-            self.after_input(now, conn, result);
-        }
+        i.handle_written(now, n);
+        self.pump_inbound(now, conn);
     }
 
     /// Whether the driver should read from `conn` now. False while an
@@ -41,45 +48,9 @@ impl Node {
     /// this true. Unknown connections read nothing.
     pub fn wants_read(&self, conn: ConnId) -> bool {
         match self.conns.get(&conn) {
-            Some(Conn::In(i)) => !i.is_paused(&self.cfg),
+            Some(Conn::In(i)) => i.wants_read(),
             Some(Conn::Out(_)) => true,
-            None => false,
-        }
-    }
-
-    fn after_input(&mut self, now: Instant, conn: ConnId, result: Result<(), CloseReason>) {
-        match result {
-            Err(reason) => self.close(now, conn, Some(reason)),
-            Ok(()) => {
-                self.arm_conn(conn);
-                if let Some(Conn::Out(o)) = self.conns.get(&conn) {
-                    let peer = o.peer.clone();
-                    self.pump(now, &peer);
-                }
-            }
-        }
-    }
-
-    /// Answers the whole requests buffered on an inbound connection, in
-    /// order, until the buffer holds none or too many answer bytes wait to
-    /// be written. Frames before a framing error are still answered.
-    fn serve_buffered(&mut self, now: Instant, conn: ConnId) -> Result<(), CloseReason> {
-        let result = self.answer_buffered(now, conn);
-        self.flush_answers(now, conn);
-        result
-    }
-
-    fn answer_buffered(&mut self, now: Instant, conn: ConnId) -> Result<(), CloseReason> {
-        let mut decoded = false;
-        loop {
-            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-                return Ok(());
-            };
-            let Some((seq, req)) = i.next_request(now, &self.cfg, decoded)? else {
-                return Ok(());
-            };
-            decoded = true;
-            self.on_request(now, conn, seq, req);
+            Some(Conn::Detached { .. }) | None => false,
         }
     }
 
@@ -115,7 +86,9 @@ impl Node {
             self.out.push_back(Output::Close { conn, reason });
         }
         match c {
-            Conn::In(i) => self.forget_inbound(&i),
+            Conn::In(Inbound { from, peer, .. }) | Conn::Detached { from, peer } => {
+                self.admission.release(from, peer);
+            }
             Conn::Out(o) => {
                 let pool = self.pools.get_mut(&o.peer).expect("pool of conn");
                 pool.conns.retain(|&c| c != conn);

@@ -252,7 +252,7 @@ impl Node {
                         Ok((v, exp)) => ok_response(v.clone(), *exp, now, ext),
                         Err(e) => error_response(e, ext),
                     };
-                    self.answer(now, conn, seq, resp, true);
+                    self.answer(now, conn, seq, resp);
                 }
             }
         }

@@ -281,7 +281,7 @@ impl Node {
                 ..Default::default()
             },
         };
-        self.answer(now, conn, seq, resp, false);
+        self.answer(now, conn, seq, resp);
     }
 }
 

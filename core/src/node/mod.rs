@@ -3,7 +3,9 @@
 //!
 //! Inputs are method calls that take `now`: [`Node::get`], [`Node::write`],
 //! [`Node::get_via`] and [`Node::write_via`] (for non-members),
-//! [`Node::accept`], [`Node::handle_connected`], [`Node::handle_data`],
+//! [`Node::accept`], [`Node::accept_inbound`] and [`Node::serve`] (for an
+//! inbound connection a driver keeps, [`Inbound`]),
+//! [`Node::handle_connected`], [`Node::handle_data`],
 //! [`Node::handle_written`], [`Node::handle_closed`], [`Node::handle_load`],
 //! [`Node::handle_timeout`], [`Node::set_peers`].
 //! After each input the driver drains [`Node::poll_output`] and sleeps until
@@ -20,7 +22,8 @@
 //! `caches` (each group's caches, sharded, which hits read without the
 //! node), `get` (gets and flights), `loads` (local loads and each group's
 //! load slots), `peer` (requests to peers), `pool` (a peer's connections
-//! and queues), `serve` (answering requests),
+//! and queues), `serve` (answering requests), `inbound` (an inbound
+//! connection's own state),
 //! `write` (carrying writes out across the cluster), `writes` (what each
 //! open write waits on), `handoff` (asking a key's previous owner after a
 //! membership change), `admission` (who may connect, and their budgets),
@@ -43,6 +46,7 @@ mod writes;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +57,7 @@ use crate::flight::Flights;
 use crate::frame::FrameDecoder;
 use crate::ring::Ring;
 
-use inbound::Inbound;
+pub use inbound::{Inbound, InboundOutput};
 use pool::{Health, Pool};
 
 /// Bytes a response frame needs beyond its value: the frame header, the
@@ -155,8 +159,26 @@ struct Outbound {
 }
 
 enum Conn {
+    /// An inbound connection this node keeps the state of ([`Node::accept`]).
     In(Inbound),
+    /// An inbound connection whose state a driver keeps
+    /// ([`Node::accept_inbound`]): the node only answers its requests.
+    Detached {
+        from: IpAddr,
+        peer: bool,
+    },
     Out(Outbound),
+}
+
+impl Conn {
+    /// An inbound connection's address and whether it is a peer's.
+    fn inbound_from(&self) -> Option<(IpAddr, bool)> {
+        match self {
+            Conn::In(i) => Some((i.from, i.peer)),
+            Conn::Detached { from, peer } => Some((*from, *peer)),
+            Conn::Out(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -206,6 +228,11 @@ pub struct Node {
     /// The previous ring while handoff lasts, and the requests waited on.
     handoffs: handoff::Handoffs,
     shutting_down: bool,
+    /// Each group's caches, which inbound connections answer hits from.
+    served: inbound::Served,
+    /// The inbound connection whose outputs are being carried out, so an
+    /// answer to it is left to that loop.
+    pumping: Option<ConnId>,
 }
 
 impl fmt::Debug for Node {
@@ -239,6 +266,8 @@ impl Node {
             writes: writes::Writes::default(),
             handoffs: handoff::Handoffs::default(),
             shutting_down: false,
+            served: Arc::default(),
+            pumping: None,
         }
     }
 
@@ -286,6 +315,11 @@ impl Node {
             },
         );
         self.loads.add_group(name, g.max_loads);
+        // Connections accepted from now on answer this group's hits too.
+        let served = (self.groups.iter())
+            .map(|(name, g)| (name.clone(), g.caches.clone()))
+            .collect();
+        self.served = Arc::new(served);
         Ok(())
     }
 
@@ -303,6 +337,7 @@ impl Node {
                 hot: c.hot,
                 gets: c.gets,
                 cache_hits: c.hits,
+                server_requests: g.stats.server_requests + c.served,
                 ..g.stats
             }
         })
@@ -384,19 +419,21 @@ impl Node {
     /// written. Loads under way still complete.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
-        let mut idle: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| match c {
-                Conn::In(i) => i.owes_nothing(),
-                Conn::Out(o) => o.inflight.is_empty(),
-            })
-            .map(|(&id, _)| id)
-            .collect();
         // In the order they were opened, not a hash seed's.
-        idle.sort();
-        for id in idle {
-            self.close(now, id, Some(CloseReason::Shutdown));
+        let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            match self.conns.get_mut(&id) {
+                Some(Conn::In(i)) => {
+                    i.handle_shutdown(now);
+                    self.pump_inbound(now, id);
+                }
+                Some(Conn::Out(o)) if o.inflight.is_empty() => {
+                    self.close(now, id, Some(CloseReason::Shutdown));
+                }
+                // A driver's inbound connections are its to drain.
+                _ => {}
+            }
         }
     }
 
@@ -441,6 +478,8 @@ impl Node {
             && self.groups.values().all(|g| g.flights.is_empty())
             && self.conns.values().all(|c| match c {
                 Conn::In(i) => i.owes_nothing(),
+                // What a driver's connection owes is a flight or a write.
+                Conn::Detached { .. } => true,
                 Conn::Out(o) => o.inflight.is_empty(),
             })
     }
@@ -479,10 +518,7 @@ impl Node {
                 }
             }
         }
-        let inbound = self.conns.values().filter_map(|c| match c {
-            Conn::In(i) => Some((i.from, i.peer)),
-            Conn::Out(_) => None,
-        });
+        let inbound = self.conns.values().filter_map(Conn::inbound_from);
         self.admission.validate(inbound)?;
         self.loads.validate()?;
         self.validate_writes()?;

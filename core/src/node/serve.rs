@@ -13,36 +13,60 @@ use super::admission::canonical;
 use super::write::{op_of, write_response};
 use super::writes::WriteWaiter;
 use super::{
-    CloseReason, Conn, ConnId, Error, Inbound, Node, Output, Refused, Waiter, WriteId, WriteOp,
+    Conn, ConnId, Error, Inbound, InboundOutput, Node, Output, Refused, Waiter, WriteId, WriteOp,
     WriteReport,
 };
 
 impl Node {
-    /// A peer or client connected to this node's port from `addr`.
+    /// A peer or client connected to this node's port from `addr`: the
+    /// node keeps the connection's state, and the driver passes it the
+    /// connection's bytes ([`Node::handle_data`], [`Node::handle_written`]).
     ///
     /// Addresses of the peer list have their own budget of connections;
     /// every other address shares the clients' budget, of which one address
     /// may take only its own share.
     pub fn accept(&mut self, now: Instant, addr: IpAddr) -> Result<ConnId, Refused> {
+        let inbound = self.admit(now, addr)?;
+        let conn = inbound.id();
+        self.conns.insert(conn, Conn::In(inbound));
+        self.arm_conn(conn);
+        Ok(conn)
+    }
+
+    /// As [`Node::accept`], but the driver keeps the connection's state:
+    /// the [`Inbound`] returned, which answers hits from the caches by
+    /// itself and hands every other request to [`Node::serve`]. The node
+    /// holds only the connection's place in the budgets, until
+    /// [`Node::handle_closed`]. Its deadlines and its draining at shutdown
+    /// ([`Inbound::handle_shutdown`]) are the driver's to run.
+    pub fn accept_inbound(&mut self, now: Instant, addr: IpAddr) -> Result<Inbound, Refused> {
+        let inbound = self.admit(now, addr)?;
+        let (from, peer) = (inbound.from, inbound.peer);
+        self.conns
+            .insert(inbound.id(), Conn::Detached { from, peer });
+        Ok(inbound)
+    }
+
+    /// Takes a place in the budgets for a connection from `addr`.
+    fn admit(&mut self, now: Instant, addr: IpAddr) -> Result<Inbound, Refused> {
         if self.shutting_down {
             return Err(Refused::ShuttingDown);
         }
         let from = canonical(addr);
         let peer = self.admission.admit(&self.cfg, from)?;
         let conn = ConnId(self.id());
-        let inbound = Inbound::new(now, &self.cfg, from, peer);
-        self.conns.insert(conn, Conn::In(inbound));
-        self.arm_conn(conn);
-        Ok(conn)
+        let served = self.served.clone();
+        Ok(Inbound::new(now, conn, &self.cfg, served, from, peer))
     }
 
-    /// Returns an inbound connection's place in the budgets.
-    pub(super) fn forget_inbound(&mut self, i: &Inbound) {
-        self.admission.release(i.from, i.peer);
-    }
-
-    /// Serves request `req`, whose answer goes to slot `seq` of `conn`.
-    pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, seq: u64, req: Request) {
+    /// Serves request `req` of inbound connection `conn`, which its
+    /// [`Inbound`] handed out as `seq`. The answer comes as
+    /// [`Output::Answer`] (for a connection the node keeps, as bytes to
+    /// send). A request for a connection already closed is dropped.
+    pub fn serve(&mut self, now: Instant, conn: ConnId, seq: u64, req: Request) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
         let Some(g) = self.groups.get_mut(req.group.as_str()) else {
             // Answered, but not activity: a client that only sends empty or
             // unknown requests is still closed by the idle timeout.
@@ -53,12 +77,9 @@ impl Node {
                 writes: req.ext,
                 ..Default::default()
             };
-            self.answer(now, conn, seq, resp, false);
+            self.answer(now, conn, seq, resp);
             return;
         };
-        if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
-            i.touch(now);
-        }
         // Checked here, not in `op_of`: a get pays one comparison.
         if req.op != OP_GET {
             if req.op == OP_PEEK {
@@ -70,13 +91,8 @@ impl Node {
         }
         g.stats.server_requests += 1;
         if let Some(hit) = g.caches.hit(&req.key, now) {
-            self.answer(
-                now,
-                conn,
-                seq,
-                ok_response(hit.value, hit.expires, now, req.ext),
-                false,
-            );
+            let resp = ok_response(hit.value, hit.expires, now, req.ext);
+            self.answer(now, conn, seq, resp);
             return;
         }
         let w = Waiter::Serve {
@@ -104,12 +120,12 @@ impl Node {
                 let id = WriteId(self.id());
                 let waiter = WriteWaiter::Serve { conn, seq, ext };
                 if let Err(e) = self.start_write(now, id, group, op, waiter) {
-                    self.answer(now, conn, seq, write_response(&Err(e), ext), false);
+                    self.answer(now, conn, seq, write_response(&Err(e), ext));
                 }
                 return;
             }
             Err(e) => {
-                self.answer(now, conn, seq, write_response(&Err(e), ext), false);
+                self.answer(now, conn, seq, write_response(&Err(e), ext));
                 return;
             }
         };
@@ -120,59 +136,52 @@ impl Node {
             self.apply_write(now, group, &op);
             WriteReport::default()
         });
-        self.answer(now, conn, seq, write_response(&result, ext), false);
+        self.answer(now, conn, seq, write_response(&result, ext));
     }
 
-    /// Fills answer `seq` of an inbound connection and queues every answer
-    /// that is now ready, in order; `flush` sends them at once (requests
-    /// read in one batch are answered with one send instead). Large values
-    /// are sent as the cache's own buffer, never copied.
-    pub(super) fn answer(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        seq: u64,
-        resp: Response,
-        flush: bool,
-    ) {
-        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let out = &mut self.out;
-        i.answer(now, seq, resp, |data| {
-            out.push_back(Output::Send { conn, data })
-        });
-        if flush {
-            self.flush_answers(now, conn);
+    /// Answers request `seq` of inbound connection `conn`: to the driver
+    /// if it keeps the connection, else to the connection's own state
+    /// machine, whose outputs are then carried out (unless that is already
+    /// under way, further up the stack).
+    pub(super) fn answer(&mut self, now: Instant, conn: ConnId, seq: u64, response: Response) {
+        match self.conns.get_mut(&conn) {
+            Some(Conn::In(i)) => {
+                i.handle_answer(now, seq, response);
+                if self.pumping != Some(conn) {
+                    self.pump_inbound(now, conn);
+                }
+            }
+            Some(Conn::Detached { .. }) => {
+                let a = Output::Answer {
+                    conn,
+                    seq,
+                    response,
+                };
+                self.out.push_back(a);
+            }
+            _ => {}
         }
     }
 
-    /// Sends the answers queued on an inbound connection; closes it when
-    /// shutting down and nothing more is owed.
-    pub(super) fn flush_answers(&mut self, now: Instant, conn: ConnId) {
-        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let Some(data) = i.take_pending(now) else {
-            return;
-        };
-        let done = self.shutting_down && i.is_settled();
-        self.out.push_back(Output::Send { conn, data });
-        if done {
-            self.close(now, conn, Some(CloseReason::Shutdown));
-        } else {
-            self.arm_conn(conn);
+    /// Carries out what an inbound connection this node keeps asks for:
+    /// serves its requests, sends its bytes, closes it.
+    pub(super) fn pump_inbound(&mut self, now: Instant, conn: ConnId) {
+        let outer = self.pumping.replace(conn);
+        while let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
+            let Some(o) = i.poll_output() else {
+                self.arm_conn(conn);
+                break;
+            };
+            match o {
+                InboundOutput::Request { seq, request } => self.serve(now, conn, seq, request),
+                InboundOutput::Send(data) => self.out.push_back(Output::Send { conn, data }),
+                InboundOutput::Close(reason) => {
+                    self.close(now, conn, Some(reason));
+                    break;
+                }
+            }
         }
-    }
-
-    /// Tells a client whose answers are pending that this node is alive.
-    pub(super) fn send_keepalive(&mut self, now: Instant, conn: ConnId) {
-        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let frame = i.keepalive(now);
-        self.out.push_back(Output::Send { conn, data: frame });
-        self.arm_conn(conn);
+        self.pumping = outer;
     }
 }
 

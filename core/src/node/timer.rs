@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use hashbrown::HashMap;
 
-use super::inbound::Due;
 use super::peer::Failure;
 use super::{CloseReason, Conn, ConnId, Node, Timer};
 
@@ -126,7 +125,8 @@ impl Node {
 
     pub(super) fn conn_deadline(&self, c: &Conn) -> Option<Instant> {
         match c {
-            Conn::In(i) => i.deadline(&self.cfg),
+            Conn::In(i) => i.poll_timeout(),
+            Conn::Detached { .. } => None,
             Conn::Out(o) => o.connect_deadline.or_else(|| {
                 o.inflight
                     .front()
@@ -177,17 +177,14 @@ impl Node {
                         continue;
                     };
                     let reason = match c {
-                        Conn::In(i) => match i.due(now, &self.cfg) {
-                            Due::Later => {
-                                self.arm_conn(id);
-                                continue;
+                        Conn::In(_) => {
+                            if let Some(Conn::In(i)) = self.conns.get_mut(&id) {
+                                i.handle_timeout(now);
                             }
-                            Due::Keepalive => {
-                                self.send_keepalive(now, id);
-                                continue;
-                            }
-                            Due::Close(reason) => reason,
-                        },
+                            self.pump_inbound(now, id);
+                            continue;
+                        }
+                        Conn::Detached { .. } => continue,
                         Conn::Out(o) => {
                             if self.conn_deadline(c).is_none_or(|d| d > now) {
                                 self.arm_conn(id);

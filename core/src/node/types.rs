@@ -502,6 +502,18 @@ pub enum Output {
         /// The load.
         id: LoadId,
     },
+    /// The answer to request `seq` of an inbound connection whose state a
+    /// driver keeps ([`Node::accept_inbound`]): hand it to that
+    /// connection's [`Inbound::handle_answer`](super::Inbound::handle_answer).
+    /// Dropped if the connection is gone.
+    Answer {
+        /// Which connection.
+        conn: ConnId,
+        /// The request it answers, as [`Node::serve`] was given it.
+        seq: u64,
+        /// The answer.
+        response: crate::wire::Response,
+    },
     /// Close the connection once the bytes already sent on it are written;
     /// the node has already forgotten it.
     Close {

@@ -314,7 +314,7 @@ impl Node {
             WriteWaiter::Local => self.out.push_back(Output::Written { write: id, result }),
             WriteWaiter::Serve { conn, seq, ext } => {
                 let resp = write_response(&result, ext);
-                self.answer(now, conn, seq, resp, true);
+                self.answer(now, conn, seq, resp);
             }
         }
     }
@@ -417,7 +417,7 @@ impl Node {
         let mut asked: hashbrown::HashMap<WriteId, usize> = hashbrown::HashMap::new();
         let outbound = self.conns.values().filter_map(|c| match c {
             super::Conn::Out(o) => Some(o.inflight.iter()),
-            super::Conn::In(_) => None,
+            super::Conn::In(_) | super::Conn::Detached { .. } => None,
         });
         let queued = self
             .pools

@@ -250,6 +250,11 @@ impl Harness {
                         }
                     }
                 }
+                Output::Answer { conn, .. } => {
+                    unreachable!(
+                        "answer for {conn}: every connection is accepted with Node::accept"
+                    )
+                }
                 Output::Close { conn, .. } => self.forget(conn),
                 Output::Done { get, .. } => {
                     assert!(self.gets.remove(&get), "{get} answered twice or unknown");

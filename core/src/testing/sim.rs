@@ -355,6 +355,11 @@ impl Sim {
                         self.schedule(arrive, Event::Data(j, cj, piece));
                     }
                 }
+                Output::Answer { conn, .. } => {
+                    unreachable!(
+                        "answer for {conn}: every connection is accepted with Node::accept"
+                    )
+                }
                 Output::Close { conn, .. } => {
                     if let Some((j, cj)) = self.links.remove(&(i, conn)) {
                         self.links.remove(&(j, cj));

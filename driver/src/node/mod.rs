@@ -205,6 +205,10 @@ impl<R: Runtime> Node<R> {
         self.stop.close();
         self.shared.closing.store(true, Ordering::Relaxed);
         self.shared.input(|n, now| n.shutdown(now));
+        // Inbound connections' tasks drain themselves: wake each to see it.
+        for c in self.shared.lock().conns.values() {
+            c.0.waker.wake();
+        }
         let rt = self.shared.rt.clone();
         let idle = self.idle.clone();
         let shared = self.shared.clone();

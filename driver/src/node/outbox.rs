@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use futures_lite::{AsyncWrite, AsyncWriteExt};
-use groupcache_core::wire::SHARE_VALUE_MIN;
+use groupcache_core::wire::{Response, SHARE_VALUE_MIN};
 
 /// Bytes queued for one connection, in order: small pieces copied into one
 /// buffer, large values kept as the cache's shared buffers (never copied).
@@ -109,27 +109,43 @@ impl Chunks {
 /// `IOV_MAX` (1024 on Linux), and enough to cover a pipelined batch.
 const MAX_IOV: usize = 64;
 
-/// Bytes the core sends on one connection, waiting for its task to write
-/// them. A mutex-guarded queue and a waker: small answers allocate nothing.
+/// What the core sends on one connection, waiting for its task: bytes to
+/// write, or (for an inbound connection, whose task keeps its state)
+/// answers to encode. A mutex-guarded queue and a waker: small answers
+/// allocate nothing.
 #[derive(Default)]
 pub(super) struct Outbox {
-    /// Pending bytes, and whether the core has dropped the connection.
-    pub(super) state: Mutex<(Chunks, bool)>,
+    pub(super) state: Mutex<Queued>,
     pub(super) waker: AtomicWaker,
 }
 
+/// An outbox's contents.
+#[derive(Default)]
+pub(super) struct Queued {
+    pub(super) chunks: Chunks,
+    /// Answers to requests the node served, by their sequence numbers.
+    pub(super) answers: Vec<(u64, Response)>,
+    /// The core has dropped the connection.
+    pub(super) closed: bool,
+}
+
 impl Outbox {
-    pub(super) fn lock(&self) -> MutexGuard<'_, (Chunks, bool)> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Queued> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) fn push(&self, data: Bytes) {
-        self.lock().0.push(data);
+        self.lock().chunks.push(data);
+        self.waker.wake();
+    }
+
+    pub(super) fn push_answer(&self, seq: u64, response: Response) {
+        self.lock().answers.push((seq, response));
         self.waker.wake();
     }
 
     pub(super) fn close(&self) {
-        self.lock().1 = true;
+        self.lock().closed = true;
         self.waker.wake();
     }
 
@@ -137,8 +153,16 @@ impl Outbox {
     /// capacity; returns whether the connection is closed.
     pub(super) fn take(&self, out: &mut Chunks) -> bool {
         let mut s = self.lock();
-        out.append(&mut s.0);
-        s.1
+        out.append(&mut s.chunks);
+        s.closed
+    }
+
+    /// Moves the answers waiting to the end of `out`; returns whether the
+    /// connection is closed.
+    pub(super) fn take_answers(&self, out: &mut Vec<(u64, Response)>) -> bool {
+        let mut s = self.lock();
+        out.append(&mut s.answers);
+        s.closed
     }
 
     /// Ready when there are bytes to write (moved into `out`) or the
@@ -148,6 +172,22 @@ impl Outbox {
         let closed = self.take(out);
         if closed || !out.is_empty() {
             Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Ready when there are answers (moved into `out`) or the connection
+    /// is closed, which it returns.
+    pub(super) fn poll_answers(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<(u64, Response)>,
+    ) -> Poll<bool> {
+        self.waker.register(cx.waker());
+        let closed = self.take_answers(out);
+        if closed || !out.is_empty() {
+            Poll::Ready(closed)
         } else {
             Poll::Pending
         }

@@ -340,6 +340,15 @@ impl<R: Runtime> Shared<R> {
                         c.0.push(data);
                     }
                 }
+                Output::Answer {
+                    conn,
+                    seq,
+                    response,
+                } => {
+                    if let Some(c) = st.conns.get(&conn) {
+                        c.0.push_answer(seq, response);
+                    }
+                }
                 Output::Close { conn, reason } => {
                     tracing::debug!(%conn, ?reason, "closing connection");
                     st.conns.remove(&conn);

@@ -1,15 +1,17 @@
 //! The tasks of a node: timers, accepting, connecting, one per connection.
 
+use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use async_channel::Receiver;
 use futures_lite::future::{poll_fn, poll_once};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use groupcache_core::node::ConnId;
+use groupcache_core::node::{ConnId, Inbound, InboundOutput};
 
 use super::outbox::{Chunks, Outbox};
 use super::shared::Shared;
@@ -19,6 +21,9 @@ use crate::transport::{self, Reader, Writer};
 /// Bytes read from a socket at a time. Frames larger than this arrive over
 /// several reads; the claimed length of a frame is never allocated up front.
 pub(super) const READ_CHUNK: usize = 16 * 1024;
+
+/// A runtime's timer, kept across a connection task's turns.
+type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub(super) async fn timer_loop<R: Runtime>(shared: Arc<Shared<R>>, wake: Receiver<()>) {
     loop {
@@ -71,17 +76,17 @@ pub(super) async fn accept_loop<R: Runtime>(
             Some(Ok((stream, peer))) => {
                 let mut st = shared.lock();
                 let now = shared.rt.now();
-                match st.node.accept(now, peer.ip()) {
-                    Ok(conn) => {
-                        let outbox = st.open(conn);
+                match st.node.accept_inbound(now, peer.ip()) {
+                    Ok(inbound) => {
+                        let outbox = st.open(inbound.id());
                         shared.drain(st);
                         if shared.tls.is_none() {
                             let (r, w) = transport::plain::<R>(stream);
-                            rt.spawn(conn_loop(shared.clone(), conn, r, w, outbox));
+                            rt.spawn(inbound_loop(shared.clone(), inbound, r, w, outbox));
                         } else {
                             // The handshake runs in the connection's own task:
                             // one that never finishes must not stop accepting.
-                            rt.spawn(handshake(shared.clone(), conn, stream, outbox));
+                            rt.spawn(handshake(shared.clone(), inbound, stream, outbox));
                         }
                     }
                     Err(why) => tracing::debug!(%peer, "refused connection: {why}"),
@@ -95,14 +100,17 @@ pub(super) async fn accept_loop<R: Runtime>(
 /// the connect timeout; then the connection's loop.
 async fn handshake<R: Runtime>(
     shared: Arc<Shared<R>>,
-    conn: ConnId,
+    inbound: Inbound,
     stream: R::Stream,
     outbox: Arc<Outbox>,
 ) {
     let limit = shared.connect_timeout;
     match transport::accepted(&shared.rt, shared.tls.as_ref(), stream, limit).await {
-        Ok((r, w)) => conn_loop(shared, conn, r, w, outbox).await,
-        Err(_) => shared.input(|n, now| n.handle_closed(now, conn)),
+        Ok((r, w)) => inbound_loop(shared, inbound, r, w, outbox).await,
+        Err(_) => {
+            let conn = inbound.id();
+            shared.input(|n, now| n.handle_closed(now, conn));
+        }
     }
 }
 
@@ -136,7 +144,154 @@ pub(super) async fn connect<R: Runtime>(
     }
 }
 
-/// One task per connection. It feeds what it reads to the core and writes
+/// One task per inbound connection, which keeps the connection's state
+/// ([`Inbound`]): it answers hits from the caches without the node's lock,
+/// hands the other requests it reads to the node under one lock per read,
+/// encodes and writes the answers in order, and keeps the connection's
+/// deadlines. It reads nothing while the client leaves too many answers
+/// unread (backpressure). Ends when the connection asks to close (after
+/// writing what it sent), when the node drops it, on EOF, an IO error or a
+/// stalled write.
+pub(super) async fn inbound_loop<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    mut inbound: Inbound,
+    mut r: Reader<R>,
+    mut w: Writer<R>,
+    outbox: Arc<Outbox>,
+) {
+    enum Event {
+        Read(io::Result<usize>),
+        /// Answers arrived, or the node dropped the connection (true).
+        Answers(bool),
+        Timer,
+    }
+    let _live = shared.live.enter();
+    let conn = inbound.id();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut out = Chunks::default();
+    let mut answers = Vec::new();
+    let mut requests = Vec::new();
+    let mut draining = false;
+    let mut dropped = false;
+    // One timer kept across turns and replaced only when the deadline
+    // moves earlier: the idle deadline moves later with every request, and
+    // arming a timer per request would cost more than the request.
+    let mut timer: Option<(Instant, Sleep)> = None;
+    loop {
+        let now = shared.rt.now();
+        if !draining && shared.closing.load(Ordering::Relaxed) {
+            draining = true;
+            inbound.handle_shutdown(now);
+        }
+        // Carry out what the connection asks: what the caches could not
+        // answer goes to the node, all of a read under one lock.
+        let mut close = None;
+        loop {
+            for (seq, resp) in answers.drain(..) {
+                inbound.handle_answer(now, seq, resp);
+            }
+            while let Some(o) = inbound.poll_output() {
+                match o {
+                    InboundOutput::Request { seq, request } => requests.push((seq, request)),
+                    InboundOutput::Send(data) => out.push(data),
+                    InboundOutput::Close(reason) => {
+                        close = Some(reason);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if close.is_some() || requests.is_empty() {
+                break;
+            }
+            // Answers to these are taken right below: pushing them need not
+            // wake this task.
+            drop(outbox.waker.take());
+            shared.input(|n, now| {
+                for (seq, request) in requests.drain(..) {
+                    n.serve(now, conn, seq, request);
+                }
+            });
+            dropped |= outbox.take_answers(&mut answers);
+        }
+        if !out.is_empty() {
+            let wrote = {
+                let mut write = pin!(out.write_to(&mut w));
+                // Most writes complete at once: only arm a timer for one
+                // that has to wait for the peer to read.
+                match poll_once(&mut write).await {
+                    Some(done) => Some(done),
+                    None => timeout(&shared.rt, shared.write_timeout, write).await,
+                }
+            };
+            if !matches!(wrote, Some(Ok(()))) {
+                shared.input(|n, now| n.handle_closed(now, conn));
+                return;
+            }
+            inbound.handle_written(shared.rt.now(), out.len());
+            out.clear();
+            if close.is_none() && !dropped {
+                // Written answers may resume a paused connection.
+                continue;
+            }
+        }
+        if let Some(reason) = &close {
+            tracing::debug!(%conn, ?reason, "closing connection");
+        }
+        if close.is_some() || dropped {
+            shared.input(|n, now| n.handle_closed(now, conn));
+            let _ = w.close().await;
+            return;
+        }
+        let deadline = inbound.poll_timeout();
+        if deadline.is_some_and(|d| timer.as_ref().is_none_or(|(at, _)| d < *at)) {
+            let d = deadline.expect("checked");
+            let sleep = shared.rt.sleep(d.saturating_duration_since(now));
+            timer = Some((d, Box::pin(sleep)));
+        }
+        let answered = async {
+            let dropped = poll_fn(|cx| match outbox.poll_answers(cx, &mut answers) {
+                // Woken at shutdown: drain.
+                Poll::Pending if !draining && shared.closing.load(Ordering::Relaxed) => {
+                    Poll::Ready(false)
+                }
+                p => p,
+            })
+            .await;
+            Event::Answers(dropped)
+        };
+        let fired = async {
+            match timer.as_mut() {
+                Some((_, sleep)) => sleep.await,
+                None => std::future::pending().await,
+            }
+            Event::Timer
+        };
+        let event = if inbound.wants_read() {
+            async { Event::Read(r.read(&mut buf).await) }
+                .or(answered)
+                .or(fired)
+                .await
+        } else {
+            answered.or(fired).await
+        };
+        let now = shared.rt.now();
+        match event {
+            Event::Read(Ok(0) | Err(_)) => {
+                shared.input(|n, now| n.handle_closed(now, conn));
+                return;
+            }
+            Event::Read(Ok(len)) => inbound.handle_data(now, &buf[..len]),
+            Event::Answers(d) => dropped |= d,
+            Event::Timer => {
+                timer = None;
+                inbound.handle_timeout(now);
+            }
+        }
+    }
+}
+
+/// One task per outbound connection. It feeds what it reads to the core and writes
 /// what the core sends on this connection; an answer to a request read here
 /// is written by the same task, without waking another. It reports what it
 /// wrote, and reads nothing while the core says the client has too many
