@@ -6,6 +6,13 @@
 //!   own offset.
 //! - **misses**: distinct keys per thread, a loader that answers at once;
 //!   each get is a load (the cache evicts to stay in its budget).
+//! - **served**: the core alone, no runtime and no socket: each thread
+//!   plays one inbound connection sending a get frame for a cached key,
+//!   and takes the answer's bytes. "under the node's lock" is a
+//!   connection the node keeps ([`Node::accept`], all threads sharing the
+//!   node behind one mutex); "by its own task" is one whose state the
+//!   thread keeps ([`Node::accept_inbound`]), which takes only a cache
+//!   shard's lock.
 //!
 //! Each figure is the median of `--rounds` rounds of `--secs` seconds, the
 //! contenders alternating within a round, with the CPU time per op of that
@@ -26,11 +33,16 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future::block_on;
 use groupcache_benches::keys;
+use groupcache_core::node::{
+    Config, ConnId, Get, GroupConfig, Inbound, InboundOutput, Node, Output,
+};
+use groupcache_core::testing::request_frame;
 use groupcache_driver::{Builder, Group, LoadError, Runtime};
 
 const KEYS: usize = 10_000;
@@ -116,6 +128,68 @@ async fn group<R: Runtime>(rt: R, ks: &[String]) -> Group<R> {
         g.get(k).await.unwrap();
     }
     g
+}
+
+/// A core node holding every key of `ks`, its caches in `shards` shards.
+fn core_node(ks: &[String], now: Instant) -> Node {
+    let mut cfg = Config::new("self");
+    cfg.cache_shards = 16;
+    let mut node = Node::new(cfg);
+    node.add_group(GroupConfig::new("g", 64 << 20)).unwrap();
+    for k in ks {
+        if let Get::Pending(_) = node.get(now, "g", k) {
+            while let Some(o) = node.poll_output() {
+                if let Output::Load { id, .. } = o {
+                    let v = Bytes::from(format!("value of {k}"));
+                    node.handle_load(now, id, Ok(v.into()));
+                }
+            }
+        }
+    }
+    while node.poll_output().is_some() {}
+    node
+}
+
+/// Serving contenders: one inbound connection per thread, each op a get
+/// frame in and its answer out, through the node's lock or by itself.
+fn served_ops<'a>(
+    locked: &'a Mutex<(Node, Vec<ConnId>)>,
+    inbounds: &'a [Mutex<Inbound>],
+    frames: &'a [Bytes],
+    now: Instant,
+) -> Vec<Contender<'a>> {
+    let frame = move |t: usize, i: u64| &frames[(t * 7919 + i as usize) % frames.len()];
+    vec![
+        (
+            "served under the node's lock".into(),
+            Box::new(move |t, i| {
+                let mut guard = locked.lock().unwrap();
+                let (node, conns) = &mut *guard;
+                node.handle_data(now, conns[t], frame(t, i));
+                let mut n = 0;
+                while let Some(o) = node.poll_output() {
+                    if let Output::Send { data, .. } = o {
+                        n += data.len();
+                    }
+                }
+                node.handle_written(now, conns[t], black_box(n));
+            }),
+        ),
+        (
+            "served by its own task".into(),
+            Box::new(move |t, i| {
+                let mut inbound = inbounds[t].lock().unwrap();
+                inbound.handle_data(now, frame(t, i));
+                let mut n = 0;
+                while let Some(o) = inbound.poll_output() {
+                    if let InboundOutput::Send(data) = o {
+                        n += data.len();
+                    }
+                }
+                inbound.handle_written(now, black_box(n));
+            }),
+        ),
+    ]
 }
 
 /// A contender: a name and what one op of thread `t` at step `i` does.
@@ -208,7 +282,21 @@ fn main() {
         })
         .collect();
 
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    let client = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut node = core_node(&ks, now);
+    let conns: Vec<ConnId> = (0..max_threads)
+        .map(|_| node.accept(now, client).unwrap())
+        .collect();
+    let inbounds: Vec<Mutex<Inbound>> = (0..max_threads)
+        .map(|_| Mutex::new(node.accept_inbound(now, client).unwrap()))
+        .collect();
+    let locked = Mutex::new((node, conns));
+    let frames: Vec<Bytes> = ks.iter().map(|k| request_frame("g", k).freeze()).collect();
+
     let mut contenders: Vec<Contender> = Vec::new();
+    contenders.extend(served_ops(&locked, &inbounds, &frames, now));
     contenders.extend(node_ops("tokio", &on_tokio, &ks));
     contenders.extend(node_ops("smol", &on_smol, &ks));
     contenders.extend(node_ops("compio", &on_compio, &ks));
