@@ -2,15 +2,15 @@
 //! a fake clock, counted loaders and faults.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::node::{
-    Config, ConnId, Error, Get, GetId, LoadError, LoadId, Loaded, Node, Output, WriteId, WriteOp,
-    WriteReport, Written,
+    Config, ConnId, Error, Get, GetId, Inbound, InboundOutput, LoadError, LoadId, Loaded, Node,
+    Output, WriteId, WriteOp, WriteReport, Written,
 };
 
 /// A loader of the simulator: `(group, key) -> value`.
@@ -43,6 +43,29 @@ pub struct SimNode {
     /// Its address in peer lists.
     pub addr: String,
     loader: SimLoader,
+    /// Its inbound connections whose state the simulator keeps, as the
+    /// driver's connection tasks do ([`Sim::detached`]); sorted, so the
+    /// order they are visited in does not depend on a hash seed.
+    inbounds: BTreeMap<ConnId, Inbound>,
+}
+
+impl SimNode {
+    fn new(node: Node, addr: String, loader: SimLoader) -> Self {
+        Self {
+            node,
+            addr,
+            loader,
+            inbounds: BTreeMap::new(),
+        }
+    }
+
+    /// The earliest deadline of the node and of its inbound connections.
+    fn next_timeout(&self) -> Option<Instant> {
+        (self.inbounds.values())
+            .filter_map(Inbound::poll_timeout)
+            .chain(self.node.poll_timeout())
+            .min()
+    }
 }
 
 /// A deterministic cluster: nodes, in-memory links with latency, a fake
@@ -70,6 +93,10 @@ pub struct Sim {
     pub faults: HashMap<usize, Fault>,
     /// Bytes sent per node (to count traffic).
     pub sent_bytes: Vec<u64>,
+    /// Accepted connections keep their own state, in the simulator, as
+    /// the driver's connection tasks do ([`Node::accept_inbound`]); when
+    /// false the node keeps it ([`Node::accept`]). True by default.
+    pub detached: bool,
     events: BinaryHeap<Reverse<(Instant, u64)>>,
     payloads: HashMap<u64, Event>,
     seq: u64,
@@ -112,11 +139,7 @@ impl Sim {
                 let mut node = Node::new(sharded(config(a)));
                 node.set_peers(now, &addrs);
                 setup(&mut node);
-                SimNode {
-                    node,
-                    addr: a.clone(),
-                    loader: loader(i),
-                }
+                SimNode::new(node, a.clone(), loader(i))
             })
             .collect();
         Self {
@@ -131,6 +154,7 @@ impl Sim {
             writes: HashMap::new(),
             faults: HashMap::new(),
             sent_bytes: vec![0; n],
+            detached: true,
             events: BinaryHeap::new(),
             payloads: HashMap::new(),
             seq: 0,
@@ -146,11 +170,10 @@ impl Sim {
     pub fn add_client(&mut self) -> usize {
         let i = self.nodes.len();
         let addr = format!("client-{i}:0");
-        self.nodes.push(SimNode {
-            node: Node::new(Config::new(addr.clone())),
-            addr,
-            loader: Box::new(|_, _| Err(LoadError::Failed("a client loads nothing".into()))),
-        });
+        let node = Node::new(Config::new(addr.clone()));
+        let loader: SimLoader =
+            Box::new(|_, _| Err(LoadError::Failed("a client loads nothing".into())));
+        self.nodes.push(SimNode::new(node, addr, loader));
         self.sent_bytes.push(0);
         i
     }
@@ -168,7 +191,7 @@ impl Sim {
         let addr = format!("node-{i}:9000");
         let mut node = Node::new(sharded(config(&addr)));
         setup(&mut node);
-        self.nodes.push(SimNode { node, addr, loader });
+        self.nodes.push(SimNode::new(node, addr, loader));
         self.sent_bytes.push(0);
         i
     }
@@ -317,7 +340,17 @@ impl Sim {
                     match target {
                         Some(j) if !self.blocked(i, j) => {
                             let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-                            match self.nodes[j].node.accept(self.now, ip) {
+                            let accepted = if self.detached {
+                                let target = &mut self.nodes[j];
+                                target.node.accept_inbound(self.now, ip).map(|inbound| {
+                                    let cj = inbound.id();
+                                    target.inbounds.insert(cj, inbound);
+                                    cj
+                                })
+                            } else {
+                                self.nodes[j].node.accept(self.now, ip)
+                            };
+                            match accepted {
                                 Ok(cj) => {
                                     self.links.insert((i, conn), (j, cj));
                                     self.links.insert((j, cj), (i, conn));
@@ -336,35 +369,25 @@ impl Sim {
                     }
                 }
                 Output::Send { conn, data } => {
-                    self.sent_bytes[i] += data.len() as u64;
                     match written.iter_mut().find(|(c, _)| *c == conn) {
                         Some((_, n)) => *n += data.len(),
                         None => written.push((conn, data.len())),
                     }
-                    let Some(&(j, cj)) = self.links.get(&(i, conn)) else {
-                        continue;
-                    };
-                    if self.blocked(i, j) {
-                        continue;
-                    }
-                    // Deliver in random pieces to exercise the decoders.
-                    let mut rest = data;
-                    while !rest.is_empty() {
-                        let n = 1 + (self.rand() as usize % rest.len().min(64));
-                        let piece = rest.split_to(n.min(rest.len()));
-                        self.schedule(arrive, Event::Data(j, cj, piece));
-                    }
+                    self.transmit(i, conn, data);
                 }
-                Output::Answer { conn, .. } => {
-                    unreachable!(
-                        "answer for {conn}: every connection is accepted with Node::accept"
-                    )
+                Output::Answer {
+                    conn,
+                    seq,
+                    response,
+                } => {
+                    if let Some(mut inbound) = self.nodes[i].inbounds.remove(&conn) {
+                        inbound.handle_answer(self.now, seq, response);
+                        self.pump_inbound(i, inbound);
+                    }
                 }
                 Output::Close { conn, .. } => {
-                    if let Some((j, cj)) = self.links.remove(&(i, conn)) {
-                        self.links.remove(&(j, cj));
-                        self.schedule(arrive, Event::Closed(j, cj));
-                    }
+                    self.nodes[i].inbounds.remove(&conn);
+                    self.hang_up(i, conn);
                 }
                 Output::Done { get, result } => {
                     self.results.insert((i, get), result);
@@ -377,6 +400,58 @@ impl Sim {
         written
     }
 
+    /// Sends `data` from node `i` on `conn` to the other end, if the link
+    /// stands, in random pieces to exercise the decoders.
+    fn transmit(&mut self, i: usize, conn: ConnId, data: Bytes) {
+        self.sent_bytes[i] += data.len() as u64;
+        let Some(&(j, cj)) = self.links.get(&(i, conn)) else {
+            return;
+        };
+        if self.blocked(i, j) {
+            return;
+        }
+        let arrive = self.now + self.latency;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = 1 + (self.rand() as usize % rest.len().min(64));
+            let piece = rest.split_to(n.min(rest.len()));
+            self.schedule(arrive, Event::Data(j, cj, piece));
+        }
+    }
+
+    /// Node `i` closed `conn`: the other end sees it closed.
+    fn hang_up(&mut self, i: usize, conn: ConnId) {
+        if let Some((j, cj)) = self.links.remove(&(i, conn)) {
+            self.links.remove(&(j, cj));
+            self.schedule(self.now + self.latency, Event::Closed(j, cj));
+        }
+    }
+
+    /// Carries out what an inbound connection of node `i` whose state the
+    /// simulator keeps asks, as the driver's connection task does: requests
+    /// to the node, bytes to the link (written at once), a close to both.
+    fn pump_inbound(&mut self, i: usize, mut inbound: Inbound) {
+        let (now, conn) = (self.now, inbound.id());
+        while let Some(o) = inbound.poll_output() {
+            match o {
+                InboundOutput::Request { seq, request } => {
+                    self.nodes[i].node.serve(now, conn, seq, request);
+                }
+                InboundOutput::Send(data) => {
+                    let n = data.len();
+                    self.transmit(i, conn, data);
+                    inbound.handle_written(now, n);
+                }
+                InboundOutput::Close(_) => {
+                    self.nodes[i].node.handle_closed(now, conn);
+                    self.hang_up(i, conn);
+                    return;
+                }
+            }
+        }
+        self.nodes[i].inbounds.insert(conn, inbound);
+    }
+
     /// Advances the clock to the next event or timeout and handles it.
     /// Returns false when nothing is scheduled before `until`.
     pub fn step(&mut self, until: Instant) -> bool {
@@ -385,7 +460,7 @@ impl Sim {
             .nodes
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| n.node.poll_timeout().map(|t| (t, i)))
+            .filter_map(|(i, n)| n.next_timeout().map(|t| (t, i)))
             .min();
         let take_event = match (next_event, next_timer) {
             (None, None) => return false,
@@ -410,11 +485,18 @@ impl Sim {
                     i
                 }
                 Event::Data(i, c, d) => {
-                    self.nodes[i].node.handle_data(now, c, &d);
+                    match self.nodes[i].inbounds.remove(&c) {
+                        Some(mut inbound) => {
+                            inbound.handle_data(now, &d);
+                            self.pump_inbound(i, inbound);
+                        }
+                        None => self.nodes[i].node.handle_data(now, c, &d),
+                    }
                     i
                 }
                 Event::Closed(i, c) => {
                     self.links.remove(&(i, c));
+                    self.nodes[i].inbounds.remove(&c);
                     self.nodes[i].node.handle_closed(now, c);
                     i
                 }
@@ -430,7 +512,18 @@ impl Sim {
                 return false;
             }
             self.now = self.now.max(t);
-            self.nodes[i].node.handle_timeout(self.now);
+            let now = self.now;
+            self.nodes[i].node.handle_timeout(now);
+            let due: Vec<ConnId> = (self.nodes[i].inbounds.iter())
+                .filter(|(_, inbound)| inbound.poll_timeout().is_some_and(|d| d <= now))
+                .map(|(&c, _)| c)
+                .collect();
+            for c in due {
+                if let Some(mut inbound) = self.nodes[i].inbounds.remove(&c) {
+                    inbound.handle_timeout(now);
+                    self.pump_inbound(i, inbound);
+                }
+            }
             self.drain(i);
         }
         for n in &self.nodes {
