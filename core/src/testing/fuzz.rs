@@ -5,7 +5,7 @@
 //! Every body panics on a broken property; a clean return means the input
 //! passed.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,8 @@ use prost::Message;
 
 use crate::frame::{decode_all, FrameDecoder};
 use crate::node::{
-    Config, ConnId, Get, GetId, GroupConfig, LoadError, LoadId, Node, Output, WriteId, WriteOp,
-    Written,
+    Config, ConnId, Get, GetId, GroupConfig, Inbound, InboundOutput, LoadError, LoadId, Node,
+    Output, WriteId, WriteOp, Written,
 };
 use crate::testing::epoch;
 use crate::testing::model::{CacheCheck, CacheOp};
@@ -151,6 +151,9 @@ struct Harness {
     loads: Vec<LoadId>,
     connecting: Vec<ConnId>,
     inbound: Vec<ConnId>,
+    /// The inbound connections whose state the harness keeps, as the
+    /// driver's tasks do ([`Node::accept_inbound`]); also in `inbound`.
+    detached: BTreeMap<ConnId, Inbound>,
     outbound: Vec<ConnId>,
     gets: HashSet<GetId>,
     /// Versions at the origin.
@@ -250,10 +253,16 @@ impl Harness {
                         }
                     }
                 }
-                Output::Answer { conn, .. } => {
-                    unreachable!(
-                        "answer for {conn}: every connection is accepted with Node::accept"
-                    )
+                Output::Answer {
+                    conn,
+                    seq,
+                    response,
+                } => {
+                    let now = self.now;
+                    if let Some(inbound) = self.detached.get_mut(&conn) {
+                        inbound.handle_answer(now, seq, response);
+                        self.pump(conn);
+                    }
                 }
                 Output::Close { conn, .. } => self.forget(conn),
                 Output::Done { get, .. } => {
@@ -278,7 +287,29 @@ impl Harness {
         );
     }
 
+    /// Carries out what a detached inbound connection asks, as the
+    /// driver's task does: requests to the node, a close to both.
+    fn pump(&mut self, conn: ConnId) {
+        let now = self.now;
+        while let Some(o) = self.detached.get_mut(&conn).and_then(Inbound::poll_output) {
+            if self.trace {
+                eprintln!("  {conn} -> {o:?}");
+            }
+            match o {
+                InboundOutput::Request { seq, request } => {
+                    self.node.serve(now, conn, seq, request);
+                }
+                InboundOutput::Send(data) => assert!(!data.is_empty(), "empty send"),
+                InboundOutput::Close(_) => {
+                    self.forget(conn);
+                    self.node.handle_closed(now, conn);
+                }
+            }
+        }
+    }
+
     fn forget(&mut self, conn: ConnId) {
+        self.detached.remove(&conn);
         self.asked.remove(&conn);
         self.inbound.retain(|&c| c != conn);
         self.outbound.retain(|&c| c != conn);
@@ -329,6 +360,7 @@ pub fn node(data: &[u8]) {
         loads: Vec::new(),
         connecting: Vec::new(),
         inbound: Vec::new(),
+        detached: BTreeMap::new(),
         outbound: Vec::new(),
         gets: HashSet::new(),
         origin: HashMap::new(),
@@ -351,8 +383,7 @@ pub fn node(data: &[u8]) {
     }
     for _ in 0..64 {
         for c in h.inbound.clone() {
-            let now = h.now;
-            h.node.handle_written(now, c, usize::MAX);
+            written(&mut h, c, usize::MAX);
             h.drain();
         }
         for id in std::mem::take(&mut h.loads) {
@@ -362,8 +393,7 @@ pub fn node(data: &[u8]) {
             h.drain();
         }
         h.now += Duration::from_secs(120);
-        let now = h.now;
-        h.node.handle_timeout(now);
+        timeout(&mut h);
         h.drain();
         if h.loads.is_empty() && h.gets.is_empty() && h.node.is_idle() {
             break;
@@ -375,6 +405,9 @@ pub fn node(data: &[u8]) {
         h.node.is_idle(),
         "node not idle after every load and timeout"
     );
+    for (c, inbound) in &h.detached {
+        assert!(inbound.owes_nothing(), "{c} still owed an answer");
+    }
 }
 
 /// A request from a client or peer; a write in it changes the origin first,
@@ -499,6 +532,31 @@ fn write_step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()
     Ok(())
 }
 
+/// The driver wrote `n` more bytes of what it sent on inbound `conn`.
+fn written(h: &mut Harness, conn: ConnId, n: usize) {
+    let now = h.now;
+    match h.detached.get_mut(&conn) {
+        Some(inbound) => {
+            inbound.handle_written(now, n);
+            h.pump(conn);
+        }
+        None => h.node.handle_written(now, conn, n),
+    }
+}
+
+/// Time passed: the node's deadlines, and those of the connections the
+/// harness keeps.
+fn timeout(h: &mut Harness) {
+    let now = h.now;
+    h.node.handle_timeout(now);
+    for c in h.detached.keys().copied().collect::<Vec<_>>() {
+        if let Some(inbound) = h.detached.get_mut(&c) {
+            inbound.handle_timeout(now);
+        }
+        h.pump(c);
+    }
+}
+
 /// Feeds `data` to `conn` in pieces the input chooses.
 fn feed(
     u: &mut Unstructured<'_>,
@@ -508,13 +566,26 @@ fn feed(
 ) -> arbitrary::Result<()> {
     let mut rest = data;
     // A driver reads nothing from a connection the node paused.
-    while !rest.is_empty() && h.node.wants_read(conn) {
+    loop {
+        let wants = match h.detached.get(&conn) {
+            Some(inbound) => inbound.wants_read(),
+            None => h.node.wants_read(conn),
+        };
+        if rest.is_empty() || !wants {
+            return Ok(());
+        }
         let n = u.int_in_range(1..=rest.len())?;
         let now = h.now;
-        h.node.handle_data(now, conn, &rest[..n]);
+        match h.detached.get_mut(&conn) {
+            Some(inbound) => {
+                inbound.handle_data(now, &rest[..n]);
+                h.pump(conn);
+                h.drain();
+            }
+            None => h.node.handle_data(now, conn, &rest[..n]),
+        }
         rest = &rest[n..];
     }
-    Ok(())
 }
 
 fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
@@ -539,7 +610,12 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
         }
         2 => {
             let from = *u.choose(&FROM)?;
-            if let Ok(c) = h.node.accept(now, IpAddr::V4(from)) {
+            if u.arbitrary()? {
+                if let Ok(inbound) = h.node.accept_inbound(now, IpAddr::V4(from)) {
+                    h.inbound.push(inbound.id());
+                    h.detached.insert(inbound.id(), inbound);
+                }
+            } else if let Ok(c) = h.node.accept(now, IpAddr::V4(from)) {
                 h.inbound.push(c);
             }
         }
@@ -547,7 +623,7 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
         13 | 14 => {
             if let Some(c) = pick(u, &h.inbound)? {
                 let n = u.int_in_range(0..=200)?;
-                h.node.handle_written(now, c, n);
+                written(h, c, n);
             }
         }
         3 => {
@@ -613,14 +689,20 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
         }
         10 | 11 => {
             h.now += Duration::from_millis(u64::from(u.arbitrary::<u16>()?));
-            let now = h.now;
-            h.node.handle_timeout(now);
+            timeout(h);
         }
         _ => {
             if u.ratio(1, 16)? {
                 h.node.abort(now);
             } else if u.ratio(1, 8)? {
                 h.node.shutdown(now);
+                // The driver then tells the connections it keeps.
+                for c in h.detached.keys().copied().collect::<Vec<_>>() {
+                    if let Some(inbound) = h.detached.get_mut(&c) {
+                        inbound.handle_shutdown(now);
+                    }
+                    h.pump(c);
+                }
             } else {
                 let peers: &[&str] = u.choose(&[&[SELF, PEER][..], &[PEER], &[SELF], &[]])?;
                 h.node.set_peers(now, peers);
