@@ -177,8 +177,9 @@ pub(super) async fn inbound_loop<R: Runtime>(
     // moves earlier: the idle deadline moves later with every request, and
     // arming a timer per request would cost more than the request.
     let mut timer: Option<(Instant, Sleep)> = None;
+    // The time of the latest event: one clock read per turn.
+    let mut now = shared.rt.now();
     loop {
-        let now = shared.rt.now();
         if !draining && shared.closing.load(Ordering::Relaxed) {
             draining = true;
             inbound.handle_shutdown(now);
@@ -228,10 +229,12 @@ pub(super) async fn inbound_loop<R: Runtime>(
                 shared.input(|n, now| n.handle_closed(now, conn));
                 return;
             }
-            inbound.handle_written(shared.rt.now(), out.len());
+            let paused = !inbound.wants_read();
+            inbound.handle_written(now, out.len());
             out.clear();
-            if close.is_none() && !dropped {
-                // Written answers may resume a paused connection.
+            if paused && close.is_none() && !dropped {
+                // Written answers resume a paused connection: its buffered
+                // requests come next.
                 continue;
             }
         }
@@ -246,7 +249,9 @@ pub(super) async fn inbound_loop<R: Runtime>(
         let deadline = inbound.poll_timeout();
         if deadline.is_some_and(|d| timer.as_ref().is_none_or(|(at, _)| d < *at)) {
             let d = deadline.expect("checked");
-            let sleep = shared.rt.sleep(d.saturating_duration_since(now));
+            let sleep = shared
+                .rt
+                .sleep(d.saturating_duration_since(shared.rt.now()));
             timer = Some((d, Box::pin(sleep)));
         }
         let answered = async {
@@ -275,7 +280,7 @@ pub(super) async fn inbound_loop<R: Runtime>(
         } else {
             answered.or(fired).await
         };
-        let now = shared.rt.now();
+        now = shared.rt.now();
         match event {
             Event::Read(Ok(0) | Err(_)) => {
                 shared.input(|n, now| n.handle_closed(now, conn));
