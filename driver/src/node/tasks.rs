@@ -216,16 +216,7 @@ pub(super) async fn inbound_loop<R: Runtime>(
             dropped |= outbox.take_answers(&mut answers);
         }
         if !out.is_empty() {
-            let wrote = {
-                let mut write = pin!(out.write_to(&mut w));
-                // Most writes complete at once: only arm a timer for one
-                // that has to wait for the peer to read.
-                match poll_once(&mut write).await {
-                    Some(done) => Some(done),
-                    None => timeout(&shared.rt, shared.write_timeout, write).await,
-                }
-            };
-            if !matches!(wrote, Some(Ok(()))) {
+            if !write_out(&shared, &out, &mut w).await {
                 shared.input(|n, now| n.handle_closed(now, conn));
                 return;
             }
@@ -296,13 +287,11 @@ pub(super) async fn inbound_loop<R: Runtime>(
     }
 }
 
-/// One task per outbound connection. It feeds what it reads to the core and writes
-/// what the core sends on this connection; an answer to a request read here
-/// is written by the same task, without waking another. It reports what it
-/// wrote, and reads nothing while the core says the client has too many
-/// answers unread (backpressure). Ends when the core drops the connection
-/// (after its queued bytes are written), or on EOF, an IO error or a
-/// stalled write.
+/// One task per outbound connection (to a peer). It feeds what it reads to
+/// the core and writes what the core sends on this connection. It reports
+/// what it wrote, and reads nothing while the core says so. Ends when the
+/// core drops the connection (after its queued bytes are written), or on
+/// EOF, an IO error or a stalled write.
 pub(super) async fn conn_loop<R: Runtime>(
     shared: Arc<Shared<R>>,
     conn: ConnId,
@@ -357,16 +346,7 @@ pub(super) async fn conn_loop<R: Runtime>(
         // Whatever the core queued, answers to what was just read included.
         let closed = outbox.take(&mut out);
         if !out.is_empty() {
-            let wrote = {
-                let mut write = pin!(out.write_to(&mut w));
-                // Most writes complete at once: only arm a timer for one
-                // that has to wait for the peer to read.
-                match poll_once(&mut write).await {
-                    Some(done) => Some(done),
-                    None => timeout(&shared.rt, shared.write_timeout, write).await,
-                }
-            };
-            if !matches!(wrote, Some(Ok(()))) {
+            if !write_out(&shared, &out, &mut w).await {
                 shared.input(|n, now| n.handle_closed(now, conn));
                 return;
             }
@@ -385,6 +365,18 @@ pub(super) async fn conn_loop<R: Runtime>(
             });
         }
     }
+}
+
+/// Writes `out` to `w` within the write timeout; false if that failed.
+async fn write_out<R: Runtime>(shared: &Shared<R>, out: &Chunks, w: &mut Writer<R>) -> bool {
+    let mut write = pin!(out.write_to(w));
+    // Most writes complete at once: only arm a timer for one that has to
+    // wait for the peer to read.
+    let wrote = match poll_once(&mut write).await {
+        Some(done) => Some(done),
+        None => timeout(&shared.rt, shared.write_timeout, write).await,
+    };
+    matches!(wrote, Some(Ok(())))
 }
 
 /// Counts the connection tasks still running, so that shutdown can wait for
