@@ -287,11 +287,10 @@ pub(super) async fn inbound_loop<R: Runtime>(
     }
 }
 
-/// One task per outbound connection (to a peer). It feeds what it reads to
-/// the core and writes what the core sends on this connection. It reports
-/// what it wrote, and reads nothing while the core says so. Ends when the
-/// core drops the connection (after its queued bytes are written), or on
-/// EOF, an IO error or a stalled write.
+/// One task per outbound connection (to a peer). It feeds the answers it
+/// reads to the core and writes the requests the core sends on this
+/// connection. Ends when the core drops the connection (after its queued
+/// bytes are written), or on EOF, an IO error or a stalled write.
 pub(super) async fn conn_loop<R: Runtime>(
     shared: Arc<Shared<R>>,
     conn: ConnId,
@@ -306,22 +305,14 @@ pub(super) async fn conn_loop<R: Runtime>(
     let _live = shared.live.enter();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out = Chunks::default();
-    let mut paused = false;
-    // Bytes written and not yet reported: they ride along with the next
-    // input, so the common request/answer turn takes the lock once.
-    let mut unreported = 0;
     loop {
         let write = async {
             poll_fn(|cx| outbox.poll_ready(cx, &mut out)).await;
             Event::Write
         };
-        let event = if paused {
-            write.await
-        } else {
-            async { Event::Read(r.read(&mut buf).await) }
-                .or(write)
-                .await
-        };
+        let event = async { Event::Read(r.read(&mut buf).await) }
+            .or(write)
+            .await;
         if let Event::Read(read) = event {
             match read {
                 Ok(0) | Err(_) => {
@@ -332,37 +323,22 @@ pub(super) async fn conn_loop<R: Runtime>(
                     // This task writes whatever the input produces right
                     // below: pushes to its outbox need not wake it.
                     drop(outbox.waker.take());
-                    let written = std::mem::take(&mut unreported);
-                    paused = !shared.input(|n, now| {
-                        if written > 0 {
-                            n.handle_written(now, conn, written);
-                        }
-                        n.handle_data(now, conn, &buf[..len]);
-                        n.wants_read(conn)
-                    });
+                    shared.input(|n, now| n.handle_data(now, conn, &buf[..len]));
                 }
             }
         }
-        // Whatever the core queued, answers to what was just read included.
+        // Whatever the core queued, requests sent on this read included.
         let closed = outbox.take(&mut out);
         if !out.is_empty() {
             if !write_out(&shared, &out, &mut w).await {
                 shared.input(|n, now| n.handle_closed(now, conn));
                 return;
             }
-            unreported += out.len();
             out.clear();
         }
         if closed {
             let _ = w.close().await;
             return;
-        }
-        if paused && unreported > 0 {
-            let written = std::mem::take(&mut unreported);
-            paused = !shared.input(|n, now| {
-                n.handle_written(now, conn, written);
-                n.wants_read(conn)
-            });
         }
     }
 }
