@@ -39,6 +39,39 @@ impl Node {
     /// holds only the connection's place in the budgets, until
     /// [`Node::handle_closed`]. Its deadlines and its draining at shutdown
     /// ([`Inbound::handle_shutdown`]) are the driver's to run.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use groupcache_core::node::{Config, GroupConfig, InboundOutput, Node, Output};
+    /// use groupcache_core::wire::{encode_frame, Request};
+    ///
+    /// # #[allow(clippy::disallowed_methods)]
+    /// let now = Instant::now();
+    /// let mut node = Node::new(Config::new("127.0.0.1:8001"));
+    /// node.add_group(GroupConfig::new("score", 1 << 20)).unwrap();
+    /// let mut conn = node.accept_inbound(now, "192.0.2.7".parse().unwrap()).unwrap();
+    /// let mut frame = bytes::BytesMut::new();
+    /// let req = Request { group: "score".into(), key: "Tom".into(), ..Default::default() };
+    /// encode_frame(&req, &mut frame);
+    /// conn.handle_data(now, &frame);
+    /// // Not cached: the connection hands the request to the node.
+    /// let Some(InboundOutput::Request { seq, request }) = conn.poll_output() else {
+    ///     unreachable!()
+    /// };
+    /// node.serve(now, conn.id(), seq, request);
+    /// // The node loads it; its answer comes back for the connection.
+    /// let Some(Output::Load { id, .. }) = node.poll_output() else { unreachable!() };
+    /// node.handle_load(now, id, Ok(bytes::Bytes::from_static(b"630").into()));
+    /// let Some(Output::Answer { seq, response, .. }) = node.poll_output() else {
+    ///     unreachable!()
+    /// };
+    /// conn.handle_answer(now, seq, response);
+    /// assert!(matches!(conn.poll_output(), Some(InboundOutput::Send(_))));
+    /// // Now cached: the same request is answered without the node.
+    /// conn.handle_data(now, &frame);
+    /// assert!(matches!(conn.poll_output(), Some(InboundOutput::Send(_))));
+    /// assert_eq!(node.poll_output(), None);
+    /// ```
     pub fn accept_inbound(&mut self, now: Instant, addr: IpAddr) -> Result<Inbound, Refused> {
         let inbound = self.admit(now, addr)?;
         let (from, peer) = (inbound.from, inbound.peer);
