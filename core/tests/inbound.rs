@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use groupcache_core::frame::decode_all;
 use groupcache_core::node::{
-    CloseReason, Config, Get, GroupConfig, Inbound, InboundOutput, Node, Output, Refused,
+    CloseReason, Config, Get, GroupConfig, Inbound, InboundOutput, LoadId, Node, Output, Refused,
 };
 use groupcache_core::testing::{drain, epoch, request_frame};
 use groupcache_core::wire::{Response, CODE_NO_GROUP, CODE_OK};
@@ -28,15 +28,29 @@ fn cache(node: &mut Node, now: std::time::Instant, key: &str) {
     let Get::Pending(_) = node.get(now, GROUP, key) else {
         panic!("{key} was cached already");
     };
-    let id = drain(node)
+    let id = load_id(node);
+    node.handle_load(now, id, Ok(Bytes::from(format!("value of {key}")).into()));
+    drain(node);
+}
+
+/// The load among the node's outputs now (the others are dropped).
+fn load_id(node: &mut Node) -> LoadId {
+    drain(node)
         .into_iter()
         .find_map(|o| match o {
             Output::Load { id, .. } => Some(id),
             _ => None,
         })
-        .expect("a load");
-    node.handle_load(now, id, Ok(Bytes::from(format!("value of {key}")).into()));
-    drain(node);
+        .expect("a load")
+}
+
+/// Hands every answer among the node's outputs now to `inbound`.
+fn forward_answers(node: &mut Node, inbound: &mut Inbound, now: std::time::Instant) {
+    for o in drain(node) {
+        if let Output::Answer { seq, response, .. } = o {
+            inbound.handle_answer(now, seq, response);
+        }
+    }
 }
 
 /// What the connection asks for now, in order.
@@ -151,11 +165,7 @@ fn a_miss_goes_to_the_node_and_answers_keep_request_order() {
         load.expect("a load"),
         Ok(Bytes::from("loaded").into()),
     );
-    for o in drain(&mut node) {
-        if let Output::Answer { seq, response, .. } = o {
-            inbound.handle_answer(later, seq, response);
-        }
-    }
+    forward_answers(&mut node, &mut inbound, later);
     let got = responses(&outputs(&mut inbound));
     let got: Vec<(i32, &[u8])> = got.iter().map(|r| (r.code, &r.value[..])).collect();
     assert_eq!(got[0], (CODE_OK, &b"loaded"[..]));
@@ -210,19 +220,9 @@ fn at_shutdown_a_busy_connection_closes_once_its_answers_are_sent() {
         [InboundOutput::Close(CloseReason::Shutdown)]
     );
     assert!(outputs(&mut busy).is_empty(), "an answer is owed");
-    let load = drain(&mut node)
-        .into_iter()
-        .find_map(|o| match o {
-            Output::Load { id, .. } => Some(id),
-            _ => None,
-        })
-        .expect("a load");
+    let load = load_id(&mut node);
     node.handle_load(now, load, Ok(Bytes::from("v").into()));
-    for o in drain(&mut node) {
-        if let Output::Answer { seq, response, .. } = o {
-            busy.handle_answer(now, seq, response);
-        }
-    }
+    forward_answers(&mut node, &mut busy, now);
     let out = outputs(&mut busy);
     assert_eq!(responses(&out).len(), 1);
     assert_eq!(

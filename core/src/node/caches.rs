@@ -60,6 +60,14 @@ struct Shard {
     hot: Cache,
 }
 
+impl Shard {
+    /// `key` from the main cache, else the hot one, marked read.
+    #[inline]
+    fn look(&mut self, key: &str, now: Instant) -> Option<Hit> {
+        self.main.get(key, now).or_else(|| self.hot.get(key, now))
+    }
+}
+
 /// The sums over a group's shards.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CachesStats {
@@ -141,7 +149,7 @@ impl GroupCaches {
     pub fn get(&self, key: &str, now: Instant) -> Option<Hit> {
         let mut s = self.shard(key);
         s.gets += 1;
-        let hit = s.main.get(key, now).or_else(|| s.hot.get(key, now));
+        let hit = s.look(key, now);
         s.hits += u64::from(hit.is_some());
         hit
     }
@@ -152,7 +160,7 @@ impl GroupCaches {
     #[inline]
     pub fn serve(&self, key: &str, now: Instant) -> Option<Hit> {
         let mut s = self.shard(key);
-        let hit = s.main.get(key, now).or_else(|| s.hot.get(key, now))?;
+        let hit = s.look(key, now)?;
         s.hits += 1;
         s.served += 1;
         Some(hit)
@@ -162,7 +170,7 @@ impl GroupCaches {
     #[inline]
     pub(super) fn hit(&self, key: &str, now: Instant) -> Option<Hit> {
         let mut s = self.shard(key);
-        let hit = s.main.get(key, now).or_else(|| s.hot.get(key, now));
+        let hit = s.look(key, now);
         s.hits += u64::from(hit.is_some());
         hit
     }
@@ -170,7 +178,7 @@ impl GroupCaches {
     /// A lookup that counts nothing (a peek from a peer).
     pub(super) fn lookup(&self, key: &str, now: Instant) -> Option<Hit> {
         let mut s = self.shard(key);
-        s.main.get(key, now).or_else(|| s.hot.get(key, now))
+        s.look(key, now)
     }
 
     /// Caches a value this node owns or loaded itself.
