@@ -68,6 +68,16 @@ impl<S, W> Flights<S, W> {
         Joined::Leader
     }
 
+    /// Starts a flight of `key` with no waiter: its leader waits outside
+    /// it. Replaces a flight already under way, so the caller checks first.
+    pub fn lead(&mut self, key: &str, state: S) {
+        let f = Flight {
+            waiters: Vec::new(),
+            state,
+        };
+        self.map.insert(key.into(), f);
+    }
+
     /// The flight of `key`, if one is under way.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Flight<S, W>> {
         self.map.get_mut(key)

@@ -3,16 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use crate::cache::Hit;
 use crate::flight::Joined;
 
+use super::caches::Outcome;
 use super::loads::LoadRec;
 use super::serve::{error_response, ok_response};
 use super::{
-    Error, FlightState, Get, GetId, GroupCaches, LoadError, LoadId, Loaded, Node, Output, Timer,
-    Waiter,
+    Claimed, Error, Get, GetId, GroupCaches, LoadError, LoadId, Loaded, Node, Output, Timer, Waiter,
 };
 
 impl Node {
@@ -44,6 +42,9 @@ impl Node {
         if self.shutting_down {
             return Get::Ready(Err(Error::Shutdown));
         }
+        if self.handoffs.close_if_over(now) {
+            self.set_gates();
+        }
         let Some(g) = self.groups.get_mut(group) else {
             return Get::Ready(Err(Error::NoGroup(group.into())));
         };
@@ -69,10 +70,9 @@ impl Node {
                 .ring
                 .owner(key)
                 .is_some_and(|o| o != self.cfg.self_addr);
-        let g = self.groups.get_mut(group).expect("caller checked group");
-        match g.flights.join(key, w, FlightState::default) {
+        let g = self.groups.get(group).expect("caller checked group");
+        match g.caches.join_flight(key, w) {
             Joined::Leader => {
-                g.stats.loads += 1;
                 let (name, key): (Arc<str>, Arc<str>) = (g.name.clone(), key.into());
                 if owner_is_peer {
                     let owner: Arc<str> = self.ring.owner(&key).expect("owner").into();
@@ -82,16 +82,14 @@ impl Node {
                 }
             }
             Joined::Follower => {
-                g.stats.loads_deduped += 1;
                 // A peer asks us because it thinks we own the key, while we
                 // are asking someone else: rings disagree. Load here rather
                 // than wait on a cycle of requests. A handoff cannot cycle
                 // (a peek never forwards): wait on it.
                 let handoffs = &self.handoffs;
                 let needs_local = from_peer
-                    && g.flights.get(key).is_some_and(|f| {
-                        f.state.local.is_none()
-                            && !f.state.remote.is_some_and(|t| handoffs.is_pending(t))
+                    && g.caches.flight(key).is_some_and(|f| {
+                        f.local.is_none() && !f.remote.is_some_and(|t| handoffs.is_pending(t))
                     });
                 if needs_local {
                     let (name, key) = (g.name.clone(), key.into());
@@ -106,9 +104,10 @@ impl Node {
     pub(super) fn load_locally(&mut self, now: Instant, group: Arc<str>, key: Arc<str>) {
         let id = LoadId(self.id());
         let g = self.groups.get_mut(&group).expect("group");
-        if let Some(f) = g.flights.get_mut(&key) {
+        g.caches.with_flight(&key, |f| {
             f.state.local = Some(id);
-        }
+            f.state.claimed = false;
+        });
         let deadline = now + g.load_timeout;
         self.loads.decide(id, group, key, deadline, &mut self.out);
         self.arm(deadline, Timer::Load(id));
@@ -144,54 +143,26 @@ impl Node {
         let Some(LoadRec { group, key, .. }) = self.finish_load(id) else {
             return;
         };
-        let ours = self.is_flights_load(&group, &key, id);
-        let owned = self
-            .ring
-            .owner(&key)
-            .is_none_or(|o| o == self.cfg.self_addr);
-        let Some(g) = self.groups.get_mut(&group) else {
-            return;
-        };
-        let outcome = match result {
-            Ok(Loaded { value, .. }) if value.len() > g.max_value => {
-                // Never cached, never sent: a frame that large would be
-                // refused by every receiver.
-                g.stats.local_load_errs += 1;
-                g.stats.values_too_large += 1;
-                Err(Error::Load(
-                    format!(
-                        "{group}/{key}: value of {} bytes exceeds the limit of {}",
-                        value.len(),
-                        g.max_value
-                    )
-                    .into(),
-                ))
-            }
-            Ok(Loaded { value, ttl }) => {
-                g.stats.local_loads += 1;
-                let hot = (!owned).then_some(g.hot_ttl);
-                let expires = [ttl, g.ttl, hot]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .map(|t| now + t);
-                // A load the flight no longer waits on may predate a write.
-                if ours {
-                    g.caches.insert_main(&key, &value, expires, now);
-                }
-                Ok((value, expires))
-            }
-            Err(e) => {
-                g.stats.local_load_errs += 1;
-                Err(match e {
-                    LoadError::NotFound(m) => Error::NotFound(m.into()),
-                    LoadError::Failed(m) => Error::Load(m.into()),
-                })
-            }
-        };
-        if ours {
-            self.land(now, &group, &key, outcome);
-        }
+        self.settle_load(now, &group, &key, id, result);
+    }
+
+    /// Hands local load `id`'s result to the flight of `key`, which caches
+    /// it and, if it still waited on `id`, lands: its waiters get the
+    /// outcome, which is returned.
+    fn settle_load(
+        &mut self,
+        now: Instant,
+        group: &str,
+        key: &str,
+        id: LoadId,
+        result: Result<Loaded, LoadError>,
+    ) -> Option<Outcome> {
+        let owned = self.ring.owner(key).is_none_or(|o| o == self.cfg.self_addr);
+        let g = self.groups.get(group)?;
+        let hot = (!owned).then_some(g.hot_ttl);
+        let settled = g.caches.settle(key, id, hot, now, result);
+        self.deliver(now, settled.waiters?, &settled.outcome);
+        Some(settled.outcome)
     }
 
     /// A load ran out of time: cancel it and fail its waiters.
@@ -210,7 +181,7 @@ impl Node {
             return;
         };
         g.stats.load_timeouts += 1;
-        g.stats.local_load_errs += 1;
+        g.caches.count_load_error(&key);
         let timeout = g.load_timeout;
         if ours {
             let e = Error::Load(format!("{group}/{key}: load timed out after {timeout:?}").into());
@@ -223,38 +194,121 @@ impl Node {
     fn is_flights_load(&self, group: &str, key: &str, id: LoadId) -> bool {
         self.groups
             .get(group)
-            .and_then(|g| g.flights.get(key))
-            .is_some_and(|f| f.state.local == Some(id))
+            .and_then(|g| g.caches.flight(key))
+            .is_some_and(|f| f.local == Some(id))
     }
 
     /// Delivers one outcome to every waiter of a flight.
-    pub(super) fn land(
-        &mut self,
-        now: Instant,
-        group: &str,
-        key: &str,
-        outcome: Result<(Bytes, Option<Instant>), Error>,
-    ) {
-        let Some(g) = self.groups.get_mut(group) else {
+    pub(super) fn land(&mut self, now: Instant, group: &str, key: &str, outcome: Outcome) {
+        let Some(flight) = self
+            .groups
+            .get(group)
+            .and_then(|g| g.caches.land_flight(key))
+        else {
             return;
         };
-        let Some(flight) = g.flights.land(key) else {
-            return;
-        };
-        for w in flight.waiters {
+        self.deliver(now, flight.waiters, &outcome);
+    }
+
+    /// Hands `outcome` to each of a landed flight's `waiters`.
+    fn deliver(&mut self, now: Instant, waiters: Vec<Waiter>, outcome: &Outcome) {
+        for w in waiters {
             match w {
                 Waiter::Get(get) => self.out.push_back(Output::Done {
                     get,
                     result: outcome.clone().map(|(v, _)| v),
                 }),
                 Waiter::Serve { conn, seq, ext } => {
-                    let resp = match &outcome {
+                    let resp = match outcome {
                         Ok((v, exp)) => ok_response(v.clone(), *exp, now, ext),
                         Err(e) => error_response(e, ext),
                     };
                     self.answer(now, conn, seq, resp);
                 }
             }
+        }
+    }
+
+    /// Takes over a load a get claimed ([`GroupCaches::claim`]) whose
+    /// loader did not answer at once: the node keeps it from now on, with
+    /// the group's load timeout, and the get waits on it as on any flight.
+    /// On [`Get::Pending`] the driver runs the load to its end and reports
+    /// it with [`Node::handle_load`] (with the claim's id, and cancels it
+    /// on [`Output::CancelLoad`]); the get's answer comes as
+    /// [`Output::Done`].
+    ///
+    /// If the flight moved on while the claim loaded (a write reached the
+    /// key, or the node shut down), the claim is over: the driver drops its
+    /// load, and the get goes on as [`Node::get_missed`] does.
+    pub fn adopt(&mut self, now: Instant, group: &str, key: &str, claimed: Claimed) -> Get {
+        let get = GetId(self.id());
+        let Some(g) = self.groups.get(group) else {
+            return Get::Ready(Err(Error::NoGroup(group.into())));
+        };
+        g.caches.slots.end_claim();
+        let adopted = g.caches.with_flight(key, |f| {
+            let ours = f.state.claimed && f.state.local == Some(claimed.id);
+            if ours {
+                f.state.claimed = false;
+                f.waiters.push(Waiter::Get(get));
+            }
+            ours
+        });
+        if adopted == Some(true) {
+            let deadline = now + g.load_timeout;
+            let name = g.name.clone();
+            self.loads.adopt(claimed.id, name, key.into(), deadline);
+            self.arm(deadline, Timer::Load(claimed.id));
+            return Get::Pending(get);
+        }
+        self.give_slot(group);
+        self.get_missed(now, group, key)
+    }
+
+    /// Lands a claimed load that [`GroupCaches::land_claimed`] left to the
+    /// node ([`Landed::Node`]): the value is cached and every get that
+    /// joined the flight gets the outcome, which is also the claiming
+    /// get's. If the flight moved on meanwhile (a write, a shutdown), the
+    /// result is dropped and the get goes on as [`Node::get_missed`] does.
+    pub fn land_claimed(
+        &mut self,
+        now: Instant,
+        group: &str,
+        key: &str,
+        claimed: Claimed,
+        result: Result<Loaded, LoadError>,
+    ) -> Get {
+        let Some(g) = self.groups.get(group) else {
+            return Get::Ready(Err(Error::NoGroup(group.into())));
+        };
+        g.caches.slots.end_claim();
+        let landed = self.settle_load(now, group, key, claimed.id, result);
+        self.give_slot(group);
+        match landed {
+            Some(outcome) => Get::Ready(outcome.map(|(v, _)| v)),
+            None => self.get_missed(now, group, key),
+        }
+    }
+
+    /// Looks at itself again after claims landed without it
+    /// ([`Landed::Done`] with `wake`): starts the loads that wait for the
+    /// slots they gave back. The driver then reads
+    /// [`Node::poll_timeout`] anew, as after any input, for a sweep that
+    /// moved earlier.
+    pub fn wake(&mut self, now: Instant) {
+        let _ = now;
+        let mut names: Vec<Arc<str>> = self.groups.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            self.loads.slot_freed(&name, &mut self.out);
+        }
+    }
+
+    /// Gives a claim's slot back to `group`, to the oldest load waiting.
+    fn give_slot(&mut self, group: &str) {
+        if let Some(g) = self.groups.get(group) {
+            g.caches.slots.give();
+            self.loads.slot_freed(group, &mut self.out);
         }
     }
 }

@@ -55,6 +55,20 @@ impl Handoffs {
         self.window.as_ref()?.prev.owner(key)
     }
 
+    /// True while a window is open (it may have run out unnoticed).
+    pub(super) fn is_open(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Drops the window if it has run out; true if it did now.
+    pub(super) fn close_if_over(&mut self, now: Instant) -> bool {
+        let over = self.window.as_ref().is_some_and(|w| w.until <= now);
+        if over {
+            self.window = None;
+        }
+        over
+    }
+
     /// True while a flight may wait on the request `token`.
     pub(super) fn is_pending(&self, token: u64) -> bool {
         self.pending.contains_key(&token)
@@ -161,10 +175,12 @@ impl Node {
         let Some(g) = self.groups.get_mut(group) else {
             return false;
         };
-        let Some(f) = g.flights.get_mut(key) else {
+        if g.caches
+            .with_flight(key, |f| f.state.remote = Some(token))
+            .is_none()
+        {
             return false;
-        };
-        f.state.remote = Some(token);
+        }
         self.handoffs.pending.insert(
             token,
             Pending {
@@ -201,7 +217,7 @@ impl Node {
         let Some(g) = self.groups.get_mut(&sent.group) else {
             return;
         };
-        if g.flights.get(&sent.key).and_then(|f| f.state.remote) != Some(token) {
+        if g.caches.flight(&sent.key).and_then(|f| f.remote) != Some(token) {
             return;
         }
         g.stats.handoff_hits += 1;
@@ -210,7 +226,7 @@ impl Node {
         let remote = (resp.ttl_ms > 0).then(|| sent.asked_at + Duration::from_millis(resp.ttl_ms));
         let expires = [
             remote,
-            g.ttl.map(|t| now + t),
+            g.caches.ttl.map(|t| now + t),
             (!owned).then(|| now + g.hot_ttl),
         ]
         .into_iter()
@@ -233,15 +249,18 @@ impl Node {
         let Some(g) = self.groups.get_mut(group) else {
             return;
         };
-        let Some(f) = g.flights.get_mut(key) else {
+        let ours = g.caches.with_flight(key, |f| {
+            let ours = f.state.remote == Some(token);
+            if ours {
+                f.state.remote = None;
+            }
+            ours.then_some(f.state.local.is_none())
+        });
+        let Some(Some(load)) = ours else {
             return;
         };
-        if f.state.remote != Some(token) {
-            return;
-        }
         g.stats.handoff_misses += 1;
-        f.state.remote = None;
-        if f.state.local.is_none() {
+        if load {
             self.load_locally(now, group.clone(), key.clone());
         }
     }

@@ -1,7 +1,7 @@
 //! Local loads: each one's record, from the moment the node decides it
-//! until it is reported or given up on, and each group's load slots (at
-//! most the group's `max_loads` handed to the driver at once, the rest
-//! queued oldest first).
+//! until it is reported or given up on, and each group's queue for its
+//! load slots (at most the group's `max_loads` under way at once, the rest
+//! queued oldest first; the count is shared with claims, `slots`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use hashbrown::HashMap;
 
+use super::slots::Slots;
 use super::{LoadId, Output, Timer};
 
 /// A local load, from the moment it is decided until reported.
@@ -20,31 +21,28 @@ pub(super) struct LoadRec {
     pub(super) started: bool,
 }
 
-/// One group's load slots.
-struct Slots {
-    max: usize,
-    /// Loads handed to the driver and not yet reported.
-    running: usize,
+/// One group's slots and the loads waiting for one.
+struct Queue {
+    slots: Arc<Slots>,
     /// Loads waiting for a free slot, oldest first.
-    queued: VecDeque<LoadId>,
+    waiting: VecDeque<LoadId>,
 }
 
-/// The node's local loads and every group's slots.
+/// The node's local loads and every group's queue.
 #[derive(Default)]
 pub(super) struct Loads {
     recs: HashMap<LoadId, LoadRec>,
-    slots: HashMap<Arc<str>, Slots>,
+    queues: HashMap<Arc<str>, Queue>,
 }
 
 impl Loads {
-    /// Gives `group` its slots: `max` loads at once, at least one.
-    pub(super) fn add_group(&mut self, group: Arc<str>, max: usize) {
-        let slots = Slots {
-            max: max.max(1),
-            running: 0,
-            queued: VecDeque::new(),
+    /// Gives `group` its queue for `slots`, which claims share.
+    pub(super) fn add_group(&mut self, group: Arc<str>, slots: Arc<Slots>) {
+        let q = Queue {
+            slots,
+            waiting: VecDeque::new(),
         };
-        self.slots.insert(group, slots);
+        self.queues.insert(group, q);
     }
 
     /// Records load `id` of `key` in `group`, due by `deadline`: started
@@ -58,25 +56,63 @@ impl Loads {
         deadline: Instant,
         out: &mut VecDeque<Output>,
     ) {
-        let slots = self.slots.get_mut(&group).expect("a group's load");
-        let started = slots.running < slots.max;
-        if started {
-            slots.running += 1;
-            out.push_back(Output::Load {
-                id,
-                group: group.clone(),
-                key: key.clone(),
-            });
-        } else {
-            slots.queued.push_back(id);
-        }
+        let q = self.queues.get_mut(&group).expect("a group's load");
         let rec = LoadRec {
             group,
             key,
             deadline,
-            started,
+            started: false,
         };
         self.recs.insert(id, rec);
+        q.waiting.push_back(id);
+        Self::pump(q, &mut self.recs, out);
+    }
+
+    /// Records load `id`, which a claim started and now hands over: it
+    /// holds its slot already.
+    pub(super) fn adopt(&mut self, id: LoadId, group: Arc<str>, key: Arc<str>, deadline: Instant) {
+        let rec = LoadRec {
+            group,
+            key,
+            deadline,
+            started: true,
+        };
+        self.recs.insert(id, rec);
+    }
+
+    /// A claim gave its slot back while loads of `group` waited: starts
+    /// them.
+    pub(super) fn slot_freed(&mut self, group: &str, out: &mut VecDeque<Output>) {
+        if let Some(q) = self.queues.get_mut(group) {
+            Self::pump(q, &mut self.recs, out);
+        }
+    }
+
+    /// Starts the oldest waiting loads while slots are free. The count
+    /// waiting is published before each try for a slot, so a claim that
+    /// frees one after that try sees it and wakes the node.
+    fn pump(q: &mut Queue, recs: &mut HashMap<LoadId, LoadRec>, out: &mut VecDeque<Output>) {
+        loop {
+            // Loads that timed out while queued are gone from the records.
+            while q.waiting.front().is_some_and(|id| !recs.contains_key(id)) {
+                q.waiting.pop_front();
+            }
+            q.slots.set_queued(q.waiting.len());
+            let Some(&next) = q.waiting.front() else {
+                return;
+            };
+            if !q.slots.take() {
+                return;
+            }
+            q.waiting.pop_front();
+            let n = recs.get_mut(&next).expect("checked above");
+            n.started = true;
+            out.push_back(Output::Load {
+                id: next,
+                group: n.group.clone(),
+                key: n.key.clone(),
+            });
+        }
     }
 
     /// Forgets load `id` and returns its record. The slot it held goes to
@@ -86,26 +122,11 @@ impl Loads {
         if !l.started {
             return Some(l);
         }
-        let Some(slots) = self.slots.get_mut(&l.group) else {
+        let Some(q) = self.queues.get_mut(&l.group) else {
             return Some(l);
         };
-        slots.running -= 1;
-        while slots.running < slots.max {
-            let Some(next) = slots.queued.pop_front() else {
-                break;
-            };
-            // Loads that timed out while queued are gone from the records.
-            let Some(n) = self.recs.get_mut(&next) else {
-                continue;
-            };
-            n.started = true;
-            slots.running += 1;
-            out.push_back(Output::Load {
-                id: next,
-                group: n.group.clone(),
-                key: n.key.clone(),
-            });
-        }
+        q.slots.give();
+        Self::pump(q, &mut self.recs, out);
         Some(l)
     }
 
@@ -129,35 +150,34 @@ impl Loads {
         (self.recs.iter()).map(|(&id, l)| (l.deadline, Timer::Load(id)))
     }
 
-    /// Forgets every load and frees every slot. Returns the loads that were
-    /// handed to the driver, in the order they were decided: the driver
-    /// must cancel them.
+    /// Forgets every load and frees its slot (claims keep theirs until
+    /// they land). Returns the loads that were handed to the driver, in the
+    /// order they were decided: the driver must cancel them.
     pub(super) fn clear(&mut self) -> Vec<LoadId> {
-        let mut started: Vec<LoadId> = (self.recs.drain())
+        let mut started: Vec<(Arc<str>, LoadId)> = (self.recs.drain())
             .filter(|(_, l)| l.started)
-            .map(|(id, _)| id)
+            .map(|(id, l)| (l.group, id))
             .collect();
-        started.sort();
-        for s in self.slots.values_mut() {
-            s.running = 0;
-            s.queued.clear();
+        started.sort_by_key(|&(_, id)| id);
+        for (group, q) in &mut self.queues {
+            q.waiting.clear();
+            q.slots.set_queued(0);
+            q.slots
+                .give_many(started.iter().filter(|(g, _)| g == group).count());
         }
-        started
+        started.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Checks that each group's running count is its started loads, within
-    /// its cap.
+    /// Checks that each group's slots taken are its started loads and its
+    /// claims, within its cap.
     pub(super) fn validate(&self) -> Result<(), String> {
-        for (group, s) in &self.slots {
+        for (group, q) in &self.queues {
             let started = (self.recs.values())
                 .filter(|l| l.started && l.group == *group)
                 .count();
-            if started != s.running || s.running > s.max {
-                return Err(format!(
-                    "{group}: {} loads running, {started} started, cap {}",
-                    s.running, s.max
-                ));
-            }
+            q.slots
+                .validate(started)
+                .map_err(|e| format!("{group}: {e}"))?;
         }
         Ok(())
     }

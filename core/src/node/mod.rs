@@ -39,6 +39,7 @@ mod loads;
 mod peer;
 mod pool;
 mod serve;
+mod slots;
 mod timer;
 mod types;
 mod write;
@@ -47,13 +48,13 @@ mod writes;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 
-use crate::flight::Flights;
 use crate::frame::FrameDecoder;
 use crate::ring::Ring;
 
@@ -64,7 +65,7 @@ use pool::{Health, Pool};
 /// value's tag and length, and every other field at its largest.
 pub const RESPONSE_OVERHEAD: usize = 64;
 
-pub use caches::{CachesStats, GroupCaches, MIN_SHARD_BYTES};
+pub use caches::{CachesStats, Claim, Claimed, GroupCaches, Landed, LoadCounts, MIN_SHARD_BYTES};
 pub use types::{
     CloseReason, Config, ConnId, Error, Get, GetId, GroupConfig, GroupExists, GroupStats,
     LoadError, LoadId, Loaded, Output, Refused, WriteId, WriteOp, WriteReport, Written,
@@ -76,22 +77,22 @@ enum Waiter {
     Serve { conn: ConnId, seq: u64, ext: bool },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct FlightState {
     local: Option<LoadId>,
     remote: Option<u64>,
+    /// The local load is a claim's ([`GroupCaches::claim`]): it has no
+    /// record in the node until the node adopts it.
+    claimed: bool,
 }
 
 struct Group {
     name: Arc<str>,
-    ttl: Option<Duration>,
     /// The main cache (keys owned or loaded here) and the hot one (copies
-    /// of other nodes' keys), sharded; the driver reads them too.
+    /// of other nodes' keys), and the flights, sharded; the driver reads
+    /// and claims there too. It keeps the group's TTL and largest value.
     caches: Arc<GroupCaches>,
-    flights: Flights<FlightState, Waiter>,
     stats: GroupStats,
-    /// Largest value cached or sent, already clamped to fit a frame.
-    max_value: usize,
     load_timeout: Duration,
     hot_ttl: Duration,
 }
@@ -219,7 +220,9 @@ pub struct Node {
     loads: loads::Loads,
     timers: timer::TimerTable,
     out: VecDeque<Output>,
-    next_id: u64,
+    /// Ids of every kind; shared with the groups' caches, whose claims
+    /// take load ids without the node.
+    ids: Arc<AtomicU64>,
     /// Inbound connections from clients, and from peers.
     /// Who may connect, and the inbound connections' budgets.
     admission: admission::Admission,
@@ -261,7 +264,7 @@ impl Node {
             loads: loads::Loads::default(),
             timers: timer::TimerTable::default(),
             out: VecDeque::new(),
-            next_id: 0,
+            ids: Arc::default(),
             admission: admission::Admission::default(),
             writes: writes::Writes::default(),
             handoffs: handoff::Handoffs::default(),
@@ -295,26 +298,33 @@ impl Node {
         let shards = (self.cfg.cache_shards.max(1))
             .min(g.max_bytes.checked_div(floor).unwrap_or(usize::MAX))
             .max(1);
+        let slots = Arc::new(slots::Slots::new(g.max_loads));
+        // One budget for both caches, as the original's cacheBytes, and
+        // every entry charged what it really costs.
+        let caches = GroupCaches::new(
+            g.max_bytes.saturating_sub(g.hot_bytes),
+            g.hot_bytes.min(g.max_bytes),
+            shards,
+        )
+        .for_group(
+            name.clone(),
+            g.ttl,
+            max_value,
+            slots.clone(),
+            self.ids.clone(),
+        );
+        caches.set_gate(self.gate());
         self.groups.insert(
             name.clone(),
             Group {
                 name: name.clone(),
-                ttl: g.ttl,
-                // One budget for both caches, as the original's cacheBytes,
-                // and every entry charged what it really costs.
-                caches: Arc::new(GroupCaches::new(
-                    g.max_bytes.saturating_sub(g.hot_bytes),
-                    g.hot_bytes.min(g.max_bytes),
-                    shards,
-                )),
-                flights: Flights::default(),
+                caches: Arc::new(caches),
                 stats: GroupStats::default(),
-                max_value,
                 load_timeout: g.load_timeout,
                 hot_ttl: g.hot_ttl,
             },
         );
-        self.loads.add_group(name, g.max_loads);
+        self.loads.add_group(name, slots);
         // Connections accepted from now on answer this group's hits too.
         let served = (self.groups.iter())
             .map(|(name, g)| (name.clone(), g.caches.clone()))
@@ -338,6 +348,11 @@ impl Node {
                 gets: c.gets,
                 cache_hits: c.hits,
                 server_requests: g.stats.server_requests + c.served,
+                loads: c.loads.loads,
+                loads_deduped: c.loads.deduped,
+                local_loads: c.loads.local,
+                local_load_errs: c.loads.local_errs,
+                values_too_large: c.loads.too_large,
                 ..g.stats
             }
         })
@@ -380,6 +395,7 @@ impl Node {
         self.ring.set_peers(&peers);
         self.admission
             .set_peers(self.ring.peers().iter().map(|p| &**p));
+        self.set_gates();
         // Forget idle pools of peers that left, so churn cannot grow them.
         let ring = &self.ring;
         (self.pools).retain(|p, pool| !pool.is_unused() || ring.peers().iter().any(|r| r == p));
@@ -392,6 +408,28 @@ impl Node {
     /// with; call this before the [`Node::set_peers`] that lists it.
     pub fn set_self_addr(&mut self, addr: impl Into<String>) {
         self.cfg.self_addr = addr.into();
+        self.set_gates();
+    }
+
+    /// What lets a miss claim its load without the node, if anything: no
+    /// shutdown and no handoff window, and then the keys the ring gives
+    /// this node.
+    fn gate(&self) -> Option<Arc<caches::Gate>> {
+        if self.shutting_down || self.handoffs.is_open() {
+            return None;
+        }
+        Some(Arc::new(caches::Gate {
+            ring: self.ring.clone(),
+            me: self.cfg.self_addr.clone(),
+        }))
+    }
+
+    /// Sets every group's gate for claims anew.
+    fn set_gates(&mut self) {
+        let gate = self.gate();
+        for g in self.groups.values() {
+            g.caches.set_gate(gate.clone());
+        }
     }
 
     /// The ring in use.
@@ -405,8 +443,7 @@ impl Node {
     }
 
     fn id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
+        self.ids.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The next thing the driver must do, if any.
@@ -419,6 +456,7 @@ impl Node {
     /// written. Loads under way still complete.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        self.set_gates();
         // In the order they were opened, not a hash seed's.
         let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
         ids.sort();
@@ -443,12 +481,14 @@ impl Node {
     /// Afterwards the node is idle.
     pub fn abort(&mut self, now: Instant) {
         self.shutting_down = true;
+        self.set_gates();
         let mut open = Vec::new();
         for g in self.groups.values() {
             open.extend(
-                g.flights
-                    .keys()
-                    .map(|k| (g.name.clone(), Arc::<str>::from(k))),
+                g.caches
+                    .flight_keys()
+                    .into_iter()
+                    .map(|k| (g.name.clone(), k)),
             );
         }
         // Sorted, so the order of the answers does not depend on a hash seed.
@@ -475,7 +515,7 @@ impl Node {
         self.loads.is_empty()
             && self.writes.is_empty()
             && self.pools.values().all(|p| p.held.is_empty())
-            && self.groups.values().all(|g| g.flights.is_empty())
+            && self.groups.values().all(|g| g.caches.no_flights())
             && self.conns.values().all(|c| match c {
                 Conn::In(i) => i.owes_nothing(),
                 // What a driver's connection owes is a flight or a write.
@@ -495,13 +535,12 @@ impl Node {
             (g.caches.validate()).map_err(|e| format!("{}: {e}", g.name))?;
         }
         for g in self.groups.values() {
-            for key in g.flights.keys() {
-                let f = g.flights.get(key).expect("key");
-                if f.state.local.is_none() && f.state.remote.is_none() {
+            for (key, f) in g.caches.flight_states() {
+                if f.local.is_none() && f.remote.is_none() {
                     return Err(format!("flight {}/{key} has no load under way", g.name));
                 }
-                if let Some(id) = f.state.local {
-                    if self.loads.get(id).is_none() {
+                if let Some(id) = f.local {
+                    if !f.claimed && self.loads.get(id).is_none() {
                         return Err(format!("flight {}/{key} waits on a finished {id}", g.name));
                     }
                 }

@@ -1,6 +1,7 @@
 //! Requests to peers: pools, pipelining, fallback and backoff.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,9 +100,7 @@ impl Node {
             return;
         };
         let max_deadline = now + g.load_timeout + self.cfg.request_timeout;
-        if let Some(f) = g.flights.get_mut(&key) {
-            f.state.remote = Some(token);
-        }
+        g.caches.with_flight(&key, |f| f.state.remote = Some(token));
         let s = self.sent(now, group, key, Ask::Flight { token }, max_deadline);
         self.enqueue(now, &peer, s);
     }
@@ -240,8 +239,8 @@ impl Node {
         // The quick connection comes on top of the others' budget.
         let quick = (!quick_conn && !pool.quick.is_empty()).then_some(true);
         for quick in quick.into_iter().chain(std::iter::repeat_n(false, open)) {
-            self.next_id += 1;
-            let conn = ConnId(self.next_id);
+            // Not `self.id()`: the pool is borrowed.
+            let conn = ConnId(self.ids.fetch_add(1, Ordering::Relaxed) + 1);
             pool.conns.push(conn);
             new_conns.push((conn, quick));
         }
@@ -363,10 +362,7 @@ impl Node {
         let Some(g) = self.groups.get_mut(&sent.group) else {
             return Ok(());
         };
-        let current = g
-            .flights
-            .get(&sent.key)
-            .is_some_and(|f| f.state.remote == Some(token));
+        let current = (g.caches.flight(&sent.key)).is_some_and(|f| f.remote == Some(token));
         if resp.code == CODE_OK {
             g.stats.peer_loads += 1;
             // Count the remaining TTL from when we asked, so a copy never
@@ -374,7 +370,7 @@ impl Node {
             // write that could not reach this node is undone in bounded time.
             let remote =
                 (resp.ttl_ms > 0).then(|| sent.asked_at + Duration::from_millis(resp.ttl_ms));
-            let local = g.ttl.map(|t| now + t);
+            let local = g.caches.ttl.map(|t| now + t);
             let hot = Some(now + g.hot_ttl);
             let expires = [remote, local, hot].into_iter().flatten().min();
             // An answer the flight no longer waits on may predate a write:
@@ -459,14 +455,14 @@ impl Node {
             return;
         };
         g.stats.peer_errors += 1;
-        let Some(f) = g.flights.get_mut(&sent.key) else {
-            return;
-        };
-        if f.state.remote != Some(token) {
-            return;
-        }
-        f.state.remote = None;
-        if f.state.local.is_none() {
+        let ours = g.caches.with_flight(&sent.key, |f| {
+            let ours = f.state.remote == Some(token);
+            if ours {
+                f.state.remote = None;
+            }
+            ours.then_some(f.state.local.is_none())
+        });
+        if ours == Some(Some(true)) {
             self.load_locally(now, sent.group, sent.key);
         }
     }

@@ -154,7 +154,7 @@ impl Node {
             .max_frame
             .saturating_sub(WRITE_OVERHEAD + group.len() + key.len());
         // `max_value` is already clamped to what fits in an answer frame.
-        let limit = g.max_value.min(frame_room);
+        let limit = g.caches.max_value.min(frame_room);
         if value.len() > limit {
             let len = value.len();
             return Err(Error::TooLarge(
@@ -330,7 +330,11 @@ impl Node {
         let group = g.name.clone();
         match op {
             WriteOp::Set { key, value, ttl } => {
-                let expires = [*ttl, g.ttl].into_iter().flatten().min().map(|t| now + t);
+                let expires = [*ttl, g.caches.ttl]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|t| now + t);
                 g.caches.set(key, value, expires, now);
                 self.settle_flight(now, &group, key, Some((value.clone(), expires)));
             }
@@ -340,10 +344,8 @@ impl Node {
             }
             WriteOp::Purge => {
                 g.caches.clear();
-                let mut keys: Vec<Arc<str>> = g.flights.keys().map(Arc::from).collect();
                 // Sorted, so the loads start in an order no hash seed sets.
-                keys.sort();
-                for key in keys {
+                for key in g.caches.flight_keys() {
                     self.settle_flight(now, &group, &key, None);
                 }
             }
@@ -361,15 +363,17 @@ impl Node {
         key: &str,
         set: Option<(Bytes, Option<Instant>)>,
     ) {
-        let Some(f) = self
-            .groups
-            .get_mut(group)
-            .and_then(|g| g.flights.get_mut(key))
-        else {
+        let taken = (self.groups.get(group)).and_then(|g| {
+            g.caches.with_flight(key, |f| {
+                let claimed = std::mem::take(&mut f.state.claimed);
+                (f.state.local.take(), f.state.remote.take(), claimed)
+            })
+        });
+        let Some((local, remote, claimed)) = taken else {
             return;
         };
-        let (local, remote) = (f.state.local.take(), f.state.remote.take());
-        if let Some(id) = local {
+        // A claim learns it was passed over when it lands.
+        if let Some(id) = local.filter(|_| !claimed) {
             self.cancel_load(id);
         }
         if let Some(v) = set {

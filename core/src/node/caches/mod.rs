@@ -1,18 +1,21 @@
-//! A group's caches on one node, split into shards by key, each behind a
-//! lock of its own.
+//! A group's caches and flights on one node, split into shards by key,
+//! each behind a lock of its own.
 //!
 //! A hit needs nothing but the key's shard: its main and hot caches and
 //! its counters. So the driver answers in-process hits through
 //! [`GroupCaches::get`] without the node's lock, and two threads that hit
-//! different keys take different locks. Everything else (flights, loads,
-//! peers, writes, timers) stays in the [`Node`](super::Node) and runs under
-//! the driver's node lock, which takes a shard's lock while it holds its
-//! own, never the other way round.
+//! different keys take different locks. A key's flight (its singleflight
+//! record) sits in the same shard, so a miss of a key this node owns can
+//! claim its load there too ([`GroupCaches::claim`], `claim.rs`), and the
+//! lookup and the start of the load are one step under one lock.
+//! Everything else (peers, writes, timers, loads that wait) stays in the
+//! [`Node`](super::Node) and runs under the driver's node lock, which
+//! takes a shard's lock while it holds its own, never the other way round.
 //!
-//! A miss seen here is not the last word: a load may have landed between
-//! this lookup and the node lock. The node looks again under its lock
-//! ([`Node::get_missed`](super::Node::get_missed)) before it starts a load,
-//! and loads only land under that lock, so a key is still loaded once.
+//! A miss seen by [`GroupCaches::get`] is not the last word: a load may
+//! have landed since. The node looks again under the shard's lock when it
+//! joins the key's flight ([`Node::get_missed`](super::Node::get_missed)),
+//! so a key is still loaded once.
 //!
 //! Each shard gets an equal share of the group's budgets, so their sum is
 //! the group's; a value larger than a shard's main budget is not cached
@@ -20,8 +23,13 @@
 //! node splits a group into no more shards than leave each
 //! [`Config::min_shard_bytes`](super::Config::min_shard_bytes).
 
+mod claim;
+mod flights;
+
 use std::hash::BuildHasher;
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
@@ -29,6 +37,14 @@ use foldhash::quality::FixedState;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::cache::{Cache, CacheStats, Hit, ENTRY_OVERHEAD};
+use crate::flight::Flights;
+
+use super::slots::Slots;
+use super::{FlightState, Waiter};
+
+pub(super) use claim::Gate;
+pub use claim::{Claim, Claimed, Landed};
+pub(super) use flights::Outcome;
 
 /// The default of [`Config::min_shard_bytes`](super::Config::min_shard_bytes).
 /// A shard's cache turns over faster than the group's would, and a small
@@ -58,6 +74,37 @@ struct Shard {
     served: u64,
     main: Cache,
     hot: Cache,
+    /// The flights of this shard's keys.
+    flights: Flights<FlightState, Waiter>,
+    /// Whether, and on which ring, a miss may claim its load here.
+    gate: Option<Arc<claim::Gate>>,
+    /// Load counters, for the group's stats.
+    loads: LoadCounts,
+}
+
+/// A shard's counts of loads, added into the group's stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadCounts {
+    /// Misses that had to be loaded (here or by a peer).
+    pub loads: u64,
+    /// Misses that joined a load already under way.
+    pub deduped: u64,
+    /// Successful local loads.
+    pub local: u64,
+    /// Failed local loads (timeouts included).
+    pub local_errs: u64,
+    /// Loader results refused for being larger than the group's maximum.
+    pub too_large: u64,
+}
+
+impl std::ops::AddAssign for LoadCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.loads += o.loads;
+        self.deduped += o.deduped;
+        self.local += o.local;
+        self.local_errs += o.local_errs;
+        self.too_large += o.too_large;
+    }
 }
 
 impl Shard {
@@ -82,6 +129,8 @@ pub struct CachesStats {
     /// Requests an inbound connection answered from a cache by itself
     /// ([`GroupCaches::serve`]).
     pub served: u64,
+    /// Loads, led by the node or claimed.
+    pub loads: LoadCounts,
 }
 
 /// A group's main and hot caches on one node, sharded by key. Shared
@@ -97,6 +146,16 @@ pub struct GroupCaches {
     /// need not ask every shard after every input: lowered by each insert,
     /// made exact by each sweep.
     sweep_at: Mutex<Option<Instant>>,
+    /// The group's name, for errors.
+    name: Arc<str>,
+    /// How long a loaded value lives, at most.
+    pub(super) ttl: Option<Duration>,
+    /// Largest value cached or sent, already clamped to fit a frame.
+    pub(super) max_value: usize,
+    /// The group's load slots, shared with the node's queue.
+    pub(super) slots: Arc<Slots>,
+    /// The node's id counter: a claim's load id is one of the node's.
+    ids: Arc<AtomicU64>,
 }
 
 impl GroupCaches {
@@ -112,6 +171,9 @@ impl GroupCaches {
                     gets: 0,
                     hits: 0,
                     served: 0,
+                    flights: Flights::default(),
+                    gate: None,
+                    loads: LoadCounts::default(),
                 }))
             })
             .collect();
@@ -119,7 +181,27 @@ impl GroupCaches {
             shards,
             hasher: FixedState::with_seed(SHARD_SEED),
             sweep_at: Mutex::new(None),
+            name: Arc::from(""),
+            ttl: None,
+            max_value: usize::MAX,
+            slots: Arc::new(Slots::new(usize::MAX)),
+            ids: Arc::default(),
         }
+    }
+
+    /// Node `ids`' group `name`: values live at most `ttl` and are at
+    /// most `max_value` bytes; loads take `slots`.
+    pub(super) fn for_group(
+        mut self,
+        name: Arc<str>,
+        ttl: Option<Duration>,
+        max_value: usize,
+        slots: Arc<Slots>,
+        ids: Arc<AtomicU64>,
+    ) -> Self {
+        (self.name, self.ttl, self.max_value) = (name, ttl, max_value);
+        (self.slots, self.ids) = (slots, ids);
+        self
     }
 
     /// How many shards the group's caches are split into.
@@ -183,29 +265,41 @@ impl GroupCaches {
 
     /// Caches a value this node owns or loaded itself.
     pub(super) fn insert_main(&self, key: &str, value: &[u8], exp: Option<Instant>, now: Instant) {
-        self.expires_at(exp);
         self.shard(key).main.insert(key, value, exp, now);
+        self.expires_at(exp);
     }
 
     /// Caches a copy of a value another node owns.
     pub(super) fn insert_hot(&self, key: &str, value: &[u8], exp: Option<Instant>, now: Instant) {
-        self.expires_at(exp);
         self.shard(key).hot.insert(key, value, exp, now);
+        self.expires_at(exp);
     }
 
     /// A written value: it replaces any hot copy.
     pub(super) fn set(&self, key: &str, value: &[u8], exp: Option<Instant>, now: Instant) {
+        {
+            let mut s = self.shard(key);
+            s.hot.remove(key);
+            s.main.insert(key, value, exp, now);
+        }
         self.expires_at(exp);
-        let mut s = self.shard(key);
-        s.hot.remove(key);
-        s.main.insert(key, value, exp, now);
     }
 
-    fn expires_at(&self, exp: Option<Instant>) {
-        if let Some(t) = exp {
-            let mut at = self.sweep_at.lock();
-            *at = Some(at.map_or(t, |a| a.min(t)));
+    /// Lowers the next sweep to `exp`, after the entry is in its shard (a
+    /// claim inserts without the node, so a sweep may run meanwhile: it
+    /// holds this lock while it looks, and either finds the entry or is
+    /// lowered after it). True if it moved earlier: the node's timer must
+    /// learn it.
+    fn expires_at(&self, exp: Option<Instant>) -> bool {
+        let Some(t) = exp else {
+            return false;
+        };
+        let mut at = self.sweep_at.lock();
+        let earlier = at.is_none_or(|a| t < a);
+        if earlier {
+            *at = Some(t);
         }
+        earlier
     }
 
     /// When [`GroupCaches::sweep_due`] has work next, at the earliest.
@@ -242,8 +336,10 @@ impl GroupCaches {
             return;
         }
         self.sweep(now, limit);
-        // Inserts run under the node, as this does: none comes between.
-        *self.sweep_at.lock() = self.next_expiry();
+        // Held while it looks: an insert that lands meanwhile lowers it
+        // after (`expires_at`).
+        let mut at = self.sweep_at.lock();
+        *at = self.next_expiry();
     }
 
     /// The earliest expiry of an entry held, over every shard.
@@ -278,6 +374,7 @@ impl GroupCaches {
             sum.gets += s.gets;
             sum.hits += s.hits;
             sum.served += s.served;
+            sum.loads += s.loads;
         }
         sum
     }
