@@ -232,19 +232,23 @@ impl Node {
     /// Takes over a load a get claimed ([`GroupCaches::claim`]) whose
     /// loader did not answer at once: the node keeps it from now on, with
     /// the group's load timeout, and the get waits on it as on any flight.
-    /// On [`Get::Pending`] the driver runs the load to its end and reports
-    /// it with [`Node::handle_load`] (with the claim's id, and cancels it
-    /// on [`Output::CancelLoad`]); the get's answer comes as
+    /// With the get's id returned, the driver runs the load to its end and
+    /// reports it with [`Node::handle_load`] (under the claim's id, and
+    /// cancels it on [`Output::CancelLoad`]); the get's answer comes as
     /// [`Output::Done`].
     ///
-    /// If the flight moved on while the claim loaded (a write reached the
-    /// key, or the node shut down), the claim is over: the driver drops its
-    /// load, and the get goes on as [`Node::get_missed`] does.
-    pub fn adopt(&mut self, now: Instant, group: &str, key: &str, claimed: Claimed) -> Get {
+    /// `None`: the flight moved on while the claim loaded (a write reached
+    /// the key, or the node shut down). The claim is over: the driver drops
+    /// its load, and the get goes on with [`Node::get_missed`].
+    pub fn adopt(
+        &mut self,
+        now: Instant,
+        group: &str,
+        key: &str,
+        claimed: Claimed,
+    ) -> Option<GetId> {
         let get = GetId(self.id());
-        let Some(g) = self.groups.get(group) else {
-            return Get::Ready(Err(Error::NoGroup(group.into())));
-        };
+        let g = self.groups.get(group)?;
         g.caches.slots.end_claim();
         let adopted = g.caches.with_flight(key, |f| {
             let ours = f.state.claimed && f.state.local == Some(claimed.id);
@@ -259,10 +263,10 @@ impl Node {
             let name = g.name.clone();
             self.loads.adopt(claimed.id, name, key.into(), deadline);
             self.arm(deadline, Timer::Load(claimed.id));
-            return Get::Pending(get);
+            return Some(get);
         }
         self.give_slot(group);
-        self.get_missed(now, group, key)
+        None
     }
 
     /// Lands a claimed load that [`GroupCaches::land_claimed`] left to the

@@ -16,8 +16,8 @@ use futures_lite::FutureExt;
 // foldhash: the maps every miss writes under the node's lock, and the
 // one every hit reads, hash small keys several times faster than SipHash.
 use groupcache_core::node::{
-    self as core, ConnId, GetId, GroupCaches, LoadError, LoadId, Loaded, Output, WriteId,
-    WriteReport,
+    self as core, Claim, ConnId, GetId, GroupCaches, Landed, LoadError, LoadId, Loaded, Output,
+    WriteId, WriteReport,
 };
 use hashbrown::HashMap;
 
@@ -54,6 +54,9 @@ impl State {
         outbox
     }
 }
+
+/// A loader's run on one key.
+type Load = std::pin::Pin<Box<dyn Future<Output = Result<Loaded, LoadError>> + Send>>;
 
 /// Work that must happen outside the lock: spawning tasks.
 pub(super) enum Action {
@@ -137,16 +140,74 @@ impl<R: Runtime> Shared<R> {
     }
 
     /// Gets `key` of `group`, whose caches are `caches`: a hit takes the
-    /// key's shard's lock alone; a miss goes on under the node's.
+    /// key's shard's lock alone, and so does a miss this node owns and may
+    /// load at once (a claim, whose load answers at once); any other miss
+    /// goes on under the node's lock.
     pub(crate) async fn get_key(
         self: &Arc<Self>,
         caches: Option<&GroupCaches>,
         group: &str,
         key: &str,
     ) -> Result<Bytes, Error> {
-        match self.hit(caches, key) {
-            Some(hit) => Ok(hit),
-            None => self.get(|n, now| n.get_missed(now, group, key)).await,
+        let claim = match caches {
+            Some(c) if !self.closing.load(Ordering::Relaxed) => Some((c, c.claim(key, self.rt.now()))),
+            _ => None,
+        };
+        match claim {
+            Some((_, Claim::Hit(hit))) => Ok(hit.value),
+            Some((c, Claim::Load(claimed))) => self.run_claim(c, key, claimed).await,
+            _ => self.get(|n, now| n.get_missed(now, group, key)).await,
+        }
+    }
+
+    /// Runs a claimed load of `key`: polled once here; landed in its shard
+    /// if that was enough, else handed to the node, which times it.
+    async fn run_claim(
+        self: &Arc<Self>,
+        caches: &GroupCaches,
+        key: &str,
+        claimed: core::Claimed,
+    ) -> Result<Bytes, Error> {
+        let group = caches.group();
+        let (cancel, cancelled) = async_channel::bounded(1);
+        let mut load = self.load(group.clone(), key.into(), cancelled);
+        let result = match self.poll_once(&mut load) {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let id = claimed.id;
+                let (tx, rx) = async_channel::bounded(1);
+                let adopted = {
+                    let mut st = self.lock();
+                    let now = self.rt.now();
+                    let get = st.node.adopt(now, group, key, claimed);
+                    if let Some(get) = get {
+                        st.gets.insert(get, tx);
+                        st.loads.insert(id, cancel);
+                    }
+                    self.drain(st);
+                    get.is_some()
+                };
+                if !adopted {
+                    // Passed over (a write, a shutdown): the load goes.
+                    drop(load);
+                    return self.get(|n, now| n.get_missed(now, group, key)).await;
+                }
+                self.spawn_load(id, load);
+                return rx.recv().await.unwrap_or(Err(Error::Shutdown));
+            }
+        };
+        match caches.land_claimed(key, claimed, self.rt.now(), result) {
+            Landed::Done { result, wake } => {
+                // Closing: the node's idle check must run again.
+                if wake || self.closing.load(Ordering::Relaxed) {
+                    self.input(|n, now| n.wake(now));
+                }
+                result
+            }
+            Landed::Node(claimed, result) => {
+                self.get(|n, now| n.land_claimed(now, group, key, claimed, result))
+                    .await
+            }
         }
     }
 
@@ -402,12 +463,23 @@ impl<R: Runtime> Shared<R> {
         key: Arc<str>,
         cancelled: Receiver<()>,
     ) -> Option<Result<Loaded, LoadError>> {
+        let mut load = self.load(group, key, cancelled);
+        if let Poll::Ready(result) = self.poll_once(&mut load) {
+            return Some(result);
+        }
+        self.spawn_load(id, load);
+        None
+    }
+
+    /// The group's loader run on `key`, ending early with an error when
+    /// the core cancels it (`cancelled` closes) and reporting a panic as a
+    /// failed load.
+    fn load(&self, group: Arc<str>, key: Arc<str>, cancelled: Receiver<()>) -> Load {
         let Some(loader) = self.loaders.get(&*group).cloned() else {
-            return Some(Err(LoadError::Failed(format!(
-                "no loader for group {group:?}"
-            ))));
+            let e = LoadError::Failed(format!("no loader for group {group:?}"));
+            return Box::pin(std::future::ready(Err(e)));
         };
-        let mut load = Box::pin(async move {
+        Box::pin(async move {
             let name = key.to_string();
             let load = AssertUnwindSafe(async move { loader.load(name).await }).catch_unwind();
             let result = async { Some(load.await) }
@@ -432,17 +504,20 @@ impl<R: Runtime> Shared<R> {
                     )))
                 }
             }
-        });
-        // No waker is needed: a load still pending is polled again by the
-        // task it moves to, which registers that task's.
-        let first = {
-            let _context = self.rt.enter();
-            let mut cx = Context::from_waker(Waker::noop());
-            load.as_mut().poll(&mut cx)
-        };
-        if let Poll::Ready(result) = first {
-            return Some(result);
-        }
+        })
+    }
+
+    /// Polls a load once, in the runtime's context. No waker is needed: a
+    /// load still pending is polled again by the task it moves to, which
+    /// registers that task's.
+    fn poll_once(&self, load: &mut Load) -> Poll<Result<Loaded, LoadError>> {
+        let _context = self.rt.enter();
+        let mut cx = Context::from_waker(Waker::noop());
+        load.as_mut().poll(&mut cx)
+    }
+
+    /// Runs load `id` to its end in a task of its own, and reports it.
+    fn spawn_load(self: &Arc<Self>, id: LoadId, load: Load) {
         let mut guard = LoadGuard {
             shared: Some(self.clone()),
             id,
@@ -451,7 +526,6 @@ impl<R: Runtime> Shared<R> {
             let result = load.await;
             guard.finish(result);
         });
-        None
     }
 
     /// Reports a load's outcome to the core.

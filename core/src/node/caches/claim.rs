@@ -50,7 +50,6 @@ impl Gate {
 
 /// What a miss may do without the node ([`GroupCaches::claim`]).
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum Claim {
     /// A cache held the value after all.
     Hit(Hit),
@@ -80,7 +79,6 @@ pub struct Claimed {
 
 /// How a claimed load landed ([`GroupCaches::land_claimed`]).
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum Landed {
     /// The flight was the claim's alone: the value is cached (an error
     /// is not) and this is the get's answer.
@@ -157,6 +155,11 @@ impl GroupCaches {
             result: settled.outcome.map(|(v, _)| v),
             wake: waiting || later,
         }
+    }
+
+    /// The group's name.
+    pub fn group(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// Opens every shard's gate on `gate`, or closes it (`None`).
