@@ -89,8 +89,12 @@ fn a_key_another_node_owns_or_an_open_handoff_window_goes_to_the_node() {
     let (mut node, caches) = node_with(|_, c| c.handoff_period = Duration::from_secs(10));
     let now = epoch();
     node.set_peers(now, ["self", "other"]);
-    let theirs = (0..).map(|i| format!("k{i}")).find(|k| node.owner(k) == Some("other"));
-    let ours = (0..).map(|i| format!("k{i}")).find(|k| node.owner(k) == Some("self"));
+    let theirs = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| node.owner(k) == Some("other"));
+    let ours = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| node.owner(k) == Some("self"));
     let (theirs, ours) = (theirs.unwrap(), ours.unwrap());
     assert!(matches!(caches.claim(&theirs, now), Claim::Node));
     // The window the change opened holds every miss to the node.
@@ -113,11 +117,17 @@ fn a_get_that_finds_a_claimed_flight_joins_it_and_gets_its_value() {
     let (mut node, caches) = node();
     let now = epoch();
     let c = claimed(&caches, "k", now);
-    assert!(matches!(caches.claim("k", now), Claim::Node), "one claim a key");
+    assert!(
+        matches!(caches.claim("k", now), Claim::Node),
+        "one claim a key"
+    );
     let Get::Pending(get) = node.get_missed(now, GROUP, "k") else {
         panic!("a miss");
     };
-    assert!(loads(&drain(&mut node)).is_empty(), "joined, not loaded again");
+    assert!(
+        loads(&drain(&mut node)).is_empty(),
+        "joined, not loaded again"
+    );
     node.validate().unwrap();
     let Landed::Node(c, result) = caches.land_claimed("k", c, now, loaded("v")) else {
         panic!("another get waits");
@@ -141,7 +151,10 @@ fn a_claim_holds_a_load_slot_and_hands_it_to_the_load_that_waits() {
         panic!("a miss");
     };
     assert!(loads(&drain(&mut node)).is_empty(), "b waits for the slot");
-    assert!(matches!(caches.claim("c", now), Claim::Node), "no jumping b");
+    assert!(
+        matches!(caches.claim("c", now), Claim::Node),
+        "no jumping b"
+    );
     node.validate().unwrap();
     let Landed::Done { wake, .. } = caches.land_claimed("a", c, now, loaded("va")) else {
         panic!("a's alone");
@@ -153,7 +166,10 @@ fn a_claim_holds_a_load_slot_and_hands_it_to_the_load_that_waits() {
     };
     node.validate().unwrap();
     node.handle_load(now, id, loaded("vb"));
-    assert_eq!(done(&drain(&mut node)), vec![(get.0, Ok(Bytes::from("vb")))]);
+    assert_eq!(
+        done(&drain(&mut node)),
+        vec![(get.0, Ok(Bytes::from("vb")))]
+    );
     let c = claimed(&caches, "c", now);
     let _ = caches.land_claimed("c", c, now, loaded("vc"));
     node.validate().unwrap();
@@ -200,7 +216,10 @@ fn an_adopted_load_lands_as_any_of_the_nodes() {
     let Get::Pending(_) = node.get_missed(now, GROUP, "other") else {
         panic!("a miss");
     };
-    assert!(loads(&drain(&mut node)).is_empty(), "the adopted load holds the slot");
+    assert!(
+        loads(&drain(&mut node)).is_empty(),
+        "the adopted load holds the slot"
+    );
     node.handle_load(now, id, loaded("v"));
     let out = drain(&mut node);
     assert_eq!(done(&out), vec![(get.0, Ok(Bytes::from("v")))]);
@@ -237,7 +256,10 @@ fn a_remove_during_a_claim_reloads_and_the_get_waits_for_the_reload() {
     let now = epoch();
     let c = claimed(&caches, "k", now);
     let remove = WriteOp::Remove { key: "k".into() };
-    assert!(matches!(node.write(now, GROUP, remove), Written::Ready(Ok(_))));
+    assert!(matches!(
+        node.write(now, GROUP, remove),
+        Written::Ready(Ok(_))
+    ));
     let [reload] = loads(&drain(&mut node))[..] else {
         panic!("the remove starts the key's load again");
     };
@@ -250,7 +272,10 @@ fn a_remove_during_a_claim_reloads_and_the_get_waits_for_the_reload() {
         panic!("the get joins the reload");
     };
     node.handle_load(now, reload, loaded("fresh"));
-    assert_eq!(done(&drain(&mut node)), vec![(get.0, Ok(Bytes::from("fresh")))]);
+    assert_eq!(
+        done(&drain(&mut node)),
+        vec![(get.0, Ok(Bytes::from("fresh")))]
+    );
     assert_eq!(node.peek(GROUP, "k"), Some(Bytes::from("fresh")));
     node.validate().unwrap();
 }
@@ -309,8 +334,14 @@ fn a_value_too_large_or_a_failure_is_answered_and_not_cached() {
     };
     assert!(matches!(result, Err(Error::NotFound(_))));
     let s = node.stats(GROUP).unwrap();
-    assert_eq!((s.values_too_large, s.local_load_errs, s.local_loads), (1, 2, 0));
-    assert!(matches!(caches.claim("big", now), Claim::Load(_)), "nothing cached");
+    assert_eq!(
+        (s.values_too_large, s.local_load_errs, s.local_loads),
+        (1, 2, 0)
+    );
+    assert!(
+        matches!(caches.claim("big", now), Claim::Load(_)),
+        "nothing cached"
+    );
     node.abort(now);
 }
 
@@ -333,5 +364,8 @@ fn a_ttl_that_moves_the_sweep_earlier_wakes_the_node() {
     assert!(!wake, "a later expiry moves nothing");
     let later = now + Duration::from_secs(5);
     node.handle_timeout(later);
-    assert!(matches!(caches.claim("k", later), Claim::Load(_)), "expired");
+    assert!(
+        matches!(caches.claim("k", later), Claim::Load(_)),
+        "expired"
+    );
 }

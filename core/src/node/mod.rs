@@ -7,7 +7,9 @@
 //! inbound connection a driver keeps, [`Inbound`]),
 //! [`Node::handle_connected`], [`Node::handle_data`],
 //! [`Node::handle_written`], [`Node::handle_closed`], [`Node::handle_load`],
-//! [`Node::handle_timeout`], [`Node::set_peers`].
+//! [`Node::handle_timeout`], [`Node::set_peers`]; for a miss that claimed
+//! its load without the node ([`GroupCaches::claim`]), [`Node::adopt`],
+//! [`Node::land_claimed`] and [`Node::wake`].
 //! After each input the driver drains [`Node::poll_output`] and sleeps until
 //! [`Node::poll_timeout`]. Outputs ask the driver to run a loader, open a
 //! connection, write bytes, close a connection, or hand a result to a caller.
@@ -19,9 +21,10 @@
 
 //!
 //! The node's parts live in their own files: `types` (the public types),
-//! `caches` (each group's caches, sharded, which hits read without the
-//! node), `get` (gets and flights), `loads` (local loads and each group's
-//! load slots), `peer` (requests to peers), `pool` (a peer's connections
+//! `caches` (each group's caches and flights, sharded, which hits and
+//! claims use without the node), `get` (gets, and what a load's outcome
+//! does to its flight), `loads` (local loads and the queue for each
+//! group's load slots), `slots` (the slots, shared with claims), `peer` (requests to peers), `pool` (a peer's connections
 //! and queues), `serve` (answering requests), `inbound` (an inbound
 //! connection's own state),
 //! `write` (carrying writes out across the cluster), `writes` (what each
@@ -507,6 +510,13 @@ impl Node {
         for id in conns {
             self.close(now, id, Some(CloseReason::Shutdown));
         }
+    }
+
+    /// True once [`Node::shutdown`] or [`Node::abort`] was called: gets
+    /// fail with [`Error::Shutdown`] from then on, hits included, so a
+    /// driver that answers hits from the caches itself stops doing so.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     /// True when nothing is in flight: no load, no peer request, no inbound

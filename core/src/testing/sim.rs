@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::node::{
-    Config, ConnId, Error, Get, GetId, Inbound, InboundOutput, LoadError, LoadId, Loaded, Node,
-    Output, WriteId, WriteOp, WriteReport, Written,
+    Claim, Claimed, Config, ConnId, Error, Get, GetId, GroupCaches, Inbound, InboundOutput, Landed,
+    LoadError, LoadId, Loaded, Node, Output, WriteId, WriteOp, WriteReport, Written,
 };
 
 /// A loader of the simulator: `(group, key) -> value`.
@@ -97,6 +97,10 @@ pub struct Sim {
     /// the driver's connection tasks do ([`Node::accept_inbound`]); when
     /// false the node keeps it ([`Node::accept`]). True by default.
     pub detached: bool,
+    /// In-process misses claim their loads ([`GroupCaches::claim`]), as
+    /// the driver's do; when false they go through [`Node::get`]. True by
+    /// default.
+    pub claims: bool,
     events: BinaryHeap<Reverse<(Instant, u64)>>,
     payloads: HashMap<u64, Event>,
     seq: u64,
@@ -155,6 +159,7 @@ impl Sim {
             faults: HashMap::new(),
             sent_bytes: vec![0; n],
             detached: true,
+            claims: true,
             events: BinaryHeap::new(),
             payloads: HashMap::new(),
             seq: 0,
@@ -237,13 +242,60 @@ impl Sim {
     }
 
     /// Starts a get on node `i`: `Ok` if answered at once, else its id.
+    /// With [`Sim::claims`], a miss claims its load as the driver's does.
     pub fn get(&mut self, i: usize, group: &str, key: &str) -> Result<Result<Bytes, Error>, GetId> {
-        let r = self.nodes[i].node.get(self.now, group, key);
+        let now = self.now;
+        let node = &mut self.nodes[i].node;
+        let caches = (self.claims && !node.is_shutting_down())
+            .then(|| node.caches(group))
+            .flatten();
+        let r = match caches.as_ref().map(|c| (c, c.claim(key, now))) {
+            None => node.get(now, group, key),
+            Some((_, Claim::Hit(hit))) => Get::Ready(Ok(hit.value)),
+            Some((_, Claim::Node)) => node.get_missed(now, group, key),
+            Some((c, Claim::Load(claimed))) => self.run_claim(i, c, group, key, claimed),
+        };
         self.drain(i);
         match r {
             Get::Ready(r) => Ok(r),
             Get::Pending(id) => Err(id),
         }
+    }
+
+    /// Runs a claimed load of node `i` as the driver does: a loader that
+    /// takes no time answers at once and lands in the shard; any other is
+    /// adopted by the node.
+    fn run_claim(
+        &mut self,
+        i: usize,
+        caches: &GroupCaches,
+        group: &str,
+        key: &str,
+        claimed: Claimed,
+    ) -> Get {
+        self.load_calls.push((i, group.into(), key.into()));
+        let r = (self.nodes[i].loader)(group, key);
+        let now = self.now;
+        let node = &mut self.nodes[i].node;
+        if self.load_latency.is_zero() && !self.hang_loads {
+            return match caches.land_claimed(key, claimed, now, r) {
+                Landed::Done { result, wake } => {
+                    if wake {
+                        node.wake(now);
+                    }
+                    Get::Ready(result)
+                }
+                Landed::Node(claimed, r) => node.land_claimed(now, group, key, claimed, r),
+            };
+        }
+        let id = claimed.id;
+        let Some(get) = node.adopt(now, group, key, claimed) else {
+            return node.get_missed(now, group, key);
+        };
+        if !self.hang_loads {
+            self.schedule(now + self.load_latency, Event::LoadDone(i, id, r));
+        }
+        Get::Pending(get)
     }
 
     /// Starts a write through node `i`: `Ok` if done at once, else its id.

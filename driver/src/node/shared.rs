@@ -150,7 +150,9 @@ impl<R: Runtime> Shared<R> {
         key: &str,
     ) -> Result<Bytes, Error> {
         let claim = match caches {
-            Some(c) if !self.closing.load(Ordering::Relaxed) => Some((c, c.claim(key, self.rt.now()))),
+            Some(c) if !self.closing.load(Ordering::Relaxed) => {
+                Some((c, c.claim(key, self.rt.now())))
+            }
             _ => None,
         };
         match claim {

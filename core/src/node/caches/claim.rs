@@ -102,6 +102,29 @@ impl GroupCaches {
     /// (see the module's documentation for when): the caller then goes on
     /// with [`Node::get_missed`](crate::node::Node::get_missed), which does
     /// not count the get again.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use bytes::Bytes;
+    /// use groupcache_core::node::{Claim, Config, GroupConfig, Landed, Node};
+    ///
+    /// # #[allow(clippy::disallowed_methods)]
+    /// let now = Instant::now();
+    /// let mut node = Node::new(Config::new("127.0.0.1:8001"));
+    /// node.add_group(GroupConfig::new("score", 1 << 20)).unwrap();
+    /// let caches = node.caches("score").unwrap();
+    /// // Alone, the node owns every key: the miss claims its load.
+    /// let Claim::Load(claimed) = caches.claim("Tom", now) else { unreachable!() };
+    /// // The loader answered at once: the value lands in the shard.
+    /// let value = Ok(Bytes::from_static(b"630").into());
+    /// let Landed::Done { result, .. } = caches.land_claimed("Tom", claimed, now, value) else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(result, Ok(Bytes::from_static(b"630")));
+    /// // The node heard nothing, and the next get is a hit.
+    /// assert_eq!(node.poll_output(), None);
+    /// assert!(matches!(caches.claim("Tom", now), Claim::Hit(_)));
+    /// ```
     pub fn claim(&self, key: &str, now: Instant) -> Claim {
         let mut s = self.shard(key);
         s.gets += 1;
