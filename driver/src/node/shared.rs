@@ -171,13 +171,14 @@ impl<R: Runtime> Shared<R> {
         claimed: core::Claimed,
     ) -> Result<Bytes, Error> {
         let group = caches.group();
-        let (cancel, cancelled) = async_channel::bounded(1);
-        let mut load = self.load(group.clone(), key.into(), cancelled);
+        let name: Arc<str> = key.into();
+        let mut load = self.load(group.clone(), name.clone());
         let result = match self.poll_once(&mut load) {
             Poll::Ready(result) => result,
             Poll::Pending => {
                 let id = claimed.id;
                 let (tx, rx) = async_channel::bounded(1);
+                let (cancel, cancelled) = async_channel::bounded(1);
                 let adopted = {
                     let mut st = self.lock();
                     let now = self.rt.now();
@@ -194,7 +195,7 @@ impl<R: Runtime> Shared<R> {
                     drop(load);
                     return self.get(|n, now| n.get_missed(now, group, key)).await;
                 }
-                self.spawn_load(id, load);
+                self.spawn_load(id, (group.clone(), name), load, cancelled);
                 return rx.recv().await.unwrap_or(Err(Error::Shutdown));
             }
         };
@@ -465,18 +466,17 @@ impl<R: Runtime> Shared<R> {
         key: Arc<str>,
         cancelled: Receiver<()>,
     ) -> Option<Result<Loaded, LoadError>> {
-        let mut load = self.load(group, key, cancelled);
+        let mut load = self.load(group.clone(), key.clone());
         if let Poll::Ready(result) = self.poll_once(&mut load) {
             return Some(result);
         }
-        self.spawn_load(id, load);
+        self.spawn_load(id, (group, key), load, cancelled);
         None
     }
 
-    /// The group's loader run on `key`, ending early with an error when
-    /// the core cancels it (`cancelled` closes) and reporting a panic as a
-    /// failed load.
-    fn load(&self, group: Arc<str>, key: Arc<str>, cancelled: Receiver<()>) -> Load {
+    /// The group's loader run on `key`, reporting a panic as a failed
+    /// load.
+    fn load(&self, group: Arc<str>, key: Arc<str>) -> Load {
         let Some(loader) = self.loaders.get(&*group).cloned() else {
             let e = LoadError::Failed(format!("no loader for group {group:?}"));
             return Box::pin(std::future::ready(Err(e)));
@@ -484,17 +484,9 @@ impl<R: Runtime> Shared<R> {
         Box::pin(async move {
             let name = key.to_string();
             let load = AssertUnwindSafe(async move { loader.load(name).await }).catch_unwind();
-            let result = async { Some(load.await) }
-                .or(async {
-                    // Ends when the core cancels the load (sender dropped).
-                    let _ = cancelled.recv().await;
-                    None
-                })
-                .await;
-            match result {
-                None => Err(LoadError::Failed(format!("{group}/{key}: load cancelled"))),
-                Some(Ok(r)) => r,
-                Some(Err(panic)) => {
+            match load.await {
+                Ok(r) => r,
+                Err(panic) => {
                     let msg = panic
                         .downcast_ref::<&str>()
                         .map(|s| s.to_string())
@@ -518,14 +510,32 @@ impl<R: Runtime> Shared<R> {
         load.as_mut().poll(&mut cx)
     }
 
-    /// Runs load `id` to its end in a task of its own, and reports it.
-    fn spawn_load(self: &Arc<Self>, id: LoadId, load: Load) {
+    /// Runs load `id` of `key` to its end in a task of its own, or until
+    /// the core cancels it (`cancelled` closes), and reports it. Only a
+    /// load that waits needs the cancel handle, so one that answers at
+    /// once never makes it.
+    fn spawn_load(
+        self: &Arc<Self>,
+        id: LoadId,
+        (group, key): (Arc<str>, Arc<str>),
+        load: Load,
+        cancelled: Receiver<()>,
+    ) {
         let mut guard = LoadGuard {
             shared: Some(self.clone()),
             id,
         };
         self.rt.spawn(async move {
-            let result = load.await;
+            let result = async { Some(load.await) }
+                .or(async {
+                    // Ends when the core cancels the load (sender dropped).
+                    let _ = cancelled.recv().await;
+                    None
+                })
+                .await;
+            let result = result.unwrap_or_else(|| {
+                Err(LoadError::Failed(format!("{group}/{key}: load cancelled")))
+            });
             guard.finish(result);
         });
     }

@@ -21,7 +21,6 @@
 //!   while the claim loaded: [`Landed::Node`], and the caller lands it with
 //!   [`Node::land_claimed`](crate::node::Node::land_claimed).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -137,7 +136,7 @@ impl GroupCaches {
             return Claim::Node;
         }
         s.loads.loads += 1;
-        let id = LoadId(self.ids.fetch_add(1, Ordering::Relaxed) + 1);
+        let id = s.next_id(&self.ids);
         let state = FlightState {
             local: Some(id),
             claimed: true,
@@ -172,8 +171,7 @@ impl GroupCaches {
             Ok((_, exp)) => self.expires_at(*exp),
             Err(_) => false,
         };
-        self.slots.end_claim();
-        let waiting = self.slots.give();
+        let waiting = self.slots.end_claim_and_give();
         Landed::Done {
             result: settled.outcome.map(|(v, _)| v),
             wake: waiting || later,

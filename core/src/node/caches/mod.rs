@@ -40,7 +40,7 @@ use crate::cache::{Cache, CacheStats, Hit, ENTRY_OVERHEAD};
 use crate::flight::Flights;
 
 use super::slots::Slots;
-use super::{FlightState, Waiter};
+use super::{FlightState, LoadId, Waiter};
 
 pub(super) use claim::Gate;
 pub use claim::{Claim, Claimed, Landed};
@@ -80,6 +80,26 @@ struct Shard {
     gate: Option<Arc<claim::Gate>>,
     /// Load counters, for the group's stats.
     loads: LoadCounts,
+    /// Load ids for claims: the next, and the end of the block taken from
+    /// the node's counter, so that a claim writes no line another thread
+    /// does.
+    ids: std::ops::Range<u64>,
+}
+
+/// Ids a shard takes from the node's counter at once.
+const ID_BLOCK: u64 = 1024;
+
+impl Shard {
+    /// A load id for a claim, one of the node's.
+    fn next_id(&mut self, ids: &AtomicU64) -> LoadId {
+        if self.ids.is_empty() {
+            let base = ids.fetch_add(ID_BLOCK, std::sync::atomic::Ordering::Relaxed);
+            self.ids = base + 1..base + 1 + ID_BLOCK;
+        }
+        let id = self.ids.start;
+        self.ids.start += 1;
+        LoadId(id)
+    }
 }
 
 /// A shard's counts of loads, added into the group's stats.
@@ -174,6 +194,7 @@ impl GroupCaches {
                     flights: Flights::default(),
                     gate: None,
                     loads: LoadCounts::default(),
+                    ids: 0..0,
                 }))
             })
             .collect();
