@@ -57,10 +57,22 @@
 //! called from any thread while the node itself sits behind the driver's
 //! lock. A miss there goes on with
 //! [`Node::get_missed`](node::Node::get_missed) under that lock, which
-//! looks again before it loads (values land only under the node). The
-//! node takes a shard's lock while the driver holds the node, never the
-//! other way round; so a driver must not call into the node while it holds
-//! a shard, which the API gives it no way to do.
+//! looks again, under the shard's lock, before it loads. The node takes a
+//! shard's lock while the driver holds the node, never the other way
+//! round; so a driver must not call into the node while it holds a shard,
+//! which the API gives it no way to do.
+//!
+//! **Misses without the node.** A key's flight lives in its shard too, so
+//! [`GroupCaches::claim`](node::GroupCaches::claim) can also start the
+//! load of a key this node owns when nothing else needs the node (no
+//! flight under way, a free load slot, no handoff window, no shutdown). The
+//! driver then owes the claim exactly one of: its loader's result to
+//! [`GroupCaches::land_claimed`](node::GroupCaches::land_claimed) (and, if
+//! that says so, to [`Node::land_claimed`](node::Node::land_claimed) or a
+//! [`Node::wake`](node::Node::wake)), or, for a loader that must wait,
+//! [`Node::adopt`](node::Node::adopt), after which it is a load of the
+//! node's like any other. A claim answered at once never takes the node's
+//! lock.
 //!
 //! **Inbound connections in their own tasks.** A driver may keep an
 //! inbound connection's state itself: [`Node::accept_inbound`](node::Node::accept_inbound)

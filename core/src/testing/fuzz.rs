@@ -15,8 +15,8 @@ use prost::Message;
 
 use crate::frame::{decode_all, FrameDecoder};
 use crate::node::{
-    Config, ConnId, Get, GetId, GroupConfig, Inbound, InboundOutput, LoadError, LoadId, Node,
-    Output, WriteId, WriteOp, Written,
+    Claim, Claimed, Config, ConnId, Get, GetId, GroupConfig, Inbound, InboundOutput, Landed,
+    LoadError, LoadId, Loaded, Node, Output, WriteId, WriteOp, Written,
 };
 use crate::testing::epoch;
 use crate::testing::model::{CacheCheck, CacheOp};
@@ -168,6 +168,11 @@ struct Harness {
     writes: HashMap<WriteId, Vec<(Slot, u32)>>,
     /// The oldest version of each key the node may still hold.
     floor: HashMap<Slot, u32>,
+    /// Misses whose loads the harness runs outside the node, as the
+    /// driver's gets do ([`GroupCaches::claim`](crate::node::GroupCaches::claim)),
+    /// with the origin's version when each began. They stay open across
+    /// steps, as a claim on one thread does while others go on.
+    claims: Vec<(&'static str, &'static str, Claimed, u32)>,
 }
 
 fn slot(group: &str, key: &str) -> Slot {
@@ -203,6 +208,13 @@ impl Harness {
         for (s, v) in fence {
             let f = self.floor.entry(s).or_default();
             *f = (*f).max(v);
+        }
+    }
+
+    /// Keeps a get that waits, to be answered exactly once.
+    fn pending(&mut self, r: Get) {
+        if let Get::Pending(id) = r {
+            assert!(self.gets.insert(id), "{id} given twice");
         }
     }
 
@@ -368,6 +380,7 @@ pub fn node(data: &[u8]) {
         asked: HashMap::new(),
         writes: HashMap::new(),
         floor: HashMap::new(),
+        claims: Vec::new(),
     };
     let mut steps = 0;
     while !u.is_empty() && steps < 400 {
@@ -380,6 +393,10 @@ pub fn node(data: &[u8]) {
     // Liveness: finish every load, let every timeout pass.
     if h.trace {
         eprintln!("final phase: pending gets {:?}", h.gets);
+    }
+    for (g, k, c, v) in std::mem::take(&mut h.claims) {
+        land_claim(&mut h, g, k, c, Ok(versioned(v, 4).into()));
+        h.drain();
     }
     for _ in 0..64 {
         for c in h.inbound.clone() {
@@ -407,6 +424,62 @@ pub fn node(data: &[u8]) {
     );
     for (c, inbound) in &h.detached {
         assert!(inbound.owes_nothing(), "{c} still owed an answer");
+    }
+}
+
+/// What a loader returns for a key whose origin holds `version`.
+fn load_result(
+    u: &mut Unstructured<'_>,
+    version: u32,
+) -> arbitrary::Result<Result<Loaded, LoadError>> {
+    Ok(match u.int_in_range(0..=3u8)? {
+        0 => Err(LoadError::NotFound("nf".into())),
+        1 => Err(LoadError::Failed("boom".into())),
+        _ => Ok(versioned(version, u.int_in_range(0..=300)?).into()),
+    })
+}
+
+/// A get as the driver makes it: a hit or a claim without the node, else
+/// on through it.
+fn claim_get(h: &mut Harness, g: &'static str, k: &'static str) {
+    let now = h.now;
+    let caches = (h.node.caches(g)).filter(|_| !h.node.is_shutting_down());
+    let claim = caches.map(|c| c.claim(k, now));
+    match claim {
+        Some(Claim::Hit(_)) => {}
+        Some(Claim::Load(c)) => {
+            let v = h.version(g, k);
+            h.claims.push((g, k, c, v));
+        }
+        Some(Claim::Node) | None => {
+            let r = h.node.get_missed(now, g, k);
+            h.pending(r);
+        }
+    }
+}
+
+/// A claim's loader answered at once: it lands in its shard, or through
+/// the node if others joined its flight or it was passed over.
+fn land_claim(
+    h: &mut Harness,
+    g: &'static str,
+    k: &'static str,
+    c: Claimed,
+    r: Result<Loaded, LoadError>,
+) {
+    let now = h.now;
+    let caches = h.node.caches(g).expect("a claim's group");
+    match caches.land_claimed(k, c, now, r) {
+        Landed::Done { wake, .. } => {
+            // The driver looks again when closing too, for its idle check.
+            if wake || h.node.is_shutting_down() {
+                h.node.wake(now);
+            }
+        }
+        Landed::Node(c, r) => {
+            let r = h.node.land_claimed(now, g, k, c, r);
+            h.pending(r);
+        }
     }
 }
 
@@ -590,7 +663,7 @@ fn feed(
 
 fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
     let now = h.now;
-    let op = u.int_in_range(0..=17u8)?;
+    let op = u.int_in_range(0..=19u8)?;
     if h.trace {
         eprintln!(
             "step op {op}: loads {:?} connecting {:?} in {:?} out {:?}",
@@ -600,6 +673,10 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
     match op {
         0 | 1 => {
             let (g, k) = (*u.choose(&GROUPS)?, *u.choose(&KEYS)?);
+            if u.arbitrary()? {
+                claim_get(h, g, k);
+                return Ok(());
+            }
             let r = h.node.get(now, g, k);
             if h.trace {
                 eprintln!("  get {g}/{k}: {r:?}");
@@ -620,6 +697,30 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
             }
         }
         16 | 17 => write_step(u, h)?,
+        18 | 19 => {
+            if !h.claims.is_empty() {
+                let i = u.choose_index(h.claims.len())?;
+                let (g, k, c, version) = h.claims.swap_remove(i);
+                let r = load_result(u, version)?;
+                if u.ratio(2, 3)? {
+                    land_claim(h, g, k, c, r);
+                } else {
+                    // The loader must wait: the node takes the load over.
+                    let id = c.id;
+                    match h.node.adopt(now, g, k, c) {
+                        Some(get) => {
+                            assert!(h.gets.insert(get));
+                            h.loads.push(id);
+                            h.load_version.insert(id, version);
+                        }
+                        None => {
+                            let r = h.node.get_missed(now, g, k);
+                            h.pending(r);
+                        }
+                    }
+                }
+            }
+        }
         13 | 14 => {
             if let Some(c) = pick(u, &h.inbound)? {
                 let n = u.int_in_range(0..=200)?;
@@ -659,11 +760,7 @@ fn step(u: &mut Unstructured<'_>, h: &mut Harness) -> arbitrary::Result<()> {
                 let i = u.choose_index(h.loads.len())?;
                 let id = h.loads.swap_remove(i);
                 let version = h.load_version[&id];
-                let r = match u.int_in_range(0..=3u8)? {
-                    0 => Err(LoadError::NotFound("nf".into())),
-                    1 => Err(LoadError::Failed("boom".into())),
-                    _ => Ok(versioned(version, u.int_in_range(0..=300)?).into()),
-                };
+                let r = load_result(u, version)?;
                 h.node.handle_load(now, id, r);
             }
         }
