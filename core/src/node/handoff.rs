@@ -46,13 +46,12 @@ pub(super) struct Handoffs {
 
 impl Handoffs {
     /// The owner of `key` on the ring before the last change, while the
-    /// window lasts; a closed window is dropped.
-    fn previous_owner(&mut self, now: Instant, key: &str) -> Option<&str> {
-        if self.window.as_ref()?.until <= now {
-            self.window = None;
-            return None;
-        }
-        self.window.as_ref()?.prev.owner(key)
+    /// window lasts. A window that ran out is left for
+    /// [`Handoffs::close_if_over`]: the node drops it there and reopens
+    /// claims.
+    fn previous_owner(&self, now: Instant, key: &str) -> Option<&str> {
+        let w = self.window.as_ref().filter(|w| w.until > now)?;
+        w.prev.owner(key)
     }
 
     /// True while a window is open (it may have run out unnoticed).
