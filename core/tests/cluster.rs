@@ -605,3 +605,65 @@ fn shutdown_closes_idle_connections_in_the_order_they_opened() {
     // Not a hash seed's order: the same every run.
     assert_eq!(closed, opened);
 }
+
+/// With a loader that answers at once, a member's gets of the keys it owns
+/// are claimed and landed in their shards without the node (no output at
+/// all), while keys other members own go to their owners; across the
+/// cluster every key is still loaded once, and every get answers the
+/// owner's value.
+#[test]
+fn owned_misses_are_claimed_without_the_node_and_every_key_loads_once() {
+    let mut sim = cluster(3, None);
+    sim.load_latency = Duration::ZERO;
+    let keys: Vec<String> = (0..60).map(|i| format!("key-{i}")).collect();
+    for (n, key) in keys.iter().enumerate() {
+        let i = n % 3;
+        let owned = sim.nodes[i].node.owner(key) == Some(sim.nodes[i].addr.as_str());
+        let caches = sim.nodes[i].node.caches(GROUP).unwrap();
+        let claim = caches.claim(key, sim.now);
+        assert_eq!(
+            matches!(claim, groupcache_core::node::Claim::Load(_)),
+            owned,
+            "{key} on node {i}: {claim:?}"
+        );
+        // Hand it back as the driver would: the loader answers at once.
+        if let groupcache_core::node::Claim::Load(c) = claim {
+            let landed = caches.land_claimed(key, c, sim.now, Ok(value_of(key).into()));
+            assert!(matches!(
+                landed,
+                groupcache_core::node::Landed::Done {
+                    result: Ok(_),
+                    wake: false
+                }
+            ));
+            assert_eq!(
+                sim.nodes[i].node.poll_output(),
+                None,
+                "the node heard nothing"
+            );
+            sim.load_calls.push((i, GROUP.into(), key.clone()));
+            continue;
+        }
+        let r = sim.get(i, GROUP, key);
+        assert_eq!(
+            finish(&mut sim, i, r, Duration::from_secs(1)),
+            Ok(value_of(key))
+        );
+    }
+    // Every member asks for every key: hits, hot copies or the owner's.
+    for i in 0..3 {
+        for key in &keys {
+            let r = sim.get(i, GROUP, key);
+            assert_eq!(
+                finish(&mut sim, i, r, Duration::from_secs(1)),
+                Ok(value_of(key))
+            );
+        }
+    }
+    for key in &keys {
+        assert_eq!(sim.loads_of(GROUP, key), 1, "{key}");
+    }
+    for n in &sim.nodes {
+        n.node.validate().unwrap();
+    }
+}

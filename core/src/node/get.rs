@@ -52,11 +52,16 @@ impl Node {
             return Get::Ready(Ok(hit.value));
         }
         let id = GetId(self.id());
-        self.join(now, group, key, Waiter::Get(id), false);
-        Get::Pending(id)
+        match self.join(now, group, key, Waiter::Get(id), false) {
+            Some(hit) => Get::Ready(Ok(hit.value)),
+            None => Get::Pending(id),
+        }
     }
 
-    /// Adds a waiter to the flight of `key`, starting the load if needed.
+    /// Adds a waiter to the flight of `key`, starting the load if needed;
+    /// or, if the value landed since the caller looked (a claim lands
+    /// without the node), returns it and adds nothing.
+    #[must_use]
     pub(super) fn join(
         &mut self,
         now: Instant,
@@ -64,14 +69,18 @@ impl Node {
         key: &str,
         w: Waiter,
         from_peer: bool,
-    ) {
+    ) -> Option<Hit> {
         let owner_is_peer = !from_peer
             && self
                 .ring
                 .owner(key)
                 .is_some_and(|o| o != self.cfg.self_addr);
         let g = self.groups.get(group).expect("caller checked group");
-        match g.caches.join_flight(key, w) {
+        let joined = match g.caches.join_flight(key, w, now) {
+            Ok(joined) => joined,
+            Err(hit) => return Some(hit),
+        };
+        match joined {
             Joined::Leader => {
                 let (name, key): (Arc<str>, Arc<str>) = (g.name.clone(), key.into());
                 if owner_is_peer {
@@ -97,6 +106,7 @@ impl Node {
                 }
             }
         }
+        None
     }
 
     /// Decides a local load of `key`: started at once if the group has a

@@ -133,7 +133,10 @@ impl Node {
             seq,
             ext: req.ext,
         };
-        self.join(now, &req.group, &req.key, w, req.from_peer);
+        if let Some(hit) = self.join(now, &req.group, &req.key, w, req.from_peer) {
+            let resp = ok_response(hit.value, hit.expires, now, req.ext);
+            self.answer(now, conn, seq, resp);
+        }
     }
 
     /// A write request: from a peer it applies here alone; from a client

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::cache::Hit;
 use crate::flight::{Flight, Joined};
 use crate::node::{Error, FlightState, LoadError, LoadId, Loaded, Waiter};
 
@@ -90,15 +91,30 @@ impl Shard {
 
 impl GroupCaches {
     /// Adds `w` to the flight of `key`, starting the flight if there is
-    /// none (counted as a load, else as a deduped one).
-    pub(in crate::node) fn join_flight(&self, key: &str, w: Waiter) -> Joined {
+    /// none (counted as a load, else as a deduped one). Before it starts
+    /// one it looks in the caches, under the same lock: a claim lands its
+    /// value and ends its flight in one step without the node, so a value
+    /// the caller missed may be there now. Then it returns the hit
+    /// (counted as one) and joins nothing.
+    pub(in crate::node) fn join_flight(
+        &self,
+        key: &str,
+        w: Waiter,
+        now: Instant,
+    ) -> Result<Joined, Hit> {
         let mut s = self.shard(key);
+        if s.flights.get(key).is_none() {
+            if let Some(hit) = s.look(key, now) {
+                s.hits += 1;
+                return Err(hit);
+            }
+        }
         let joined = s.flights.join(key, w, FlightState::default);
         match joined {
             Joined::Leader => s.loads.loads += 1,
             Joined::Follower => s.loads.deduped += 1,
         }
-        joined
+        Ok(joined)
     }
 
     /// Runs `f` on the flight of `key`, if one is under way.
