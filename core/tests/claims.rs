@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use groupcache_core::node::{
-    Claim, Claimed, Config, Error, Get, GroupCaches, GroupConfig, Landed, LoadId, Loaded, Node,
-    Output, WriteOp, Written,
+    Claim, Claimed, Config, Error, Get, GroupCaches, GroupConfig, Landed, LoadError, LoadId,
+    Loaded, Node, Output, WriteOp, Written,
 };
 use groupcache_core::testing::{drain, epoch};
 
@@ -32,7 +32,7 @@ fn node() -> (Node, Arc<GroupCaches>) {
     node_with(|_, _| {})
 }
 
-fn loaded(v: &str) -> Result<Loaded, groupcache_core::node::LoadError> {
+fn loaded(v: &str) -> Result<Loaded, LoadError> {
     Ok(Bytes::from(v.to_string()).into())
 }
 
@@ -40,6 +40,36 @@ fn claimed(caches: &GroupCaches, key: &str, now: Instant) -> Claimed {
     match caches.claim(key, now) {
         Claim::Load(c) => c,
         other => panic!("{key}: {other:?}, not a claim"),
+    }
+}
+
+/// Claims `key` and lands its loader's `result` at once, alone: the
+/// answer, and whether the node must wake.
+fn load_at_once(
+    caches: &GroupCaches,
+    key: &str,
+    now: Instant,
+    result: Result<Loaded, LoadError>,
+) -> (Result<Bytes, Error>, bool) {
+    let c = claimed(caches, key, now);
+    match caches.land_claimed(key, c, now, result) {
+        Landed::Done { result, wake } => (result, wake),
+        other => panic!("{key}: {other:?}, not landed alone"),
+    }
+}
+
+/// Lands claim `c` of `key`, which the shard leaves to the node.
+fn land_through_node(
+    node: &mut Node,
+    caches: &GroupCaches,
+    key: &str,
+    c: Claimed,
+    now: Instant,
+    result: Result<Loaded, LoadError>,
+) -> Get {
+    match caches.land_claimed(key, c, now, result) {
+        Landed::Node(c, result) => node.land_claimed(now, GROUP, key, c, result),
+        other => panic!("{key}: {other:?}, not left to the node"),
     }
 }
 
@@ -129,10 +159,7 @@ fn a_get_that_finds_a_claimed_flight_joins_it_and_gets_its_value() {
         "joined, not loaded again"
     );
     node.validate().unwrap();
-    let Landed::Node(c, result) = caches.land_claimed("k", c, now, loaded("v")) else {
-        panic!("another get waits");
-    };
-    let got = node.land_claimed(now, GROUP, "k", c, result);
+    let got = land_through_node(&mut node, &caches, "k", c, now, loaded("v"));
     assert_eq!(got, Get::Ready(Ok(Bytes::from("v"))));
     assert_eq!(done(&drain(&mut node)), vec![(get.0, Ok(Bytes::from("v")))]);
     assert_eq!(node.peek(GROUP, "k"), Some(Bytes::from("v")));
@@ -170,8 +197,7 @@ fn a_claim_holds_a_load_slot_and_hands_it_to_the_load_that_waits() {
         done(&drain(&mut node)),
         vec![(get.0, Ok(Bytes::from("vb")))]
     );
-    let c = claimed(&caches, "c", now);
-    let _ = caches.land_claimed("c", c, now, loaded("vc"));
+    assert!(load_at_once(&caches, "c", now, loaded("vc")).0.is_ok());
     node.validate().unwrap();
 }
 
@@ -240,10 +266,7 @@ fn a_set_during_a_claim_wins_and_the_claimed_value_is_dropped() {
     };
     assert!(matches!(node.write(now, GROUP, set), Written::Ready(Ok(_))));
     drain(&mut node);
-    let Landed::Node(c, result) = caches.land_claimed("k", c, now, loaded("old")) else {
-        panic!("the flight moved on");
-    };
-    let got = node.land_claimed(now, GROUP, "k", c, result);
+    let got = land_through_node(&mut node, &caches, "k", c, now, loaded("old"));
     assert_eq!(got, Get::Ready(Ok(Bytes::from("new"))));
     assert_eq!(node.peek(GROUP, "k"), Some(Bytes::from("new")));
     node.validate().unwrap();
@@ -265,10 +288,8 @@ fn a_remove_during_a_claim_reloads_and_the_get_waits_for_the_reload() {
     };
     node.validate().unwrap();
     // Its loader came back with what the origin held before the remove.
-    let Landed::Node(c, result) = caches.land_claimed("k", c, now, loaded("old")) else {
-        panic!("the flight moved on");
-    };
-    let Get::Pending(get) = node.land_claimed(now, GROUP, "k", c, result) else {
+    let Get::Pending(get) = land_through_node(&mut node, &caches, "k", c, now, loaded("old"))
+    else {
         panic!("the get joins the reload");
     };
     node.handle_load(now, reload, loaded("fresh"));
@@ -293,8 +314,7 @@ fn a_claim_passed_over_is_not_adopted_and_gives_its_slot_back() {
     assert!(matches!(node.write(now, GROUP, set), Written::Ready(Ok(_))));
     assert_eq!(node.adopt(now, GROUP, "k", c), None);
     node.validate().unwrap();
-    let c = claimed(&caches, "other", now);
-    let _ = caches.land_claimed("other", c, now, loaded("v"));
+    assert!(load_at_once(&caches, "other", now, loaded("v")).0.is_ok());
     node.validate().unwrap();
 }
 
@@ -307,10 +327,7 @@ fn shutdown_closes_the_gate_and_an_abort_fails_the_claim() {
     assert!(matches!(caches.claim("j", now), Claim::Node));
     assert!(!node.is_idle(), "the claim is in flight");
     node.abort(now);
-    let Landed::Node(c, result) = caches.land_claimed("k", c, now, loaded("v")) else {
-        panic!("the abort landed the flight");
-    };
-    let got = node.land_claimed(now, GROUP, "k", c, result);
+    let got = land_through_node(&mut node, &caches, "k", c, now, loaded("v"));
     assert_eq!(got, Get::Ready(Err(Error::Shutdown)));
     assert_eq!(node.peek(GROUP, "k"), None);
     node.validate().unwrap();
@@ -321,17 +338,10 @@ fn shutdown_closes_the_gate_and_an_abort_fails_the_claim() {
 fn a_value_too_large_or_a_failure_is_answered_and_not_cached() {
     let (mut node, caches) = node_with(|g, _| g.max_value = 4);
     let now = epoch();
-    let c = claimed(&caches, "big", now);
-    let Landed::Done { result, .. } = caches.land_claimed("big", c, now, loaded("too large"))
-    else {
-        panic!("alone");
-    };
+    let (result, _) = load_at_once(&caches, "big", now, loaded("too large"));
     assert!(matches!(result, Err(Error::Load(m)) if m.contains("g/big")));
-    let c = claimed(&caches, "missing", now);
-    let nf = Err(groupcache_core::node::LoadError::NotFound("no such".into()));
-    let Landed::Done { result, .. } = caches.land_claimed("missing", c, now, nf) else {
-        panic!("alone");
-    };
+    let nf = Err(LoadError::NotFound("no such".into()));
+    let (result, _) = load_at_once(&caches, "missing", now, nf);
     assert!(matches!(result, Err(Error::NotFound(_))));
     let s = node.stats(GROUP).unwrap();
     assert_eq!(
@@ -350,17 +360,11 @@ fn a_ttl_that_moves_the_sweep_earlier_wakes_the_node() {
     let (mut node, caches) = node_with(|g, _| g.ttl = Some(Duration::from_secs(5)));
     let now = epoch();
     assert_eq!(node.poll_timeout(), None);
-    let c = claimed(&caches, "k", now);
-    let Landed::Done { wake, .. } = caches.land_claimed("k", c, now, loaded("v")) else {
-        panic!("alone");
-    };
+    let (_, wake) = load_at_once(&caches, "k", now, loaded("v"));
     assert!(wake, "the first expiry");
     node.wake(now);
     assert_eq!(node.poll_timeout(), Some(now + Duration::from_secs(5)));
-    let c = claimed(&caches, "j", now);
-    let Landed::Done { wake, .. } = caches.land_claimed("j", c, now, loaded("v")) else {
-        panic!("alone");
-    };
+    let (_, wake) = load_at_once(&caches, "j", now, loaded("v"));
     assert!(!wake, "a later expiry moves nothing");
     let later = now + Duration::from_secs(5);
     node.handle_timeout(later);
