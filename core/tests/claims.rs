@@ -373,3 +373,26 @@ fn a_ttl_that_moves_the_sweep_earlier_wakes_the_node() {
         "expired"
     );
 }
+
+#[test]
+fn a_claim_whose_key_moved_to_another_node_lands_through_the_node() {
+    let (mut node, caches) = node_with(|_, c| c.handoff_period = Duration::ZERO);
+    let now = epoch();
+    let mut other = Node::new(Config::new("self"));
+    other.set_peers(now, ["self", "other"]);
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| other.owner(k) == Some("other"))
+        .unwrap();
+    // Alone, the node owns it and claims it; then the ring moves it.
+    let c = claimed(&caches, &key, now);
+    node.set_peers(now, ["self", "other"]);
+    let got = land_through_node(&mut node, &caches, &key, c, now, loaded("v"));
+    assert_eq!(got, Get::Ready(Ok(Bytes::from("v"))));
+    // Kept, as any key loaded here that another node owns: for the hot TTL
+    // at most.
+    assert_eq!(node.peek(GROUP, &key), Some(Bytes::from("v")));
+    let hot_ttl = GroupConfig::new(GROUP, 1).hot_ttl;
+    assert_eq!(node.poll_timeout(), Some(now + hot_ttl));
+    node.validate().unwrap();
+}

@@ -18,7 +18,8 @@
 //! - a loader that does not answer at once: [`Node::adopt`](crate::node::Node::adopt)
 //!   makes the claim a load of the node's, with its timeout;
 //! - a flight that others joined, or that moved on (a write, a shutdown)
-//!   while the claim loaded: [`Landed::Node`], and the caller lands it with
+//!   while the claim loaded, or a key the ring moved meanwhile:
+//!   [`Landed::Node`], and the caller lands it with
 //!   [`Node::land_claimed`](crate::node::Node::land_claimed).
 
 use std::sync::Arc;
@@ -89,8 +90,9 @@ pub enum Landed {
         /// earlier.
         wake: bool,
     },
-    /// Others joined the flight, or it moved on: hand the claim and its
-    /// result to [`Node::land_claimed`](crate::node::Node::land_claimed).
+    /// Others joined the flight, it moved on, or the key is no longer
+    /// this node's (or the gate closed): hand the claim and its result to
+    /// [`Node::land_claimed`](crate::node::Node::land_claimed).
     Node(Claimed, Result<Loaded, LoadError>),
 }
 
@@ -160,11 +162,13 @@ impl GroupCaches {
             let mut s = self.shard(key);
             let alone = (s.flights.get(key))
                 .is_some_and(|f| f.state.local == Some(claimed.id) && f.waiters.is_empty());
-            if !alone {
+            // Still this node's: else the node caps the value's life at the
+            // hot TTL, as for any key loaded here that another node owns.
+            let owned = s.gate.as_ref().is_some_and(|g| g.owns(key));
+            if !alone || !owned {
                 return Landed::Node(claimed, result);
             }
             let rules = (self.ttl, self.max_value);
-            // Owned: the gate let only this node's keys through.
             s.settle(rules, &self.name, key, claimed.id, None, now, result)
         };
         let later = match &settled.outcome {
