@@ -280,7 +280,7 @@ impl Node {
     }
 
     /// Lands a claimed load that [`GroupCaches::land_claimed`] left to the
-    /// node ([`Landed::Node`]): the value is cached and every get that
+    /// node ([`Landed::Node`](super::Landed::Node)): the value is cached and every get that
     /// joined the flight gets the outcome, which is also the claiming
     /// get's. If the flight moved on meanwhile (a write, a shutdown), the
     /// result is dropped and the get goes on as [`Node::get_missed`] does.
@@ -305,7 +305,7 @@ impl Node {
     }
 
     /// Looks at itself again after claims landed without it
-    /// ([`Landed::Done`] with `wake`): starts the loads that wait for the
+    /// ([`Landed::Done`](super::Landed::Done) with `wake`): starts the loads that wait for the
     /// slots they gave back. The driver then reads
     /// [`Node::poll_timeout`] anew, as after any input, for a sweep that
     /// moved earlier.
