@@ -168,8 +168,7 @@ impl GroupCaches {
             if !alone || !owned {
                 return Landed::Node(claimed, result);
             }
-            let rules = (self.ttl, self.max_value);
-            s.settle(rules, &self.name, key, claimed.id, None, now, result)
+            s.settle(self, key, claimed.id, None, now, result)
         };
         let later = match &settled.outcome {
             Ok((_, exp)) => self.expires_at(*exp),

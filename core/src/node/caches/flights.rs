@@ -33,21 +33,20 @@ pub(in crate::node) struct Settled {
 impl Shard {
     /// Takes load `id`'s result for `key`: counts it, caches a value if
     /// the flight waits on `id`, and then lands the flight. `hot_ttl` caps
-    /// the life of a key another node owns. The insert's expiry is the
-    /// caller's to report to [`GroupCaches::expires_at`] once this shard is
-    /// unlocked.
-    #[allow(clippy::too_many_arguments)]
+    /// the life of a key another node owns; the group `g` this shard is
+    /// one of gives its name, TTL and largest value. The insert's expiry is
+    /// the caller's to report to [`GroupCaches::expires_at`] once this
+    /// shard is unlocked.
     pub(super) fn settle(
         &mut self,
-        rules: (Option<Duration>, usize),
-        group: &str,
+        g: &GroupCaches,
         key: &str,
         id: LoadId,
         hot_ttl: Option<Duration>,
         now: Instant,
         result: Result<Loaded, LoadError>,
     ) -> Settled {
-        let (ttl, max_value) = rules;
+        let (group, ttl, max_value) = (&g.name, g.ttl, g.max_value);
         let ours = (self.flights.get(key)).is_some_and(|f| f.state.local == Some(id));
         let outcome = match result {
             Ok(Loaded { value, .. }) if value.len() > max_value => {
@@ -146,10 +145,7 @@ impl GroupCaches {
         now: Instant,
         result: Result<Loaded, LoadError>,
     ) -> Settled {
-        let rules = (self.ttl, self.max_value);
-        let settled = self
-            .shard(key)
-            .settle(rules, &self.name, key, id, hot_ttl, now, result);
+        let settled = self.shard(key).settle(self, key, id, hot_ttl, now, result);
         if let (Some(_), Ok((_, exp))) = (&settled.waiters, &settled.outcome) {
             self.expires_at(*exp);
         }
