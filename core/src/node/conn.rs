@@ -2,8 +2,7 @@
 
 use std::time::Instant;
 
-use super::peer::Failure;
-use super::{CloseReason, Conn, ConnId, Inbound, Node, Output, Sent};
+use super::{CloseReason, Conn, ConnId, Node, Output};
 
 impl Node {
     /// Bytes arrived on a connection. Afterwards, [`Node::wants_read`] says
@@ -14,21 +13,13 @@ impl Node {
                 i.handle_data(now, data);
                 self.pump_inbound(now, conn);
             }
-            Some(Conn::Out(o)) => {
-                o.buf.extend_from_slice(data);
-                match self.read_responses(now, conn) {
-                    Err(reason) => self.close(now, conn, Some(reason)),
-                    Ok(()) => {
-                        self.arm_conn(conn);
-                        if let Some(Conn::Out(o)) = self.conns.get(&conn) {
-                            let peer = o.peer.clone();
-                            self.pump(now, &peer);
-                        }
-                    }
-                }
-            }
             // A driver's inbound connection reads through its `Inbound`.
-            Some(Conn::Detached { .. }) | None => {}
+            Some(Conn::Detached { .. }) => {}
+            None if self.peers.received(conn, data) => match self.read_answers(now, conn) {
+                Err(reason) => self.close(now, conn, Some(reason)),
+                Ok(()) => self.with_peers(|p, io| p.read_all(now, conn, io)),
+            },
+            None => {}
         }
     }
 
@@ -49,23 +40,18 @@ impl Node {
     pub fn wants_read(&self, conn: ConnId) -> bool {
         match self.conns.get(&conn) {
             Some(Conn::In(i)) => i.wants_read(),
-            Some(Conn::Out(_)) => true,
-            Some(Conn::Detached { .. }) | None => false,
+            Some(Conn::Detached { .. }) => false,
+            None => self.peers.has(conn),
         }
     }
 
-    fn read_responses(&mut self, now: Instant, conn: ConnId) -> Result<(), CloseReason> {
-        loop {
-            let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
-                return Ok(());
-            };
-            let frame = match o.dec.decode(&mut o.buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(CloseReason::Frame(e)),
-            };
-            self.on_response(now, conn, &frame)?;
+    /// Hands every answer complete in an outbound connection's bytes to
+    /// whoever asked.
+    fn read_answers(&mut self, now: Instant, conn: ConnId) -> Result<(), CloseReason> {
+        while let Some(a) = self.peers.next_answer(now, conn, &self.cfg)? {
+            self.on_answer(now, a);
         }
+        Ok(())
     }
 
     /// The driver saw the connection close or fail (including a failed
@@ -76,41 +62,28 @@ impl Node {
 
     /// Forgets a connection; `reason` is set when the node itself closes it.
     pub(super) fn close(&mut self, now: Instant, conn: ConnId, reason: Option<CloseReason>) {
-        let Some(c) = self.conns.remove(&conn) else {
-            return;
+        let timed_out = reason == Some(CloseReason::Timeout);
+        let closed = match self.conns.remove(&conn) {
+            Some(c) => {
+                let (from, peer) = c.from();
+                self.admission.release(from, peer);
+                None
+            }
+            None => match self.peers.close(now, conn, timed_out, &self.cfg) {
+                Some(closed) => Some(closed),
+                None => return,
+            },
         };
         self.timers.forget_conn(conn);
         self.trim_timers();
-        let timed_out = reason == Some(CloseReason::Timeout);
         if let Some(reason) = reason {
             self.out.push_back(Output::Close { conn, reason });
         }
-        match c {
-            Conn::In(Inbound { from, peer, .. }) | Conn::Detached { from, peer } => {
-                self.admission.release(from, peer);
+        if let Some(c) = closed {
+            for s in c.failed {
+                self.peer_failed(now, &c.peer, s, c.why);
             }
-            Conn::Out(o) => {
-                let pool = self.pools.get_mut(&o.peer).expect("pool of conn");
-                pool.conns.retain(|&c| c != conn);
-                let mut failed: Vec<Sent> = o.inflight.into();
-                let refused = o.connect_deadline.is_some() && pool.conns.is_empty();
-                if refused || timed_out {
-                    // Unreachable, or it let a request or a connect time out:
-                    // back it off and fail what waits for it too, so that no
-                    // get waits on it again until a probe brings it back.
-                    pool.back_off(now + self.cfg.peer_backoff);
-                    failed.extend(pool.drain_queued());
-                }
-                let why = if timed_out {
-                    Failure::Timeout
-                } else {
-                    Failure::Closed
-                };
-                for s in failed {
-                    self.peer_failed(now, &o.peer, s, why);
-                }
-                self.pump(now, &o.peer);
-            }
+            self.with_peers(|p, io| p.pump(now, &c.peer, io));
         }
     }
 }

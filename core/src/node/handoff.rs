@@ -20,8 +20,9 @@ use crate::wire::{Request, Response, CODE_ERROR, CODE_OK, OP_PEEK};
 use super::serve::ok_response;
 use hashbrown::HashMap;
 
+use super::peers::{Ask, Sent};
 use super::timer::TimerTable;
-use super::{Ask, ConnId, Node, Sent, Timer};
+use super::{ConnId, Node, Timer};
 
 /// The ring a handoff asks about, and until when.
 struct Window {
@@ -156,11 +157,7 @@ impl Node {
                 .filter(|o| *o != me)?,
         };
         let prev: Arc<str> = prev.into();
-        match self.pools.get(&prev).map(|p| (p.health, p.writes)) {
-            Some((_, Some(false))) => None,
-            Some((super::Health::Up, _)) | None => Some(prev),
-            Some(_) => None,
-        }
+        self.peers.may_peek(&prev).then_some(prev)
     }
 
     /// Starts a handoff for the flight of `key` if one applies; `false`

@@ -20,17 +20,27 @@
 //! if the owner says "not found", that is the answer.
 
 //!
-//! The node's parts live in their own files: `types` (the public types),
-//! `caches` (each group's caches and flights, sharded, which hits and
-//! claims use without the node), `get` (gets, and what a load's outcome
-//! does to its flight), `loads` (local loads and the queue for each
-//! group's load slots), `slots` (the slots, shared with claims), `peer` (requests to peers), `pool` (a peer's connections
-//! and queues), `serve` (answering requests), `inbound` (an inbound
-//! connection's own state),
-//! `write` (carrying writes out across the cluster), `writes` (what each
-//! open write waits on), `handoff` (asking a key's previous owner after a
-//! membership change), `admission` (who may connect, and their budgets),
-//! `conn` (connection input) and `timer` (deadlines).
+//! The node's state is split by concern, each part a struct with its own
+//! methods in its own file; the node's methods in the other files route
+//! inputs between them:
+//!
+//! - `types`: the public types.
+//! - `caches`: each group's caches, flights and claims, sharded; hits and
+//!   claims use them without the node.
+//! - `loads` and `slots`: local loads, and each group's load slots, which
+//!   claims share.
+//! - `peers`: each peer's pool of outbound connections, the requests queued
+//!   and in flight on them, and what this node believes of the peer.
+//! - `inbound`: an inbound connection's own state; `admission`: who may
+//!   connect, and the inbound connections' budgets.
+//! - `writes`: what each open write waits on; `handoff`: the previous ring
+//!   and the peeks at a key's previous owner after a membership change.
+//! - `timer`: the deadlines.
+//!
+//! The routing: `get` (gets, and what a load's outcome does to its
+//! flight), `peer` (what a peer's answer or failure does to whoever
+//! asked), `serve` (answering requests), `write` (carrying writes out
+//! across the cluster), `conn` (connection input).
 
 mod admission;
 mod caches;
@@ -40,7 +50,7 @@ mod handoff;
 mod inbound;
 mod loads;
 mod peer;
-mod pool;
+mod peers;
 mod serve;
 mod slots;
 mod timer;
@@ -55,14 +65,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hashbrown::HashMap;
 
-use crate::frame::FrameDecoder;
 use crate::ring::Ring;
 
 pub use inbound::{Inbound, InboundOutput};
-use pool::{Health, Pool};
 
 /// Bytes a response frame needs beyond its value: the frame header, the
 /// value's tag and length, and every other field at its largest.
@@ -100,87 +108,22 @@ struct Group {
     hot_ttl: Duration,
 }
 
-/// Why a request to a peer was sent: whom its answer goes to.
-#[derive(Debug, Clone)]
-enum Ask {
-    /// A get for this node's flight of the key; `token` tells whether the
-    /// flight still waits on this request.
-    Flight { token: u64 },
-    /// A peek at the key's previous owner for this node's flight (warm
-    /// handoff); a miss or a failure sends the flight to the origin.
-    Handoff { token: u64 },
-    /// A health probe or a capability hello: an empty request. Any answer
-    /// proves the peer alive and says whether it understands writes.
-    Probe,
-    /// A get on a caller's behalf ([`Node::get_via`]): the answer is the
-    /// caller's, as is.
-    Get(GetId),
-    /// A write: `relay` asks that node to carry it out across the cluster
-    /// ([`Node::write_via`]); otherwise it applies there alone, as part of
-    /// a write this node carries out.
-    Write {
-        id: WriteId,
-        op: WriteOp,
-        relay: bool,
-    },
-}
-
-/// A request to a peer, from the moment it is queued until answered.
-#[derive(Debug)]
-struct Sent {
-    group: Arc<str>,
-    key: Arc<str>,
-    ask: Ask,
-    asked_at: Instant,
-    deadline: Instant,
-    /// Latest the deadline may be pushed by keepalives: the owner's load
-    /// timeout plus one request timeout after asking.
-    max_deadline: Instant,
-}
-
-impl Sent {
-    /// Whether the peer answers this at once, from memory: a peek never
-    /// loads and a probe names no group. Such requests go on a connection
-    /// of their own, so that none waits behind a get the peer is loading,
-    /// which could wait on a peek of its own back to this node: two nodes
-    /// peeking each other behind gets would each hold the other's answer.
-    fn is_quick(&self) -> bool {
-        matches!(self.ask, Ask::Handoff { .. } | Ask::Probe)
-    }
-}
-
-struct Outbound {
-    peer: Arc<str>,
-    connect_deadline: Option<Instant>,
-    buf: BytesMut,
-    dec: FrameDecoder,
-    inflight: VecDeque<Sent>,
-    pipelining: bool,
-    last_active: Instant,
-    /// The pool's quick connection: it carries only requests the peer
-    /// answers at once ([`Sent::is_quick`]), so none waits behind a get.
-    quick: bool,
-}
-
+/// An inbound connection. Outbound ones are [`peers::Peers`]'.
 enum Conn {
-    /// An inbound connection this node keeps the state of ([`Node::accept`]).
-    In(Inbound),
+    /// An inbound connection this node keeps the state of ([`Node::accept`]);
+    /// boxed, as most inbound connections are a driver's.
+    In(Box<Inbound>),
     /// An inbound connection whose state a driver keeps
     /// ([`Node::accept_inbound`]): the node only answers its requests.
-    Detached {
-        from: IpAddr,
-        peer: bool,
-    },
-    Out(Outbound),
+    Detached { from: IpAddr, peer: bool },
 }
 
 impl Conn {
     /// An inbound connection's address and whether it is a peer's.
-    fn inbound_from(&self) -> Option<(IpAddr, bool)> {
+    fn from(&self) -> (IpAddr, bool) {
         match self {
-            Conn::In(i) => Some((i.from, i.peer)),
-            Conn::Detached { from, peer } => Some((*from, *peer)),
-            Conn::Out(_) => None,
+            Conn::In(i) => (i.from, i.peer),
+            Conn::Detached { from, peer } => (*from, *peer),
         }
     }
 }
@@ -217,8 +160,10 @@ pub struct Node {
     cfg: Config,
     ring: Ring,
     groups: HashMap<Arc<str>, Group>,
+    /// Inbound connections.
     conns: HashMap<ConnId, Conn>,
-    pools: HashMap<Arc<str>, Pool>,
+    /// Every peer's pool of outbound connections, and the requests on them.
+    peers: peers::Peers,
     /// Local loads, and each group's load slots.
     loads: loads::Loads,
     timers: timer::TimerTable,
@@ -226,7 +171,6 @@ pub struct Node {
     /// Ids of every kind; shared with the groups' caches, whose claims
     /// take load ids without the node.
     ids: Arc<AtomicU64>,
-    /// Inbound connections from clients, and from peers.
     /// Who may connect, and the inbound connections' budgets.
     admission: admission::Admission,
     /// Writes this node carries out across the cluster.
@@ -247,7 +191,7 @@ impl fmt::Debug for Node {
             .field("self_addr", &self.cfg.self_addr)
             .field("peers", &self.ring.peers())
             .field("groups", &self.groups.len())
-            .field("conns", &self.conns.len())
+            .field("conns", &self.connections())
             .finish_non_exhaustive()
     }
 }
@@ -258,16 +202,17 @@ impl Node {
     pub fn new(mut cfg: Config) -> Self {
         // A peer with no connection could never be asked.
         cfg.max_conns_per_peer = cfg.max_conns_per_peer.max(1);
+        let ids = Arc::<AtomicU64>::default();
         Self {
             ring: Ring::with_hash(cfg.replicas, cfg.hash),
             cfg,
             groups: HashMap::new(),
             conns: HashMap::new(),
-            pools: HashMap::new(),
+            peers: peers::Peers::new(ids.clone()),
             loads: loads::Loads::default(),
             timers: timer::TimerTable::default(),
             out: VecDeque::new(),
-            ids: Arc::default(),
+            ids,
             admission: admission::Admission::default(),
             writes: writes::Writes::default(),
             handoffs: handoff::Handoffs::default(),
@@ -399,9 +344,7 @@ impl Node {
         self.admission
             .set_peers(self.ring.peers().iter().map(|p| &**p));
         self.set_gates();
-        // Forget idle pools of peers that left, so churn cannot grow them.
-        let ring = &self.ring;
-        (self.pools).retain(|p, pool| !pool.is_unused() || ring.peers().iter().any(|r| r == p));
+        self.peers.forget_left(self.ring.peers());
         self.trim_timers();
     }
 
@@ -460,20 +403,18 @@ impl Node {
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
         self.set_gates();
-        // In the order they were opened, not a hash seed's.
-        let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        ids.sort();
-        for id in ids {
+        for id in self.conn_ids() {
             match self.conns.get_mut(&id) {
                 Some(Conn::In(i)) => {
                     i.handle_shutdown(now);
                     self.pump_inbound(now, id);
                 }
-                Some(Conn::Out(o)) if o.inflight.is_empty() => {
+                // A driver's inbound connections are its to drain.
+                Some(Conn::Detached { .. }) => {}
+                None if self.peers.is_quiet(id) => {
                     self.close(now, id, Some(CloseReason::Shutdown));
                 }
-                // A driver's inbound connections are its to drain.
-                _ => {}
+                None => {}
             }
         }
     }
@@ -505,9 +446,7 @@ impl Node {
         }
         self.handoffs.clear();
         self.trim_timers();
-        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        conns.sort();
-        for id in conns {
+        for id in self.conn_ids() {
             self.close(now, id, Some(CloseReason::Shutdown));
         }
     }
@@ -524,19 +463,27 @@ impl Node {
     pub fn is_idle(&self) -> bool {
         self.loads.is_empty()
             && self.writes.is_empty()
-            && self.pools.values().all(|p| p.held.is_empty())
+            && self.peers.is_idle()
             && self.groups.values().all(|g| g.caches.no_flights())
             && self.conns.values().all(|c| match c {
                 Conn::In(i) => i.owes_nothing(),
                 // What a driver's connection owes is a flight or a write.
                 Conn::Detached { .. } => true,
-                Conn::Out(o) => o.inflight.is_empty(),
             })
     }
 
     /// Open connections (inbound and outbound).
     pub fn connections(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.peers.connections()
+    }
+
+    /// Every connection, inbound and outbound, in the order they were
+    /// opened, not a hash seed's.
+    fn conn_ids(&self) -> Vec<ConnId> {
+        let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        ids.extend(self.peers.conn_ids());
+        ids.sort();
+        ids
     }
 
     /// Checks internal invariants; for tests and fuzzers.
@@ -567,34 +514,12 @@ impl Node {
                 }
             }
         }
-        let inbound = self.conns.values().filter_map(Conn::inbound_from);
+        let inbound = self.conns.values().map(Conn::from);
         self.admission.validate(inbound)?;
         self.loads.validate()?;
         self.validate_writes()?;
         self.handoffs.validate(&self.timers)?;
-        for (peer, p) in &self.pools {
-            let mut quick = 0;
-            for c in &p.conns {
-                match self.conns.get(c) {
-                    Some(Conn::Out(o)) if &o.peer == peer => {
-                        quick += usize::from(o.quick);
-                        if o.inflight.iter().any(|s| s.is_quick() != o.quick) {
-                            return Err(format!("{c} to {peer} carries another lane's request"));
-                        }
-                    }
-                    _ => return Err(format!("pool {peer} lists a stray {c}")),
-                }
-            }
-            if quick > 1 || p.conns.len() - quick > self.cfg.max_conns_per_peer {
-                return Err(format!(
-                    "pool {peer} has {} connections, {quick} quick",
-                    p.conns.len()
-                ));
-            }
-            if p.quick.iter().any(|s| !s.is_quick()) || p.backlog.iter().any(Sent::is_quick) {
-                return Err(format!("pool {peer} queues a request in the wrong lane"));
-            }
-        }
+        self.peers.validate(&self.cfg, &self.timers)?;
         Ok(())
     }
 }

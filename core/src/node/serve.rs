@@ -28,7 +28,7 @@ impl Node {
     pub fn accept(&mut self, now: Instant, addr: IpAddr) -> Result<ConnId, Refused> {
         let inbound = self.admit(now, addr)?;
         let conn = inbound.id();
-        self.conns.insert(conn, Conn::In(inbound));
+        self.conns.insert(conn, Conn::In(Box::new(inbound)));
         self.arm_conn(conn);
         Ok(conn)
     }

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use hashbrown::HashMap;
 
-use super::peer::Failure;
-use super::{CloseReason, Conn, ConnId, Node, Timer};
+use super::peers::Failure;
+use super::{Conn, ConnId, Node, Timer};
 
 /// The node's timer records: a heap of deadlines, where a record that no
 /// longer matches its deadline is skipped when it comes up, and the
@@ -111,11 +111,15 @@ impl Node {
     /// Most timer records kept before stale ones are dropped, so the heap
     /// stays proportional to the connections and peers.
     pub(super) fn timer_bound(&self) -> usize {
-        4 * (self.conns.len() + self.pools.len() + self.loads.len() + self.handoffs.len()) + 64
+        4 * (self.conns.len() + self.peers.len() + self.loads.len() + self.handoffs.len()) + 64
     }
 
     pub(super) fn arm_conn(&mut self, conn: ConnId) {
-        let Some(at) = self.conns.get(&conn).and_then(|c| self.conn_deadline(c)) else {
+        let at = match self.conns.get(&conn) {
+            Some(c) => self.conn_deadline(c),
+            None => self.peers.deadline(conn, &self.cfg),
+        };
+        let Some(at) = at else {
             return;
         };
         if self.timers.arm_conn(conn, at) {
@@ -123,16 +127,11 @@ impl Node {
         }
     }
 
+    /// When an inbound connection is due, if ever.
     pub(super) fn conn_deadline(&self, c: &Conn) -> Option<Instant> {
         match c {
             Conn::In(i) => i.poll_timeout(),
             Conn::Detached { .. } => None,
-            Conn::Out(o) => o.connect_deadline.or_else(|| {
-                o.inflight
-                    .front()
-                    .map(|s| s.deadline)
-                    .or(Some(o.last_active + self.cfg.idle_timeout))
-            }),
         }
     }
 
@@ -140,11 +139,9 @@ impl Node {
     pub(super) fn rebuild_timers(&mut self) {
         let conns = (self.conns.iter())
             .filter_map(|(&id, c)| Some((self.conn_deadline(c)?, Timer::Conn(id))));
-        let pools = (self.pools.iter())
-            .filter_map(|(peer, p)| Some((p.next_deadline()?, Timer::Peer(peer.clone()))));
         let loads = self.loads.deadlines();
         let records: Vec<_> = conns
-            .chain(pools)
+            .chain(self.peers.deadlines(&self.cfg))
             .chain(loads)
             .chain(self.handoffs.deadlines())
             .collect();
@@ -173,31 +170,18 @@ impl Node {
                     if !self.timers.fire_conn(id, at) {
                         continue; // superseded by an earlier record
                     }
-                    let Some(c) = self.conns.get(&id) else {
-                        continue;
-                    };
-                    let reason = match c {
-                        Conn::In(_) => {
-                            if let Some(Conn::In(i)) = self.conns.get_mut(&id) {
-                                i.handle_timeout(now);
-                            }
+                    match self.conns.get_mut(&id) {
+                        Some(Conn::In(i)) => {
+                            i.handle_timeout(now);
                             self.pump_inbound(now, id);
-                            continue;
                         }
-                        Conn::Detached { .. } => continue,
-                        Conn::Out(o) => {
-                            if self.conn_deadline(c).is_none_or(|d| d > now) {
-                                self.arm_conn(id);
-                                continue;
-                            }
-                            if !o.inflight.is_empty() || o.connect_deadline.is_some() {
-                                CloseReason::Timeout
-                            } else {
-                                CloseReason::Idle
+                        Some(Conn::Detached { .. }) => {}
+                        None => {
+                            if let Some(reason) = self.with_peers(|p, io| p.due(now, id, io)) {
+                                self.close(now, id, Some(reason));
                             }
                         }
-                    };
-                    self.close(now, id, Some(reason));
+                    }
                 }
                 Timer::Peer(peer) => self.expire_backlog(now, &peer),
                 Timer::Load(id) => self.expire_load(now, id),
@@ -208,21 +192,7 @@ impl Node {
 
     /// Queued requests to `peer` that waited past their deadline fall back.
     pub(super) fn expire_backlog(&mut self, now: Instant, peer: &Arc<str>) {
-        let Some(pool) = self.pools.get_mut(peer) else {
-            return;
-        };
-        let mut expired = Vec::new();
-        for queue in [&mut pool.quick, &mut pool.backlog] {
-            while queue.front().is_some_and(|s| s.deadline <= now) {
-                expired.extend(queue.pop_front());
-            }
-        }
-        // Timer records may have been compacted to one per pool: re-arm for
-        // the new fronts, or their requests would wait forever.
-        if let Some(next) = pool.next_deadline() {
-            self.arm(next, Timer::Peer(peer.clone()));
-        }
-        for s in expired {
+        for s in self.with_peers(|p, io| p.expire(now, peer, io)) {
             self.peer_failed(now, peer, s, Failure::Timeout);
         }
     }

@@ -19,9 +19,10 @@ use bytes::Bytes;
 
 use crate::wire::{Request, Response, CODE_OK, OP_PURGE, OP_REMOVE, OP_SET};
 
+use super::peers::{Ask, Failure};
 use super::serve::error_response;
 use super::writes::{Answered, Finished, WriteWaiter};
-use super::{Ask, Error, Node, Output, WriteId, WriteOp, WriteReport, Written};
+use super::{Error, Node, Output, WriteId, WriteOp, WriteReport, Written};
 
 /// Bytes a write request frame needs beyond its group, key and value.
 const WRITE_OVERHEAD: usize = 48;
@@ -208,27 +209,6 @@ impl Node {
         Ok(())
     }
 
-    /// Sends a request only a node that understands the extensions can take
-    /// (a write, a peek) to `peer` once it is known to; fails it at once
-    /// when the peer is backed off or known not to.
-    pub(super) fn send_extended(&mut self, now: Instant, peer: &Arc<str>, s: super::Sent) {
-        if let Err(why) = self.reachable(now, peer) {
-            self.peer_failed(now, peer, s, why);
-            return;
-        }
-        let pool = self.pools.get_mut(peer).expect("reachable made it");
-        match pool.writes {
-            Some(true) => self.enqueue(now, peer, s),
-            Some(false) => self.peer_failed(now, peer, s, super::peer::Failure::NoWrites),
-            None => {
-                pool.held.push(s);
-                if !pool.hello {
-                    self.send_probe(now, peer);
-                }
-            }
-        }
-    }
-
     /// The owner applied the write (or could not): tell every other node to
     /// drop its copy, or to purge.
     fn fan_out(&mut self, now: Instant, id: WriteId) {
@@ -402,32 +382,15 @@ impl Node {
         for (id, waiter) in self.writes.abort() {
             self.deliver_write(now, id, waiter, Err(Error::Shutdown));
         }
-        let mut peers: Vec<Arc<str>> = self.pools.keys().cloned().collect();
-        peers.sort();
-        for peer in peers {
-            let Some(p) = self.pools.get_mut(&peer) else {
-                continue;
-            };
-            let mut queued: Vec<super::Sent> = p.drain_queued().collect();
-            queued.append(&mut p.held);
-            for s in queued {
-                self.peer_failed(now, &peer, s, super::peer::Failure::Shutdown);
-            }
+        for (peer, s) in self.peers.drain_queued() {
+            self.peer_failed(now, &peer, s, Failure::Shutdown);
         }
     }
 
     /// Every open write waits on exactly the requests its state says.
     pub(super) fn validate_writes(&self) -> Result<(), String> {
         let mut asked: hashbrown::HashMap<WriteId, usize> = hashbrown::HashMap::new();
-        let outbound = self.conns.values().filter_map(|c| match c {
-            super::Conn::Out(o) => Some(o.inflight.iter()),
-            super::Conn::In(_) | super::Conn::Detached { .. } => None,
-        });
-        let queued = self
-            .pools
-            .values()
-            .map(|p| p.backlog.iter().chain(p.held.iter()));
-        for s in outbound.flatten().chain(queued.flatten()) {
+        for s in self.peers.unanswered() {
             if let Ask::Write {
                 id, relay: false, ..
             } = s.ask

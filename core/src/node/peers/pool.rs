@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{ConnId, Sent};
+use super::Sent;
+use crate::node::ConnId;
 
 /// One peer's connections and queues.
 #[derive(Default)]
@@ -48,6 +49,11 @@ impl Pool {
             && self.backlog.is_empty()
             && self.quick.is_empty()
             && self.held.is_empty()
+    }
+
+    /// Every request the pool holds: queued in either lane, or held back.
+    pub(super) fn requests(&self) -> impl Iterator<Item = &Sent> {
+        self.quick.iter().chain(&self.backlog).chain(&self.held)
     }
 
     /// Empties both queues.
