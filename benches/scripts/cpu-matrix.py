@@ -13,7 +13,7 @@ OS.
 The server runs on the CPUs in SERVER_CPUS (default 0) and the load tool on
 LOAD_CPUS (default 1), so that neither moves onto the other's core between
 rounds (unpinned, the same binary's figures varied by a third on a 2-core
-machine).
+machine); LOAD_THREADS (default 1) sets the load tool's threads.
 
 A NAME starting with `memcached` is spoken to in memcached's text protocol
 (the load tool stores its values first) and gets no pipelined load. The first
@@ -39,6 +39,9 @@ servers = [a.split("=", 1) for a in sys.argv[3:]]
 duration = os.environ.get("DURATION", "2")
 server_cpus = os.environ.get("SERVER_CPUS", "0")
 load_cpus = os.environ.get("LOAD_CPUS", "1")
+# The load tool's threads (default 1): one per CPU in LOAD_CPUS keeps a
+# server with several threads busy.
+load_threads = os.environ.get("LOAD_THREADS", "1")
 loads = [(f"{c} conns, {'hot key' if k == 1 else '10k keys'}", c, k, 1)
          for c in (4, 16, 64) for k in (1, 10000)]
 loads.append(("4 conns, 10k keys, pipeline 16", 4, 10000, 16))
@@ -73,7 +76,7 @@ def measure(name, cmd, conns, keys, depth):
         wait_listening(port, srv)
         args = ["taskset", "-c", load_cpus, load_bin, "--addr", f"127.0.0.1:{port}",
                 "--connections", str(conns), "--keys", str(keys), "--pipeline", str(depth),
-                "--duration", duration, "--server-pid", str(srv.pid)]
+                "--duration", duration, "--server-pid", str(srv.pid), "--threads", load_threads]
         if name.startswith("memcached"):
             args += ["--protocol", "memcached", "--value-size", "100"]
         out = subprocess.run(args, capture_output=True, text=True, check=True).stdout

@@ -7,6 +7,8 @@
 //! answer ([`Answer`]) and every request that failed ([`Failure`]) on to
 //! the flight, write or caller that asked (`node/peer.rs`).
 
+mod failure;
+mod input;
 mod outbound;
 mod pool;
 mod sent;
@@ -19,55 +21,15 @@ use std::time::Instant;
 use bytes::BytesMut;
 use hashbrown::HashMap;
 
-use crate::wire::{encode_frame, Response};
+use crate::wire::encode_frame;
 
 use super::timer::TimerTable;
-use super::{CloseReason, Config, ConnId, Error, Output, Timer};
+use super::{Config, ConnId, Output, Timer};
+pub(super) use failure::Failure;
+pub(super) use input::Answer;
 use outbound::Outbound;
 use pool::{Health, Pool};
 pub(super) use sent::{Ask, Sent};
-
-/// Why a request to a peer got no answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Failure {
-    /// The connection was refused or dropped.
-    Closed,
-    /// No answer (or no connection) in time.
-    Timeout,
-    /// The peer is backed off after failing.
-    Down,
-    /// The peer did not announce that it understands writes.
-    NoWrites,
-    /// The peer answered with an error of its own (it is shutting down).
-    Refused,
-    /// This node is shutting down.
-    Shutdown,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Failure::Closed => "closed or refused the connection",
-            Failure::Timeout => "did not answer in time",
-            Failure::Down => "is backed off after failing",
-            Failure::NoWrites => "does not understand writes",
-            Failure::Refused => "refused the request",
-            Failure::Shutdown => "was not asked: this node is shutting down",
-        })
-    }
-}
-
-impl Failure {
-    /// The error a caller of `get_via` or `write_via` sees.
-    pub(super) fn error(self, peer: &str) -> Error {
-        let msg = format!("{peer} {self}").into();
-        match self {
-            Failure::NoWrites => Error::Write(msg),
-            Failure::Shutdown => Error::Shutdown,
-            _ => Error::Unreachable(msg),
-        }
-    }
-}
 
 /// What a method of [`Peers`] may touch beyond its own state: the node's
 /// settings, its outputs and its timers. The node trims its timers after
@@ -76,22 +38,6 @@ pub(super) struct Io<'a> {
     pub(super) cfg: &'a Config,
     pub(super) out: &'a mut VecDeque<Output>,
     pub(super) timers: &'a mut TimerTable,
-}
-
-/// A peer's answer to a request.
-pub(super) struct Answer {
-    pub(super) peer: Arc<str>,
-    pub(super) sent: Sent,
-    pub(super) response: Response,
-}
-
-/// An outbound connection that closed, and what it leaves undone.
-pub(super) struct Closed {
-    pub(super) peer: Arc<str>,
-    /// Requests that will get no answer, in the order they were sent and
-    /// then queued.
-    pub(super) failed: Vec<Sent>,
-    pub(super) why: Failure,
 }
 
 /// Every peer's pool and every outbound connection.
@@ -343,81 +289,6 @@ impl Peers {
         }
     }
 
-    /// An [`Output::Connect`] succeeded.
-    pub(super) fn connected(&mut self, now: Instant, conn: ConnId, io: &mut Io) {
-        let Some(o) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        o.connect_deadline = None;
-        o.last_active = now;
-        let peer = o.peer.clone();
-        self.arm(conn, io);
-        self.pump(now, &peer, io);
-    }
-
-    /// Bytes arrived on `conn`; false if it is not an outbound connection.
-    pub(super) fn received(&mut self, conn: ConnId, data: &[u8]) -> bool {
-        let Some(o) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        o.buf.extend_from_slice(data);
-        true
-    }
-
-    /// The next answer complete in `conn`'s bytes, if any. A keepalive
-    /// (the owner is alive and still loading) pushes the deadlines of the
-    /// requests in flight back, up to each one's latest, and is no answer.
-    pub(super) fn next_answer(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        cfg: &Config,
-    ) -> Result<Option<Answer>, CloseReason> {
-        loop {
-            let Some(o) = self.conns.get_mut(&conn) else {
-                return Ok(None);
-            };
-            let frame = match o.dec.decode(&mut o.buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(CloseReason::Frame(e)),
-            };
-            let response = Response::decode_payload(&frame)
-                .map_err(|e| CloseReason::Protocol(e.to_string()))?;
-            o.last_active = now;
-            if response.keepalive {
-                for s in &mut o.inflight {
-                    s.deadline = s
-                        .deadline
-                        .max((now + cfg.request_timeout).min(s.max_deadline));
-                }
-                continue;
-            }
-            let sent = o
-                .inflight
-                .pop_front()
-                .ok_or_else(|| CloseReason::Protocol("response to no request".into()))?;
-            o.pipelining = response.pipelining;
-            let peer = o.peer.clone();
-            return Ok(Some(Answer {
-                peer,
-                sent,
-                response,
-            }));
-        }
-    }
-
-    /// `conn` read what it had: re-arms its timer and sends what its pool
-    /// has queued.
-    pub(super) fn read_all(&mut self, now: Instant, conn: ConnId, io: &mut Io) {
-        let Some(o) = self.conns.get(&conn) else {
-            return;
-        };
-        let peer = o.peer.clone();
-        self.arm(conn, io);
-        self.pump(now, &peer, io);
-    }
-
     /// The peer answered: remember whether it understands writes, and send
     /// the writes that waited to know. Those it does not understand are
     /// given back.
@@ -464,52 +335,6 @@ impl Peers {
         p.back_off(now + cfg.peer_backoff);
         p.hello = false;
         std::mem::take(&mut p.held)
-    }
-
-    /// Forgets `conn`. A refused connection, or one that timed out, backs
-    /// its peer off, and what was queued for the peer fails with what was
-    /// in flight, so that no get waits on it until a probe brings it back.
-    pub(super) fn close(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        timed_out: bool,
-        cfg: &Config,
-    ) -> Option<Closed> {
-        let o = self.conns.remove(&conn)?;
-        let pool = self.pools.get_mut(&o.peer).expect("pool of conn");
-        pool.conns.retain(|&c| c != conn);
-        let mut failed: Vec<Sent> = o.inflight.into();
-        let refused = o.connect_deadline.is_some() && pool.conns.is_empty();
-        if refused || timed_out {
-            pool.back_off(now + cfg.peer_backoff);
-            failed.extend(pool.drain_queued());
-        }
-        let why = if timed_out {
-            Failure::Timeout
-        } else {
-            Failure::Closed
-        };
-        Some(Closed {
-            peer: o.peer,
-            failed,
-            why,
-        })
-    }
-
-    /// `conn`'s timer fired: how it must close, if it is due; otherwise it
-    /// is armed again.
-    pub(super) fn due(&self, now: Instant, conn: ConnId, io: &mut Io) -> Option<CloseReason> {
-        let o = self.conns.get(&conn)?;
-        if o.deadline(io.cfg).is_none_or(|d| d > now) {
-            self.arm(conn, io);
-            return None;
-        }
-        Some(if !o.inflight.is_empty() || o.connect_deadline.is_some() {
-            CloseReason::Timeout
-        } else {
-            CloseReason::Idle
-        })
     }
 
     /// Queued requests to `peer` that waited past their deadline, taken
