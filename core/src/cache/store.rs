@@ -1,9 +1,9 @@
 //! Where the cache's keys and values live: segments in FIFO order, each one
 //! buffer holding items back to back, and the open segment being filled.
 //!
-//! An item is `[key length u32 LE][value length u32 LE][expiry u64 LE]
-//! [key][value]`; an item never changes once written (an update writes a
-//! new one), so its expiry lives here and not in the index. A closed
+//! An item (`item.rs`) keeps its expiry in its header, not in the index.
+//! An update of the same length is written over it; any other update
+//! writes a new item and leaves the old one dead. A closed
 //! segment's buffer is one `Bytes`, so a hit hands out a slice of it
 //! without allocating. The open segment is a `Vec` still being written; an
 //! item of it handed out is copied once into `staged` and shared from there
@@ -18,83 +18,12 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use bytes::Bytes;
 
-/// Bytes of an item's header: key length, value length and expiry.
-pub(super) const HEADER: usize = 16;
-
-/// Where an entry's item is. 8 bytes: this is what the index holds per
-/// entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Entry {
-    pub seg: u32,
-    /// Offset of the item in its segment; the top three bits are flags: a
-    /// read count in two ([`FREQ_SHIFT`]) and [`MAIN`].
-    pub off: u32,
-}
+use super::entry::{Entry, MAX_SEGMENT_SIZE};
+use super::item::{put_item, rewrite, Item, HEADER};
 
 /// Copies out of the open segment before it may close early because half
 /// its items were read, so early-closed segments are not tiny.
 const STAGED_MIN: usize = 64;
-
-/// [`Entry::off`]'s top two bits count reads since the item was last
-/// written or moved, up to [`FREQ_MAX`]: eviction gives a read item
-/// another round, one per read.
-pub(super) const FREQ_SHIFT: u32 = 30;
-/// One read in [`Entry::off`].
-pub(super) const FREQ_ONE: u32 = 1 << FREQ_SHIFT;
-/// Most reads counted.
-pub(super) const FREQ_MAX: u32 = 3;
-/// [`Entry::off`]'s read count bits.
-const FREQ_MASK: u32 = FREQ_MAX << FREQ_SHIFT;
-
-/// [`Entry::off`]'s flag: the entry is in the main queue's store, not the
-/// small one's.
-pub(super) const MAIN: u32 = 1 << 29;
-
-/// Largest segment: offsets leave [`Entry::off`]'s three flag bits free.
-pub(super) const MAX_SEGMENT_SIZE: usize = 1 << 29;
-
-impl Entry {
-    #[inline]
-    pub fn offset(&self) -> usize {
-        (self.off & !(FREQ_MASK | MAIN)) as usize
-    }
-
-    /// Reads counted since the item was written or moved.
-    #[inline]
-    pub fn freq(&self) -> u32 {
-        self.off >> FREQ_SHIFT
-    }
-
-    /// Counts a read, up to [`FREQ_MAX`].
-    #[inline]
-    pub fn count_read(&mut self) {
-        if self.off < FREQ_MASK {
-            self.off += FREQ_ONE;
-        }
-    }
-
-    /// The same entry with read count `freq`.
-    #[inline]
-    pub fn with_freq(self, freq: u32) -> Self {
-        Self {
-            seg: self.seg,
-            off: self.off & !FREQ_MASK | freq.min(FREQ_MAX) << FREQ_SHIFT,
-        }
-    }
-
-    /// True if both point at the same item, whatever their read counts.
-    #[inline]
-    pub fn same_item(&self, other: &Entry) -> bool {
-        self.seg == other.seg && (self.off ^ other.off) & !FREQ_MASK == 0
-    }
-
-    /// Which queue's store holds the item: 0 small, 1 main.
-    #[inline]
-    pub fn queue(&self) -> usize {
-        usize::from(self.off & MAIN != 0)
-    }
-}
-
 /// One segment.
 #[derive(Debug)]
 pub(super) struct Segment {
@@ -163,54 +92,6 @@ impl Open {
                 None => Bytes::new(),
             })
             .clone()
-    }
-}
-
-/// One parsed item.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Item {
-    pub off: usize,
-    pub klen: usize,
-    pub vlen: usize,
-    /// When it expires, as a tick; 0: never.
-    pub expires: u64,
-}
-
-impl Item {
-    /// Parses the item at `off` of `buf`, if a whole one is there.
-    #[inline]
-    pub fn at(buf: &[u8], off: usize) -> Option<Self> {
-        let h = buf.get(off..off.checked_add(HEADER)?)?;
-        let klen = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let vlen = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
-        let expires = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
-        let item = Self {
-            off,
-            klen,
-            vlen,
-            expires,
-        };
-        (item.end() <= buf.len()).then_some(item)
-    }
-
-    #[inline]
-    pub fn len(&self) -> usize {
-        HEADER + self.klen + self.vlen
-    }
-
-    #[inline]
-    pub fn end(&self) -> usize {
-        self.off + self.len()
-    }
-
-    #[inline]
-    pub fn key<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        &buf[self.off + HEADER..self.off + HEADER + self.klen]
-    }
-
-    #[inline]
-    pub fn value_range(&self) -> std::ops::Range<usize> {
-        self.off + HEADER + self.klen..self.end()
     }
 }
 
@@ -642,18 +523,4 @@ impl Store {
         assert!(self.segs.is_empty());
         self.base = base;
     }
-}
-
-/// Writes a new value of the same length, and its expiry, over `item`.
-fn rewrite(buf: &mut [u8], item: &Item, value: &[u8], expires: u64) {
-    buf[item.value_range()].copy_from_slice(value);
-    buf[item.off + 8..item.off + HEADER].copy_from_slice(&expires.to_le_bytes());
-}
-
-fn put_item(buf: &mut Vec<u8>, key: &[u8], value: &[u8], expires: u64) {
-    buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&expires.to_le_bytes());
-    buf.extend_from_slice(key);
-    buf.extend_from_slice(value);
 }

@@ -3,7 +3,9 @@
 use std::cmp::Reverse;
 use std::collections::HashSet;
 
-use super::store::{Item, Store, MAIN};
+use super::entry::MAIN;
+use super::item::Item;
+use super::store::Store;
 use super::Cache;
 
 impl Cache {
