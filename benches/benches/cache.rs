@@ -1,6 +1,6 @@
 //! The core cache beside the crates users would pick, doing the same work:
-//! get hits, updates, and inserts that evict, at 1k / 100k / 1M entries,
-//! uniform and Zipf keys. hashbrown is the floor (no recency, no eviction).
+//! get hits, updates, inserts that evict and inserts of new keys, at 1k /
+//! 100k / 1M entries, uniform and Zipf keys. hashbrown is the floor (no recency, no eviction).
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
@@ -171,6 +171,28 @@ fn evicting<S: Subject>(c: &mut Criterion, n: usize, keys: &[String], v: &Bytes)
     g.finish();
 }
 
+/// Inserts of keys the cache has never held, or forgot long ago: cycling
+/// over four times as many keys as fit (and at least 2^20), each comes
+/// back after the cache and its ghost set have turned over. In
+/// `cache_insert_evict`, whose cycle is only a little longer than the
+/// cache, an admitting cache keeps part of the cycle and half its inserts
+/// are updates of held keys; here every insert is of a new key.
+fn fresh<S: Subject>(c: &mut Criterion, n: usize, keys: &[String], v: &Bytes) {
+    let mut s: S = filled(&keys[..n], v);
+    let mut g = c.benchmark_group("cache_insert_new");
+    let mut i = n;
+    g.bench_function(BenchmarkId::new(S::name(), n), |b| {
+        b.iter(|| {
+            i += 1;
+            if i == keys.len() {
+                i = 0;
+            }
+            s.put(black_box(&keys[i]), v);
+        })
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let v = Bytes::from(vec![b'v'; VALUE_LEN]);
     for n in [1_000, 100_000, 1_000_000] {
@@ -185,6 +207,11 @@ fn bench(c: &mut Criterion) {
         evicting::<Lru>(c, n, &all, &v);
         evicting::<Quick>(c, n, &all, &v);
         evicting::<Moka>(c, n, &all, &v);
+        let many = keys((4 * n).max(1 << 20));
+        fresh::<Core>(c, n, &many, &v);
+        fresh::<Lru>(c, n, &many, &v);
+        fresh::<Quick>(c, n, &many, &v);
+        fresh::<Moka>(c, n, &many, &v);
     }
 }
 
