@@ -97,3 +97,68 @@ fn racing_claims_load_each_key_once() {
     assert_eq!(s.cache_hits + s.loads + s.loads_deduped, s.gets);
     rt.block_on(node.shutdown());
 }
+
+/// A get that joins a claimed load (the claim's loader still running on
+/// another caller's thread) is answered when the claim lands: the claim
+/// lands through the node, which answers the claiming get at once and the
+/// joined one through its outputs, and those must be carried out then,
+/// not whenever the node is next entered. Before, the joined get waited
+/// until another get came along, forever if none did.
+#[test]
+fn a_get_that_joined_a_claimed_load_is_answered_when_it_lands() {
+    use std::sync::mpsc;
+    use std::sync::{Arc, OnceLock};
+    use std::time::Instant;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let started_tx = std::sync::Mutex::new(started_tx);
+    let me: Arc<OnceLock<Node>> = Arc::default();
+    let seen = me.clone();
+    let node: Node = rt.block_on(async {
+        Builder::new()
+            .group("g", 1 << 20, None, move |key: String| {
+                // The loader's first call runs on the claiming caller's
+                // thread, before its future is polled once: hold the claim
+                // open until the other get has joined its flight.
+                started_tx.lock().unwrap().send(()).unwrap();
+                let node = seen.get().expect("set before any get");
+                #[allow(clippy::disallowed_methods)] // a guard, not a measure
+                let give_up = Instant::now() + Duration::from_secs(60);
+                while node.stats("g").unwrap().loads_deduped == 0 {
+                    #[allow(clippy::disallowed_methods)]
+                    let now = Instant::now();
+                    assert!(now < give_up, "the second get never joined");
+                    std::thread::yield_now();
+                }
+                async move { Ok(format!("v-{key}")) }
+            })
+            .start()
+            .await
+            .unwrap()
+    });
+    me.set(node.clone()).ok().unwrap();
+    let claimer = node.clone();
+    let a = std::thread::spawn(move || futures_lite::future::block_on(claimer.get("g", "k")));
+    started.recv().unwrap();
+    let (joined_tx, joined) = mpsc::channel();
+    let joiner = node.clone();
+    std::thread::spawn(move || {
+        let got = futures_lite::future::block_on(joiner.get("g", "k"));
+        joined_tx.send(got).unwrap();
+    });
+    assert_eq!(a.join().unwrap(), Ok(Bytes::from_static(b"v-k")));
+    // Nothing else enters the node now: the joined get's answer must
+    // already be on its way.
+    let got = joined
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the joined get was never answered");
+    assert_eq!(got, Ok(Bytes::from_static(b"v-k")));
+    let s = node.stats("g").unwrap();
+    assert_eq!((s.gets, s.loads, s.loads_deduped), (2, 1, 1));
+    rt.block_on(node.shutdown());
+}

@@ -256,12 +256,16 @@ impl<R: Runtime> Shared<R> {
         {
             let mut st = self.lock();
             let now = self.rt.now();
-            match start(&mut st.node, now) {
-                core::Get::Ready(r) => return r,
-                core::Get::Pending(id) => {
-                    st.gets.insert(id, tx);
-                    self.drain(st);
-                }
+            let got = start(&mut st.node, now);
+            if let core::Get::Pending(id) = got {
+                st.gets.insert(id, tx);
+            }
+            // Also after an answer at once: landing a claim that others
+            // joined answers them too, and their answers wait in the
+            // node's outputs.
+            self.drain(st);
+            if let core::Get::Ready(r) = got {
+                return r;
             }
         }
         rx.recv().await.unwrap_or(Err(Error::Shutdown))
