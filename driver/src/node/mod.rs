@@ -140,8 +140,9 @@ impl<R: Runtime> Node<R> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let now = self.shared.rt.now();
-        self.shared.lock().node.set_peers(now, peers);
+        // Through `input`: the change may close connections and move
+        // deadlines, which the node's outputs carry out.
+        self.shared.input(|n, now| n.set_peers(now, peers));
     }
 
     /// The current members, this node included if it owns keys, in ring
