@@ -154,32 +154,19 @@ fn hits_and_updates<S: Subject>(c: &mut Criterion, n: usize, keys: &[String], v:
     }
 }
 
-/// Inserts cycling over more keys than fit: every insert misses and evicts.
-fn evicting<S: Subject>(c: &mut Criterion, n: usize, keys: &[String], v: &Bytes) {
+/// Inserts cycling over `keys`, more than fit, into a cache filled with
+/// the first `n`: every insert is of a key the cache does not hold, unless
+/// it kept part of the cycle.
+///
+/// - `cache_insert_evict` cycles over `n` + 65,536 keys: an admitting
+///   cache keeps part of such a cycle, and then half its inserts are
+///   updates of held keys.
+/// - `cache_insert_new` cycles over four times as many keys as fit (at
+///   least 2^20): each comes back after the cache and its ghost set have
+///   turned over, so every insert is of a key it has forgotten.
+fn cycling<S: Subject>(c: &mut Criterion, group: &str, n: usize, keys: &[String], v: &Bytes) {
     let mut s: S = filled(&keys[..n], v);
-    let mut g = c.benchmark_group("cache_insert_evict");
-    let mut i = n;
-    g.bench_function(BenchmarkId::new(S::name(), n), |b| {
-        b.iter(|| {
-            i += 1;
-            if i == keys.len() {
-                i = 0;
-            }
-            s.put(black_box(&keys[i]), v);
-        })
-    });
-    g.finish();
-}
-
-/// Inserts of keys the cache has never held, or forgot long ago: cycling
-/// over four times as many keys as fit (and at least 2^20), each comes
-/// back after the cache and its ghost set have turned over. In
-/// `cache_insert_evict`, whose cycle is only a little longer than the
-/// cache, an admitting cache keeps part of the cycle and half its inserts
-/// are updates of held keys; here every insert is of a new key.
-fn fresh<S: Subject>(c: &mut Criterion, n: usize, keys: &[String], v: &Bytes) {
-    let mut s: S = filled(&keys[..n], v);
-    let mut g = c.benchmark_group("cache_insert_new");
+    let mut g = c.benchmark_group(group);
     let mut i = n;
     g.bench_function(BenchmarkId::new(S::name(), n), |b| {
         b.iter(|| {
@@ -203,15 +190,13 @@ fn bench(c: &mut Criterion) {
         hits_and_updates::<Quick>(c, n, live, &v);
         hits_and_updates::<Moka>(c, n, live, &v);
         hits_and_updates::<Floor>(c, n, live, &v);
-        evicting::<Core>(c, n, &all, &v);
-        evicting::<Lru>(c, n, &all, &v);
-        evicting::<Quick>(c, n, &all, &v);
-        evicting::<Moka>(c, n, &all, &v);
         let many = keys((4 * n).max(1 << 20));
-        fresh::<Core>(c, n, &many, &v);
-        fresh::<Lru>(c, n, &many, &v);
-        fresh::<Quick>(c, n, &many, &v);
-        fresh::<Moka>(c, n, &many, &v);
+        for (group, keys) in [("cache_insert_evict", &all), ("cache_insert_new", &many)] {
+            cycling::<Core>(c, group, n, keys, &v);
+            cycling::<Lru>(c, group, n, keys, &v);
+            cycling::<Quick>(c, group, n, keys, &v);
+            cycling::<Moka>(c, group, n, keys, &v);
+        }
     }
 }
 
