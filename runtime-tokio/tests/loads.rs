@@ -162,3 +162,52 @@ fn a_get_that_joined_a_claimed_load_is_answered_when_it_lands() {
     assert_eq!((s.gets, s.loads, s.loads_deduped), (2, 1, 1));
     rt.block_on(node.shutdown());
 }
+
+/// A loader that panics at once, in its call or in its future's first
+/// poll (both on the caller's thread), fails that get with the panic's
+/// message and leaves the node serving: the same key loads again, and
+/// other keys load.
+#[test]
+fn a_loader_that_panics_at_once_fails_only_that_get() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let node: Node = rt.block_on(async {
+        Builder::new()
+            .group("g", 1 << 20, None, move |key: String| {
+                let first = counted.fetch_add(1, Ordering::SeqCst) < 2;
+                if first && key == "call" {
+                    panic!("in the call");
+                }
+                async move {
+                    if first && key == "poll" {
+                        panic!("in the poll");
+                    }
+                    Ok(format!("v-{key}"))
+                }
+            })
+            .start()
+            .await
+            .unwrap()
+    });
+    let get = |key: &str| futures_lite::future::block_on(node.get("g", key));
+    for (key, msg) in [("call", "in the call"), ("poll", "in the poll")] {
+        let err = get(key).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("g/{key}: loader panicked: {msg}")),
+            "{err}"
+        );
+    }
+    assert_eq!(get("call"), Ok(Bytes::from_static(b"v-call")));
+    assert_eq!(get("other"), Ok(Bytes::from_static(b"v-other")));
+    let s = node.stats("g").unwrap();
+    assert_eq!((s.local_loads, s.local_load_errs), (2, 2));
+    rt.block_on(node.shutdown());
+}

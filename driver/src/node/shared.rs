@@ -171,11 +171,9 @@ impl<R: Runtime> Shared<R> {
         claimed: core::Claimed,
     ) -> Result<Bytes, Error> {
         let group = caches.group();
-        let name: Arc<str> = key.into();
-        let mut load = self.load(group.clone(), name.clone());
-        let result = match self.poll_once(&mut load) {
-            Poll::Ready(result) => result,
-            Poll::Pending => {
+        let result = match self.load_now(group, key) {
+            Started::Done(result) => result,
+            Started::Waits(load) => {
                 let id = claimed.id;
                 let (tx, rx) = async_channel::bounded(1);
                 let (cancel, cancelled) = async_channel::bounded(1);
@@ -195,7 +193,7 @@ impl<R: Runtime> Shared<R> {
                     drop(load);
                     return self.get(|n, now| n.get_missed(now, group, key)).await;
                 }
-                self.spawn_load(id, (group.clone(), name), load, cancelled);
+                self.spawn_load(id, (group.clone(), key.into()), load, cancelled);
                 return rx.recv().await.unwrap_or(Err(Error::Shutdown));
             }
         };
@@ -470,48 +468,36 @@ impl<R: Runtime> Shared<R> {
         key: Arc<str>,
         cancelled: Receiver<()>,
     ) -> Option<Result<Loaded, LoadError>> {
-        let mut load = self.load(group.clone(), key.clone());
-        if let Poll::Ready(result) = self.poll_once(&mut load) {
-            return Some(result);
-        }
-        self.spawn_load(id, (group, key), load, cancelled);
-        None
-    }
-
-    /// The group's loader run on `key`, reporting a panic as a failed
-    /// load.
-    fn load(&self, group: Arc<str>, key: Arc<str>) -> Load {
-        let Some(loader) = self.loaders.get(&*group).cloned() else {
-            let e = LoadError::Failed(format!("no loader for group {group:?}"));
-            return Box::pin(std::future::ready(Err(e)));
-        };
-        Box::pin(async move {
-            let name = key.to_string();
-            let load = AssertUnwindSafe(async move { loader.load(name).await }).catch_unwind();
-            match load.await {
-                Ok(r) => r,
-                Err(panic) => {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "non-string panic".into());
-                    tracing::warn!(%group, %key, "loader panicked: {msg}");
-                    Err(LoadError::Failed(format!(
-                        "{group}/{key}: loader panicked: {msg}"
-                    )))
-                }
+        match self.load_now(&group, &key) {
+            Started::Done(result) => Some(result),
+            Started::Waits(load) => {
+                self.spawn_load(id, (group, key), load, cancelled);
+                None
             }
-        })
+        }
     }
 
-    /// Polls a load once, in the runtime's context. No waker is needed: a
-    /// load still pending is polled again by the task it moves to, which
-    /// registers that task's.
-    fn poll_once(&self, load: &mut Load) -> Poll<Result<Loaded, LoadError>> {
+    /// Calls the group's loader on `key` and polls its future once, here,
+    /// in the runtime's context. The loader is borrowed, and nothing is
+    /// cloned that other threads share: a miss answered at once writes no
+    /// reference count another caller's miss writes too. A panic, in the
+    /// call or the poll, is a failed load.
+    fn load_now(&self, group: &str, key: &str) -> Started {
+        let Some(loader) = self.loaders.get(group) else {
+            let e = LoadError::Failed(format!("no loader for group {group:?}"));
+            return Started::Done(Err(e));
+        };
         let _context = self.rt.enter();
-        let mut cx = Context::from_waker(Waker::noop());
-        load.as_mut().poll(&mut cx)
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut load = loader.load(key.to_string());
+            // No waker is needed: a load still pending is polled again by
+            // the task it moves to, which registers that task's.
+            match load.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(result) => Started::Done(result),
+                Poll::Pending => Started::Waits(load),
+            }
+        }));
+        started.unwrap_or_else(|panic| Started::Done(Err(panicked(group, key, &*panic))))
     }
 
     /// Runs load `id` of `key` to its end in a task of its own, or until
@@ -530,16 +516,18 @@ impl<R: Runtime> Shared<R> {
             id,
         };
         self.rt.spawn(async move {
-            let result = async { Some(load.await) }
+            let ran = async { Some(AssertUnwindSafe(load).catch_unwind().await) }
                 .or(async {
                     // Ends when the core cancels the load (sender dropped).
                     let _ = cancelled.recv().await;
                     None
                 })
                 .await;
-            let result = result.unwrap_or_else(|| {
-                Err(LoadError::Failed(format!("{group}/{key}: load cancelled")))
-            });
+            let result = match ran {
+                Some(Ok(result)) => result,
+                Some(Err(panic)) => Err(panicked(&group, &key, &*panic)),
+                None => Err(LoadError::Failed(format!("{group}/{key}: load cancelled"))),
+            };
             guard.finish(result);
         });
     }
@@ -582,4 +570,23 @@ impl<R: Runtime> Drop for LoadGuard<R> {
     fn drop(&mut self) {
         self.finish(Err(LoadError::Failed("load cancelled".into())));
     }
+}
+
+/// A load after its first poll ([`Shared::load_now`]).
+enum Started {
+    /// It answered at once.
+    Done(Result<Loaded, LoadError>),
+    /// It waits: to be run to its end by a task of its own.
+    Waits(Load),
+}
+
+/// A loader's panic as a failed load of `group`/`key`, logged.
+fn panicked(group: &str, key: &str, panic: &(dyn std::any::Any + Send)) -> LoadError {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into());
+    tracing::warn!(%group, %key, "loader panicked: {msg}");
+    LoadError::Failed(format!("{group}/{key}: loader panicked: {msg}"))
 }
