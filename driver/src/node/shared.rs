@@ -478,10 +478,9 @@ impl<R: Runtime> Shared<R> {
     }
 
     /// Calls the group's loader on `key` and polls its future once, here,
-    /// in the runtime's context. The loader is borrowed, and nothing is
-    /// cloned that other threads share: a miss answered at once writes no
-    /// reference count another caller's miss writes too. A panic, in the
-    /// call or the poll, is a failed load.
+    /// in the runtime's context. The loader and the group's name are
+    /// borrowed, not cloned: reference counts that every caller's miss
+    /// would write. A panic, in the call or the poll, is a failed load.
     fn load_now(&self, group: &str, key: &str) -> Started {
         let Some(loader) = self.loaders.get(group) else {
             let e = LoadError::Failed(format!("no loader for group {group:?}"));
