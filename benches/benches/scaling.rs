@@ -26,6 +26,7 @@
 //! cargo bench -p groupcache-benches --bench scaling                 # 1..=cores threads
 //! cargo bench -p groupcache-benches --bench scaling -- --threads 1,2,4 --secs 2 --rounds 5
 //! cargo bench -p groupcache-benches --bench scaling -- --only "tokio hits,maps"
+//! cargo bench -p groupcache-benches --bench scaling -- --shards 32   # the nodes' caches in 32 shards
 //! ```
 
 #![allow(missing_docs)]
@@ -113,10 +114,12 @@ fn hit_key(ks: &[String], t: usize, i: u64) -> &str {
 }
 
 /// A node's group on `rt` whose loader answers at once, with every key of
-/// `ks` loaded; a budget that holds them and a share of misses.
-async fn group<R: Runtime>(rt: R, ks: &[String]) -> Group<R> {
+/// `ks` loaded; a budget that holds them and a share of misses; its caches
+/// in `shards` shards (0: the driver's default).
+async fn group<R: Runtime>(rt: R, ks: &[String], shards: usize) -> Group<R> {
     let node = Builder::with_runtime(rt)
         .listen("127.0.0.1:0".parse().unwrap())
+        .configure(|c| c.cache_shards = shards)
         .group("g", 64 << 20, None, |key: String| async move {
             Ok::<_, LoadError>(Bytes::from(format!("value of {key}")))
         })
@@ -219,6 +222,8 @@ struct Args {
     rounds: usize,
     /// Only the contenders whose names contain one of these.
     only: Vec<String>,
+    /// The nodes' `cache_shards`; 0 leaves it to the driver.
+    shards: usize,
 }
 
 fn args() -> Args {
@@ -228,6 +233,7 @@ fn args() -> Args {
         secs: 1.0,
         rounds: 3,
         only: Vec::new(),
+        shards: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -242,6 +248,7 @@ fn args() -> Args {
             "--secs" => a.secs = value().parse().expect("seconds"),
             "--rounds" => a.rounds = value().parse().expect("rounds"),
             "--only" => a.only = value().split(',').map(str::to_string).collect(),
+            "--shards" => a.shards = value().parse().expect("a shard count"),
             // `cargo bench` passes `--bench`; criterion-style filters are
             // not used here.
             _ => {}
@@ -262,11 +269,15 @@ fn main() {
         .unwrap();
     let on_tokio = {
         let _in = tokio_rt.enter();
-        tokio_rt.block_on(group(groupcache_tokio::Tokio::current(), &ks))
+        tokio_rt.block_on(group(groupcache_tokio::Tokio::current(), &ks, a.shards))
     };
-    let on_smol = block_on(group(groupcache_async_std::AsyncIo::default(), &ks));
+    let on_smol = block_on(group(
+        groupcache_async_std::AsyncIo::default(),
+        &ks,
+        a.shards,
+    ));
     let compio = groupcache_compio::CompioThreads::start(1).unwrap();
-    let on_compio = block_on(group(compio.runtimes()[0].clone(), &ks));
+    let on_compio = block_on(group(compio.runtimes()[0].clone(), &ks, a.shards));
 
     let quick: quick_cache::sync::Cache<String, Bytes> = quick_cache::sync::Cache::new(KEYS * 2);
     let moka: moka::sync::Cache<String, Bytes> = moka::sync::Cache::new(KEYS as u64 * 2);
