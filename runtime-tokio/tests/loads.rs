@@ -7,13 +7,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use groupcache_tokio::{Builder, Node};
 
-#[test]
-fn a_loader_using_tokio_timers_serves_callers_outside_the_runtime() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+/// A tokio runtime of `workers` threads, its timers and IO on: the
+/// node's, while the callers are threads of their own.
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_loader_using_tokio_timers_serves_callers_outside_the_runtime() {
+    let rt = runtime(2);
     let node: Node = rt.block_on(async {
         Builder::new()
             .group("g", 1 << 20, None, |key: String| async move {
@@ -46,11 +52,7 @@ fn racing_claims_load_each_key_once() {
 
     const KEYS: usize = 200;
     const THREADS: usize = 4;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(2);
     let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let counted = calls.clone();
     let node: Node = rt.block_on(async {
@@ -110,13 +112,8 @@ fn a_get_that_joined_a_claimed_load_is_answered_when_it_lands() {
     use std::sync::{Arc, OnceLock};
     use std::time::Instant;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(2);
     let (started_tx, started) = mpsc::channel::<()>();
-    let started_tx = std::sync::Mutex::new(started_tx);
     let me: Arc<OnceLock<Node>> = Arc::default();
     let seen = me.clone();
     let node: Node = rt.block_on(async {
@@ -125,7 +122,7 @@ fn a_get_that_joined_a_claimed_load_is_answered_when_it_lands() {
                 // The loader's first call runs on the claiming caller's
                 // thread, before its future is polled once: hold the claim
                 // open until the other get has joined its flight.
-                started_tx.lock().unwrap().send(()).unwrap();
+                started_tx.send(()).unwrap();
                 let node = seen.get().expect("set before any get");
                 #[allow(clippy::disallowed_methods)] // a guard, not a measure
                 let give_up = Instant::now() + Duration::from_secs(60);
@@ -172,17 +169,12 @@ fn a_loader_that_panics_at_once_fails_only_that_get() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(1);
     let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
     let node: Node = rt.block_on(async {
         Builder::new()
             .group("g", 1 << 20, None, move |key: String| {
-                let first = counted.fetch_add(1, Ordering::SeqCst) < 2;
+                let first = calls.fetch_add(1, Ordering::SeqCst) < 2;
                 if first && key == "call" {
                     panic!("in the call");
                 }
