@@ -5,7 +5,9 @@
 //! - **hits**: 10,000 keys, all cached; each thread walks them from its
 //!   own offset.
 //! - **misses**: distinct keys per thread, a loader that answers at once;
-//!   each get is a load (the cache evicts to stay in its budget).
+//!   each get is a load (the cache evicts to stay in its budget). The
+//!   crates' misses are a failed lookup and an insert, in caches of their
+//!   own; the ceiling is a `quick_cache::unsync` cache per thread.
 //! - **served**: the core alone, no runtime and no socket: each thread
 //!   plays one inbound connection sending a get frame for a cached key,
 //!   and takes the answer's bytes. "under the node's lock" is a
@@ -108,6 +110,11 @@ fn measure(threads: usize, secs: f64, op: &(dyn Fn(usize, u64) + Sync)) -> Measu
     }
 }
 
+/// The value every contender's loader gives `key`.
+fn loaded(key: &str) -> Bytes {
+    Bytes::from(format!("value of {key}"))
+}
+
 /// The key a hit of thread `t` asks for at step `i`.
 fn hit_key(ks: &[String], t: usize, i: u64) -> &str {
     &ks[(t * 7919 + i as usize) % ks.len()]
@@ -121,7 +128,7 @@ async fn group<R: Runtime>(rt: R, ks: &[String], shards: usize) -> Group<R> {
         .listen("127.0.0.1:0".parse().unwrap())
         .configure(|c| c.cache_shards = shards)
         .group("g", 64 << 20, None, |key: String| async move {
-            Ok::<_, LoadError>(Bytes::from(format!("value of {key}")))
+            Ok::<_, LoadError>(loaded(&key))
         })
         .start()
         .await
@@ -143,7 +150,7 @@ fn core_node(ks: &[String], now: Instant) -> Node {
         if let Get::Pending(_) = node.get(now, "g", k) {
             while let Some(o) = node.poll_output() {
                 if let Output::Load { id, .. } = o {
-                    let v = Bytes::from(format!("value of {k}"));
+                    let v = loaded(k);
                     node.handle_load(now, id, Ok(v.into()));
                 }
             }
@@ -282,15 +289,17 @@ fn main() {
     let quick: quick_cache::sync::Cache<String, Bytes> = quick_cache::sync::Cache::new(KEYS * 2);
     let moka: moka::sync::Cache<String, Bytes> = moka::sync::Cache::new(KEYS as u64 * 2);
     for k in &ks {
-        quick.insert(k.clone(), Bytes::from(format!("value of {k}")));
-        moka.insert(k.clone(), Bytes::from(format!("value of {k}")));
+        quick.insert(k.clone(), loaded(k));
+        moka.insert(k.clone(), loaded(k));
     }
+    let quick_misses: quick_cache::sync::Cache<String, Bytes> =
+        quick_cache::sync::Cache::new(KEYS * 2);
+    let moka_misses: moka::sync::Cache<String, Bytes> = moka::sync::Cache::new(KEYS as u64 * 2);
+    let own: Vec<Mutex<quick_cache::unsync::Cache<String, Bytes>>> = (0..max_threads)
+        .map(|_| Mutex::new(quick_cache::unsync::Cache::new(KEYS * 2)))
+        .collect();
     let maps: Vec<HashMap<String, Bytes>> = (0..max_threads)
-        .map(|_| {
-            ks.iter()
-                .map(|k| (k.clone(), Bytes::from(format!("value of {k}"))))
-                .collect()
-        })
+        .map(|_| ks.iter().map(|k| (k.clone(), loaded(k))).collect())
         .collect();
 
     #[allow(clippy::disallowed_methods)]
@@ -328,6 +337,38 @@ fn main() {
         "per-thread maps hits".into(),
         Box::new(|t, i| {
             black_box(maps[t].get(hit_key(ks, t, i)));
+        }),
+    ));
+    // What a miss costs the crates: a lookup that fails, then the insert
+    // of the loaded value, in caches of their own (so that the hits'
+    // caches keep their keys), as large as the hits' ones.
+    contenders.push((
+        "quick_cache::sync misses".into(),
+        Box::new(|t, i| {
+            let key = format!("miss-{t}-{i}");
+            if quick_misses.get(&key).is_none() {
+                quick_misses.insert(key.clone(), loaded(&key));
+            }
+        }),
+    ));
+    contenders.push((
+        "moka::sync misses".into(),
+        Box::new(|t, i| {
+            let key = format!("miss-{t}-{i}");
+            if moka_misses.get(&key).is_none() {
+                moka_misses.insert(key.clone(), loaded(&key));
+            }
+        }),
+    ));
+    // The ceiling for misses: a cache per thread that no other touches.
+    contenders.push((
+        "per-thread caches misses".into(),
+        Box::new(|t, i| {
+            let key = format!("miss-{t}-{i}");
+            let mut c = own[t].lock().unwrap();
+            if c.get(&key).is_none() {
+                c.insert(key.clone(), loaded(&key));
+            }
         }),
     ));
 
