@@ -18,7 +18,8 @@
 //! ([`SMALL_SHARE_PERCENT`]). When the small queue's oldest segment goes,
 //! its items read while there move to the main queue, and the others are
 //! evicted, leaving a fingerprint of their hash in a ghost set as large as
-//! the cache's entry count. A key inserted while it is a ghost goes
+//! the cache's entry count, where some keys' ghosts outlive others' (so
+//! that part of a loop larger than the cache is kept). A key inserted while it is a ghost goes
 //! straight to the main queue: it came back before the cache turned over,
 //! so the small queue was too short to see its reuse. When the main
 //! queue's oldest segment goes, each of its items read since it was
