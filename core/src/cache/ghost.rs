@@ -92,14 +92,24 @@ impl Ghost {
             // The oldest of the class that gives way: the capped class if
             // the new ghost is of it and it holds its cap, else the other
             // (or, in a bucket the capped class filled, the oldest).
-            let held = b.iter().filter(|&&f| capped(f)).count();
-            let gives = capped(fp) && held >= CAPPED_WAYS;
-            (0..WAYS)
-                .rev()
-                .find(|&j| capped(b[j]) == gives)
-                .unwrap_or(WAYS - 1)
+            // Bit j set: slot j holds a capped ghost.
+            let held = (0..WAYS).fold(0u32, |m, j| m | u32::from(capped(b[j])) << j);
+            let gives = capped(fp) && held.count_ones() as usize >= CAPPED_WAYS;
+            let class = if gives {
+                held
+            } else {
+                !held & ((1 << WAYS) - 1)
+            };
+            match class.checked_ilog2() {
+                Some(j) => j as usize,
+                None => WAYS - 1,
+            }
         };
-        b.copy_within(0..out, 1);
+        // By hand: `copy_within` of a length known only at run time calls
+        // `memmove`, which costs more than these three moves.
+        for j in (1..=out).rev() {
+            b[j] = b[j - 1];
+        }
         b[0] = fp;
     }
 
