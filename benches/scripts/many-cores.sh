@@ -2,7 +2,8 @@
 # Scaling over threads on a machine with many cores, in one short run:
 #
 # 1. `scaling`: in-process hits and misses on tokio, smol and compio, beside
-#    quick_cache, moka and per-thread maps, at each thread count.
+#    the same in quick_cache, moka and a map or cache per thread, at each
+#    thread count.
 # 2. Over TCP: the node with N threads on CPUs 0..N-1 and the load tool with
 #    N threads on CPUs N..2N-1, beside `memcached -t N` when memcached is
 #    installed (benches/scripts/cpu-matrix.py), for each N with 2N <= cores.
