@@ -115,6 +115,21 @@ fn loaded(key: &str) -> Bytes {
     Bytes::from(format!("value of {key}"))
 }
 
+/// The key a miss of thread `t` asks for at step `i`: never asked before.
+fn miss_key(t: usize, i: u64) -> String {
+    format!("miss-{t}-{i}")
+}
+
+/// A crate's miss of thread `t` at step `i`: a lookup through `held`
+/// that fails, then the loaded value `put` in.
+fn load_on_miss(t: usize, i: u64, held: impl Fn(&str) -> bool, put: impl Fn(String, Bytes)) {
+    let key = miss_key(t, i);
+    if !held(&key) {
+        let value = loaded(&key);
+        put(key, value);
+    }
+}
+
 /// The key a hit of thread `t` asks for at step `i`.
 fn hit_key(ks: &[String], t: usize, i: u64) -> &str {
     &ks[(t * 7919 + i as usize) % ks.len()]
@@ -216,8 +231,7 @@ fn node_ops<'a, R: Runtime>(name: &str, g: &'a Group<R>, ks: &'a [String]) -> Ve
         (
             format!("{name} misses"),
             Box::new(move |t, i| {
-                let key = format!("miss-{t}-{i}");
-                black_box(block_on(g.get(&key)).unwrap());
+                black_box(block_on(g.get(&miss_key(t, i))).unwrap());
             }),
         ),
     ]
@@ -345,30 +359,37 @@ fn main() {
     contenders.push((
         "quick_cache::sync misses".into(),
         Box::new(|t, i| {
-            let key = format!("miss-{t}-{i}");
-            if quick_misses.get(&key).is_none() {
-                quick_misses.insert(key.clone(), loaded(&key));
-            }
+            load_on_miss(
+                t,
+                i,
+                |k| quick_misses.get(k).is_some(),
+                |k, v| quick_misses.insert(k, v),
+            )
         }),
     ));
     contenders.push((
         "moka::sync misses".into(),
         Box::new(|t, i| {
-            let key = format!("miss-{t}-{i}");
-            if moka_misses.get(&key).is_none() {
-                moka_misses.insert(key.clone(), loaded(&key));
-            }
+            load_on_miss(
+                t,
+                i,
+                |k| moka_misses.get(k).is_some(),
+                |k, v| moka_misses.insert(k, v),
+            )
         }),
     ));
     // The ceiling for misses: a cache per thread that no other touches.
     contenders.push((
         "per-thread caches misses".into(),
         Box::new(|t, i| {
-            let key = format!("miss-{t}-{i}");
             let mut c = own[t].lock().unwrap();
-            if c.get(&key).is_none() {
-                c.insert(key.clone(), loaded(&key));
-            }
+            let c = std::cell::RefCell::new(&mut *c);
+            load_on_miss(
+                t,
+                i,
+                |k| c.borrow_mut().get(k).is_some(),
+                |k, v| c.borrow_mut().insert(k, v),
+            )
         }),
     ));
 
