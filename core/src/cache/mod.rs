@@ -19,9 +19,10 @@
 //! its items read while there move to the main queue, and the others are
 //! evicted, leaving a fingerprint of their hash in a ghost set as large as
 //! the cache's entry count, where some keys' ghosts outlive others' (so
-//! that part of a loop larger than the cache is kept). A key inserted while it is a ghost goes
-//! straight to the main queue: it came back before the cache turned over,
-//! so the small queue was too short to see its reuse. When the main
+//! that part of a loop larger than the cache is kept). A key inserted
+//! while it is a ghost goes straight to the main queue: it came back
+//! before the cache turned over, so the small queue was too short to see
+//! its reuse. When the main
 //! queue's oldest segment goes, each of its items read since it was
 //! written or moved goes to the back again, spending one of up to three
 //! reads counted (a CLOCK at segment grain, as in segcache), and the others
