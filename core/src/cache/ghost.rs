@@ -105,8 +105,8 @@ impl Ghost {
                 None => WAYS - 1,
             }
         };
-        // By hand: `copy_within` of a length known only at run time calls
-        // `memmove`, which costs more than these three moves.
+        // By hand: at most three moves, where a `copy_within` of a length
+        // known only at run time may become a `memmove` call.
         for j in (1..=out).rev() {
             b[j] = b[j - 1];
         }
