@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use super::entry::MAIN;
 use super::item::{Item, HEADER};
 use super::store::Segment;
-use super::{tick, Cache, MAIN_Q, MOVE_BUDGET_SEGMENTS, SMALL_Q, SMALL_SHARE_PERCENT};
+use super::{move_budget, tick, Cache, MAIN_Q, SMALL_Q, SMALL_SHARE_PERCENT};
 
 /// What moving an item costs the move budget: its bytes, or a header's
 /// worth for a dedicated segment, which moves without a copy.
@@ -24,7 +24,7 @@ impl Cache {
     /// small queue's while it holds more than its share, else the main
     /// queue's.
     pub(super) fn evict_to(&mut self, max: usize) {
-        self.move_budget = MOVE_BUDGET_SEGMENTS * self.stores[SMALL_Q].seg_size.max(HEADER * 64);
+        self.move_budget = move_budget(self.max_bytes);
         while self.bytes() > max {
             let small = self.stores[SMALL_Q].bytes;
             let share = max / 100 * SMALL_SHARE_PERCENT + max % 100 * SMALL_SHARE_PERCENT / 100;

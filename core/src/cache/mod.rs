@@ -41,8 +41,9 @@
 //! to the back, read counts kept) rather than evicted.
 //!
 //! **Bounded work.** Moving items costs copies, so one insert moves at
-//! most [`MOVE_BUDGET_SEGMENTS`] segments' worth; past that, eviction
-//! evicts (a read item then loses its next round). Every move spends a
+//! most [`MOVE_BUDGET_SEGMENTS`] segments' worth (of the default size, a
+//! 64th of the budget); past that, eviction evicts (a read item then loses
+//! its next round). Every move spends a
 //! read or promotes a key once, or frees at least as many dead items as it
 //! copies, so moves are paid for by reads, inserts and updates.
 //!
@@ -116,7 +117,19 @@ pub const SMALL_SHARE_PERCENT: usize = 5;
 /// compact) while it evicts; past that it evicts, so an insert's work
 /// stays bounded even when every item it meets was read. On every
 /// `hit_ratio` trace, 2 measured within 0.3 points of 8 and of no bound.
+/// The segments counted are of the default size for the budget (a 64th),
+/// whatever size the cache's own are.
 pub const MOVE_BUDGET_SEGMENTS: usize = 2;
+
+/// Bytes of items one insert may move: [`MOVE_BUDGET_SEGMENTS`] 64ths of
+/// the budget (at least 64 headers' and at most [`MAX_SEGMENT`]'s worth
+/// each). Not the cache's own segment size: a node's caches, which charge
+/// each entry several times its header, use segments a quarter as large,
+/// and a bound a quarter as large cost them a point on the `hit_ratio`
+/// loop (BENCHMARKS.md).
+fn move_budget(max_bytes: usize) -> usize {
+    MOVE_BUDGET_SEGMENTS * (max_bytes / 64).clamp(HEADER * 64, MAX_SEGMENT)
+}
 
 /// The small queue's index in [`Cache::stores`].
 const SMALL_Q: usize = 0;
