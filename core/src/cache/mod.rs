@@ -43,9 +43,9 @@
 //! **Bounded work.** Moving items costs copies, so one insert moves at
 //! most [`MOVE_BUDGET_SEGMENTS`] segments' worth (of the default size, a
 //! 64th of the budget); past that, eviction evicts (a read item then loses
-//! its next round). Every move spends a
-//! read or promotes a key once, or frees at least as many dead items as it
-//! copies, so moves are paid for by reads, inserts and updates.
+//! its next round). Every move spends a read or promotes a key once, or
+//! frees at least as many dead items as it copies, so moves are paid for
+//! by reads, inserts and updates.
 //!
 //! **Accounting.** An item costs `key.len() + value.len()` bytes plus a
 //! fixed per-entry overhead: 0 for [`Cache::new`], and for a node's caches
