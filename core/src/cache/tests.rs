@@ -54,7 +54,7 @@ fn moved_by_insert(c: &mut Cache, key: &str, now: std::time::Instant) -> usize {
             c.find(k)
                 .is_some_and(|e| e.freq() < *freq || e.queue() != *queue)
         })
-        .map(|(k, _, _)| super::HEADER + k.len() + 32)
+        .map(|(k, _, _)| super::item::HEADER + k.len() + 32)
         .sum()
 }
 
@@ -89,7 +89,7 @@ fn an_insert_moves_up_to_its_share_of_the_budget_whatever_the_segments() {
             .expect("an insert evicts");
         let bound = super::move_budget(budget);
         assert_eq!(bound, 2 * budget / 64);
-        let item = super::HEADER + 12 + 32;
+        let item = super::item::HEADER + 12 + 32;
         assert!(
             moved + item > bound && moved <= bound,
             "overhead {overhead}: moved {moved} bytes, bound {bound}"
