@@ -1,100 +1,29 @@
 //! `groupcache serve` settings: a TOML file and/or flags.
 
-use std::collections::BTreeMap;
+mod group;
+mod parse;
+mod tls;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use groupcache_driver::core::node::{Config, RESPONSE_OVERHEAD};
 use groupcache_tokio::{
-    Builder, DnsConfig, DnsDiscovery, GroupConfig, PageConfig, PeerSource, Tls, TlsFiles,
+    Builder, DnsConfig, DnsDiscovery, GroupConfig, PageConfig, PeerSource, Tls,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::http::HttpLimits;
 use crate::origin::Origin;
 
+pub use group::GroupSpec;
+pub use parse::{parse_duration, parse_page_size};
+pub use tls::TlsSpec;
+
 /// Descriptors kept for what the connection budgets do not count:
 /// listeners, origin connections, files.
 const FD_RESERVE: u64 = 256;
-
-/// One group of a served node.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct GroupSpec {
-    /// Group name.
-    pub name: String,
-    /// Byte budget.
-    pub max_bytes: usize,
-    /// Seconds a value lives; absent or 0: until evicted.
-    #[serde(default)]
-    pub ttl_secs: u64,
-    /// `sample`, `dir:PATH`, `http://host/path/{key}`, `synthetic:SIZE`,
-    /// or object storage: `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX`,
-    /// `az://CONTAINER/PREFIX`.
-    pub origin: String,
-    /// Bytes per page: each page of an object is one key, loaded with one
-    /// ranged read, and `/api` answers `Range` requests from pages.
-    /// Object storage: default 1 MiB (it is always read in pages);
-    /// `dir:` and `http://`: default 0 (whole values). Flag:
-    /// `--page-size NAME=BYTES`.
-    #[serde(default)]
-    pub page_size: Option<u64>,
-    /// How long a node trusts an object's HEAD (its length and version) in
-    /// a paged group, in milliseconds (default 1000): a replaced object is
-    /// seen by new reads within this time, and no read mixes versions.
-    #[serde(default)]
-    pub head_ttl_ms: Option<u64>,
-    /// Object storage settings, over the store's environment
-    /// (`AWS_ACCESS_KEY_ID`, ...): the store's keys, such as `aws_region`,
-    /// `aws_endpoint`, `aws_allow_http`. In TOML, a `[group.store]` table.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub store: BTreeMap<String, String>,
-    /// Largest value in bytes (default: the node's `max_value`).
-    #[serde(default)]
-    pub max_value: Option<usize>,
-    /// Longest a load may take, in milliseconds (default: the node's).
-    #[serde(default)]
-    pub load_timeout_ms: Option<u64>,
-    /// Loads running at once at most (default: the node's).
-    #[serde(default)]
-    pub max_loads: Option<usize>,
-}
-
-impl GroupSpec {
-    /// Parses the flag form `NAME:MAX_BYTES:TTL_SECS:ORIGIN`.
-    ///
-    /// ```
-    /// use groupcache_cli::config::GroupSpec;
-    /// let g = GroupSpec::parse_flag("pages:1048576:60:http://origin/{key}").unwrap();
-    /// assert_eq!((g.name.as_str(), g.max_bytes, g.ttl_secs), ("pages", 1048576, 60));
-    /// assert_eq!(g.origin, "http://origin/{key}");
-    /// ```
-    pub fn parse_flag(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.splitn(4, ':').collect();
-        let [name, bytes, ttl, origin] = parts[..] else {
-            return Err(format!(
-                "group {s:?}: expected NAME:MAX_BYTES:TTL_SECS:ORIGIN"
-            ));
-        };
-        Ok(Self {
-            name: name.to_string(),
-            max_bytes: bytes
-                .parse()
-                .map_err(|e| format!("group {name}: max bytes {bytes:?}: {e}"))?,
-            ttl_secs: ttl
-                .parse()
-                .map_err(|e| format!("group {name}: TTL {ttl:?}: {e}"))?,
-            origin: origin.to_string(),
-            page_size: None,
-            head_ttl_ms: None,
-            store: BTreeMap::new(),
-            max_value: None,
-            load_timeout_ms: None,
-            max_loads: None,
-        })
-    }
-}
 
 /// Everything `serve` needs, from a TOML file and from flags alike: each
 /// field is one TOML key and one flag (`max_loads` and `--max-loads`), with
@@ -218,23 +147,6 @@ pub struct ServeConfig {
     #[arg(long = "page-size", value_parser = parse_page_size)]
     #[serde(skip)]
     pub page_sizes: Vec<(String, u64)>,
-}
-
-/// Parses `NAME=BYTES`.
-///
-/// ```
-/// use groupcache_cli::config::parse_page_size;
-/// assert_eq!(parse_page_size("objects=65536"), Ok(("objects".to_string(), 65536)));
-/// assert!(parse_page_size("objects").is_err());
-/// ```
-pub fn parse_page_size(s: &str) -> Result<(String, u64), String> {
-    let (name, bytes) = s
-        .split_once('=')
-        .ok_or_else(|| format!("page size {s:?}: expected NAME=BYTES"))?;
-    let bytes = bytes
-        .parse()
-        .map_err(|e| format!("page size of {name}: {bytes:?}: {e}"))?;
-    Ok((name.to_string(), bytes))
 }
 
 impl ServeConfig {
@@ -506,55 +418,6 @@ impl ServeConfig {
     }
 }
 
-/// TLS files, as flags (`--tls-cert`, `--tls-key`, `--tls-ca`,
-/// `--tls-server-name`) or a TOML `[tls]` table (`cert`, `key`, `ca`,
-/// `server_name`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, clap::Args)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSpec {
-    /// PEM certificate (chain) this side presents; with --tls-key and
-    /// --tls-ca, every connection speaks mutual TLS 1.3.
-    #[arg(long)]
-    #[serde(rename = "cert")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long)]
-    #[serde(rename = "key")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM certificate of the CA that signs every member's and client's
-    /// certificate.
-    #[arg(long)]
-    #[serde(rename = "ca")]
-    pub tls_ca: Option<PathBuf>,
-    /// Verify nodes' certificates for this name instead of the host dialled.
-    #[arg(long)]
-    #[serde(rename = "server_name")]
-    pub tls_server_name: Option<String>,
-}
-
-impl TlsSpec {
-    /// Loads the files: all three or none.
-    ///
-    /// ```
-    /// use groupcache_cli::config::TlsSpec;
-    /// assert!(TlsSpec::default().load().unwrap().is_none());
-    /// let half = TlsSpec { tls_cert: Some("c.pem".into()), ..Default::default() };
-    /// assert!(half.load().unwrap_err().contains("all three"));
-    /// ```
-    pub fn load(&self) -> Result<Option<Tls>, String> {
-        let (cert, key, ca) = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
-            (None, None, None) => return Ok(None),
-            (Some(c), Some(k), Some(a)) => (c.clone(), k.clone(), a.clone()),
-            _ => return Err("TLS needs all three of --tls-cert, --tls-key and --tls-ca".into()),
-        };
-        let tls = Tls::from_files(TlsFiles { cert, key, ca }).map_err(|e| format!("TLS: {e}"))?;
-        Ok(Some(match &self.tls_server_name {
-            Some(n) => tls.server_name(n.clone()),
-            None => tls,
-        }))
-    }
-}
-
 /// Lays the keys of `over` on `base`: a table merges key by key, the
 /// groups add up, an empty list or a switch left off says nothing, any
 /// other value replaces `base`'s.
@@ -581,38 +444,6 @@ fn lay_over(base: &mut toml::Table, over: toml::Table) {
             }
         }
     }
-}
-
-/// Parses a duration: a number with the unit `ms`, `s` or `m` (seconds
-/// when there is none).
-///
-/// ```
-/// use std::time::Duration;
-/// use groupcache_cli::config::parse_duration;
-/// assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-/// assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-/// assert!(parse_duration("0s").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| "expected a number with ms, s or m".to_string())?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("unknown unit {unit:?}: use ms, s or m")),
-    };
-    if d.is_zero() {
-        return Err("must be more than zero".into());
-    }
-    Ok(d)
 }
 
 #[cfg(test)]
