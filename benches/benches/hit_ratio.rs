@@ -8,7 +8,9 @@
 //! - Zipf 1.0, and Zipf 0.8 (mild skew);
 //! - Zipf 1.0 with every other access a key never seen before (a scan);
 //! - Zipf 1.2 with half the accesses one-hit wonders;
-//! - Zipf 1.0 mixed half and half with a loop over twice the cache's size;
+//! - Zipf 1.0 mixed half and half with a loop over twice the cache's size,
+//!   into an empty cache and into one filled first with other keys, each
+//!   read once (a loop that meets a cache already serving);
 //! - Zipf 1.0 whose popular keys change every 500k accesses.
 //!
 //! Not a timing benchmark: it prints a table (counting the second half of
@@ -119,23 +121,28 @@ impl LookThenInsert for moka::sync::Cache<String, Bytes> {
     }
 }
 
-/// Hit ratio over the trace, counting only the second half (the first
-/// warms the cache).
-fn ratio(s: &mut dyn Subject, trace: &[&str], v: &Bytes) -> f64 {
-    let half = trace.len() / 2;
+/// Hit ratio over the trace after its first `warm` accesses, counting only
+/// the second half of the rest (the first warms the cache).
+fn ratio(s: &mut dyn Subject, trace: &[&str], warm: usize, v: &Bytes) -> f64 {
+    let from = warm + (trace.len() - warm) / 2;
     let mut hits = 0;
     for (i, k) in trace.iter().enumerate() {
-        if s.access(k, v) && i >= half {
+        if s.access(k, v) && i >= from {
             hits += 1;
         }
     }
-    hits as f64 / (trace.len() - half) as f64
+    hits as f64 / (trace.len() - from) as f64
 }
 
+/// A trace: its name, how many leading accesses only fill the cache, and
+/// the accesses as indices into the key set.
+type Trace = (&'static str, usize, Vec<usize>);
+
 /// The traces for a cache holding `n` entries, as indices into the key
-/// set: `0..KEYS` are the popular keys, and `KEYS..` keys used once (or in
-/// the loop).
-fn traces(n: usize) -> Vec<(&'static str, Vec<usize>)> {
+/// set: `0..KEYS` are the popular keys, `KEYS..KEYS + ACCESSES` keys used
+/// once (or in the loop), and the `n` after them keys that only fill the
+/// cache before a trace starts.
+fn traces(n: usize) -> Vec<Trace> {
     let z10 = zipf(KEYS, ACCESSES, 1.0, 11);
     let z08 = zipf(KEYS, ACCESSES, 0.8, 12);
     let z12 = zipf(KEYS, ACCESSES, 1.2, 13);
@@ -154,13 +161,27 @@ fn traces(n: usize) -> Vec<(&'static str, Vec<usize>)> {
         .enumerate()
         .map(|(i, &k)| (k + (i / 500_000) * 100_003) % KEYS)
         .collect();
+    let looping = mixed(&z10, &looped);
+    // The cache filled first with `n` other keys, each read once after its
+    // insert, so that the loop starts against a cache already full of
+    // keys worth keeping: what a loop meets in a cache that has been
+    // serving, rather than one it fills while empty.
+    let filled: Vec<usize> = (KEYS + ACCESSES..KEYS + ACCESSES + n)
+        .flat_map(|k| [k, k])
+        .chain(looping.iter().copied())
+        .collect();
     vec![
-        ("Zipf 1.0", z10.clone()),
-        ("Zipf 0.8", z08),
-        ("Zipf 1.0 + scan", mixed(&z10, &once)),
-        ("Zipf 1.2, half one-hit wonders", mixed(&z12, &once)),
-        ("Zipf 1.0 + loop over 2x the cache", mixed(&z10, &looped)),
-        ("Zipf 1.0, popularity shifting every 500k", shifting),
+        ("Zipf 1.0", 0, z10.clone()),
+        ("Zipf 0.8", 0, z08),
+        ("Zipf 1.0 + scan", 0, mixed(&z10, &once)),
+        ("Zipf 1.2, half one-hit wonders", 0, mixed(&z12, &once)),
+        ("Zipf 1.0 + loop over 2x the cache", 0, looping),
+        (
+            "Zipf 1.0 + loop, the cache full of other keys first",
+            2 * n,
+            filled,
+        ),
+        ("Zipf 1.0, popularity shifting every 500k", 0, shifting),
     ]
 }
 
@@ -183,13 +204,13 @@ fn main() {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
     let chosen = chosen();
-    let all = keys(KEYS + ACCESSES);
+    let all = keys(KEYS + ACCESSES + KEYS / 10);
     let v = Bytes::from(vec![b'v'; VALUE_LEN]);
     println!("| trace | cache holds | {} |", chosen.join(" | "));
     println!("|---|---:|{}", "---:|".repeat(chosen.len()));
     for share in [100, 10] {
         let n = KEYS / share;
-        for (name, trace) in traces(n) {
+        for (name, warm, trace) in traces(n) {
             let trace: Vec<&str> = trace.iter().map(|&i| all[i].as_str()).collect();
             let trace = &trace;
             let cap = NonZeroUsize::new(n).expect("nonzero");
@@ -220,7 +241,7 @@ fn main() {
                         }
                         _ => Box::new(moka::sync::Cache::<String, Bytes>::new(n as u64)),
                     };
-                    ratio(subject.as_mut(), trace, &v)
+                    ratio(subject.as_mut(), trace, warm, &v)
                 })
                 .collect();
             let cells: Vec<String> = row.iter().map(|r| format!("{:.1} %", r * 100.0)).collect();
