@@ -1,8 +1,9 @@
 //! A deterministic cluster simulator: nodes, in-memory links with latency,
 //! a fake clock, counted loaders and faults.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+mod network;
+
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -12,17 +13,10 @@ use crate::node::{
     Claim, Claimed, Config, ConnId, Error, Get, GetId, GroupCaches, Inbound, InboundOutput, Landed,
     LoadError, LoadId, Loaded, Node, Output, WriteId, WriteOp, WriteReport, Written,
 };
+use network::{Event, Network};
 
 /// A loader of the simulator: `(group, key) -> value`.
 pub type SimLoader = Box<dyn FnMut(&str, &str) -> Result<Loaded, LoadError>>;
-
-#[derive(Debug)]
-enum Event {
-    Connected(usize, ConnId),
-    Data(usize, ConnId, Bytes),
-    Closed(usize, ConnId),
-    LoadDone(usize, LoadId, Result<Loaded, LoadError>),
-}
 
 /// How a stopped or partitioned node looks from the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +95,7 @@ pub struct Sim {
     /// the driver's do; when false they go through [`Node::get`]. True by
     /// default.
     pub claims: bool,
-    events: BinaryHeap<Reverse<(Instant, u64)>>,
-    payloads: HashMap<u64, Event>,
-    seq: u64,
-    links: HashMap<(usize, ConnId), (usize, ConnId)>,
-    cut: HashSet<(usize, usize)>,
-    rng: u64,
+    network: Network,
 }
 
 /// Shards each member's caches in [`SIM_SHARDS`] (of 1 KiB at least), as
@@ -160,12 +149,7 @@ impl Sim {
             sent_bytes: vec![0; n],
             detached: true,
             claims: true,
-            events: BinaryHeap::new(),
-            payloads: HashMap::new(),
-            seq: 0,
-            links: HashMap::new(),
-            cut: HashSet::new(),
-            rng: 0x9E37_79B9_7F4A_7C15,
+            network: Network::default(),
         }
     }
 
@@ -223,22 +207,7 @@ impl Sim {
 
     /// Cuts the link between two nodes both ways: bytes are lost.
     pub fn cut(&mut self, a: usize, b: usize) {
-        self.cut.insert((a, b));
-        self.cut.insert((b, a));
-    }
-
-    fn rand(&mut self) -> u64 {
-        // xorshift64: deterministic, good enough to split frames.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
-    }
-
-    fn schedule(&mut self, at: Instant, e: Event) {
-        self.seq += 1;
-        self.events.push(Reverse((at, self.seq)));
-        self.payloads.insert(self.seq, e);
+        self.network.cut(a, b);
     }
 
     /// Starts a get on node `i`: `Ok` if answered at once, else its id.
@@ -293,7 +262,8 @@ impl Sim {
             return node.get_missed(now, group, key);
         };
         if !self.hang_loads {
-            self.schedule(now + self.load_latency, Event::LoadDone(i, id, r));
+            self.network
+                .schedule(now + self.load_latency, Event::LoadDone(i, id, r));
         }
         Get::Pending(get)
     }
@@ -353,7 +323,7 @@ impl Sim {
     }
 
     fn blocked(&self, from: usize, to: usize) -> bool {
-        self.faults.contains_key(&to) || self.cut.contains(&(from, to))
+        self.faults.contains_key(&to) || self.network.is_cut(from, to)
     }
 
     /// Carries out every output of node `i`.
@@ -383,7 +353,8 @@ impl Sim {
                         .push((i, group.to_string(), key.to_string()));
                     let r = (self.nodes[i].loader)(&group, &key);
                     if !self.hang_loads {
-                        self.schedule(self.now + self.load_latency, Event::LoadDone(i, id, r));
+                        self.network
+                            .schedule(self.now + self.load_latency, Event::LoadDone(i, id, r));
                     }
                 }
                 Output::CancelLoad { id } => self.cancelled.push((i, id)),
@@ -404,20 +375,19 @@ impl Sim {
                             };
                             match accepted {
                                 Ok(cj) => {
-                                    self.links.insert((i, conn), (j, cj));
-                                    self.links.insert((j, cj), (i, conn));
-                                    self.schedule(arrive, Event::Connected(i, conn));
+                                    self.network.link((i, conn), (j, cj));
+                                    self.network.schedule(arrive, Event::Connected(i, conn));
                                 }
-                                Err(_) => self.schedule(arrive, Event::Closed(i, conn)),
+                                Err(_) => self.network.schedule(arrive, Event::Closed(i, conn)),
                             }
                         }
                         Some(j) if self.faults.get(&j) == Some(&Fault::Blackhole) => {}
                         // Accepted by the kernel, never read: no link.
                         Some(j) if self.faults.get(&j) == Some(&Fault::Frozen) => {
-                            self.schedule(arrive, Event::Connected(i, conn));
+                            self.network.schedule(arrive, Event::Connected(i, conn));
                         }
-                        Some(j) if self.cut.contains(&(i, j)) => {}
-                        _ => self.schedule(arrive, Event::Closed(i, conn)),
+                        Some(j) if self.network.is_cut(i, j) => {}
+                        _ => self.network.schedule(arrive, Event::Closed(i, conn)),
                     }
                 }
                 Output::Send { conn, data } => {
@@ -456,26 +426,20 @@ impl Sim {
     /// stands, in random pieces to exercise the decoders.
     fn transmit(&mut self, i: usize, conn: ConnId, data: Bytes) {
         self.sent_bytes[i] += data.len() as u64;
-        let Some(&(j, cj)) = self.links.get(&(i, conn)) else {
+        let Some(to) = self.network.peer((i, conn)) else {
             return;
         };
-        if self.blocked(i, j) {
+        if self.blocked(i, to.0) {
             return;
         }
-        let arrive = self.now + self.latency;
-        let mut rest = data;
-        while !rest.is_empty() {
-            let n = 1 + (self.rand() as usize % rest.len().min(64));
-            let piece = rest.split_to(n.min(rest.len()));
-            self.schedule(arrive, Event::Data(j, cj, piece));
-        }
+        self.network.deliver(to, self.now + self.latency, data);
     }
 
     /// Node `i` closed `conn`: the other end sees it closed.
     fn hang_up(&mut self, i: usize, conn: ConnId) {
-        if let Some((j, cj)) = self.links.remove(&(i, conn)) {
-            self.links.remove(&(j, cj));
-            self.schedule(self.now + self.latency, Event::Closed(j, cj));
+        if let Some((j, cj)) = self.network.unlink((i, conn)) {
+            self.network
+                .schedule(self.now + self.latency, Event::Closed(j, cj));
         }
     }
 
@@ -507,7 +471,7 @@ impl Sim {
     /// Advances the clock to the next event or timeout and handles it.
     /// Returns false when nothing is scheduled before `until`.
     pub fn step(&mut self, until: Instant) -> bool {
-        let next_event = self.events.peek().map(|Reverse((t, _))| *t);
+        let next_event = self.network.next_at();
         let next_timer = self
             .nodes
             .iter()
@@ -521,15 +485,10 @@ impl Sim {
             (None, Some(_)) => false,
         };
         if take_event {
-            let Some(Reverse((at, seq))) = self.events.pop() else {
+            let Some((at, e)) = self.network.pop_due(until) else {
                 return false;
             };
-            if at > until {
-                self.events.push(Reverse((at, seq)));
-                return false;
-            }
             self.now = self.now.max(at);
-            let e = self.payloads.remove(&seq).expect("payload");
             let now = self.now;
             let i = match e {
                 Event::Connected(i, c) => {
@@ -547,7 +506,7 @@ impl Sim {
                     i
                 }
                 Event::Closed(i, c) => {
-                    self.links.remove(&(i, c));
+                    self.network.forget((i, c));
                     self.nodes[i].inbounds.remove(&c);
                     self.nodes[i].node.handle_closed(now, c);
                     i
