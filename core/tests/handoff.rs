@@ -1,26 +1,19 @@
 //! Warm handoff, deterministic: after a membership change a key's new owner
 //! asks its previous owner before the origin. Fake clock, in-memory links.
 
+mod common;
+
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::{ok_loader as loader, value_of, GROUP};
 use groupcache_core::node::{Config, Get, GroupConfig, Node, Output};
 use groupcache_core::ring::Ring;
-use groupcache_core::testing::{drain, probe_answered_as_go, Fault, Sim, SimLoader};
+use groupcache_core::testing::{drain, probe_answered_as_go, Fault, Sim};
 
-const GROUP: &str = "g";
 /// Keys of the scale-out scenario. The simulation checks every node's
 /// invariants after each step, which costs time per entry: the 10,000-key
 /// figure is measured over TCP (the `scale_out` example of groupcache-tokio).
 const KEYS: usize = 1_000;
-
-fn value_of(key: &str) -> Bytes {
-    Bytes::from(format!("value of {key}"))
-}
-
-fn loader(_: usize) -> SimLoader {
-    Box::new(|_, key| Ok(value_of(key).into()))
-}
 
 fn config(handoff: bool) -> impl Fn(&str) -> Config {
     move |a: &str| {

@@ -1,6 +1,8 @@
 //! Hostile clients, slow and hung origins, stopped peers: each has a bound,
 //! checked here on the pure state machine with a fake clock.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -13,18 +15,14 @@ use groupcache_core::testing::epoch;
 use groupcache_core::testing::{request_frame, Fault, Sim, SimLoader};
 use groupcache_core::wire::{encode_frame, Request, Response};
 
-const GROUP: &str = "g";
-
-fn value_of(key: &str) -> Bytes {
-    Bytes::from(format!("value of {key}"))
-}
+use common::{finish, ok_loader, value_of, GROUP};
 
 fn cluster(n: usize, group: impl Fn() -> GroupConfig + 'static) -> Sim {
     Sim::new(
         n,
         |a: &str| Config::new(a),
         move |node: &mut Node| node.add_group(group()).unwrap(),
-        |_| -> SimLoader { Box::new(|_, key| Ok(value_of(key).into())) },
+        ok_loader,
     )
 }
 
@@ -37,17 +35,8 @@ fn timed_get(
     limit: Duration,
 ) -> (Result<Bytes, Error>, Duration) {
     let start = sim.now;
-    let r = match sim.get(i, GROUP, key) {
-        Ok(r) => r,
-        Err(id) => {
-            assert!(
-                sim.run_until(limit, |s| s.result(i, id).is_some()),
-                "get of {key} on node {i} did not finish within {limit:?}"
-            );
-            sim.result(i, id).unwrap().clone()
-        }
-    };
-    (r, sim.now - start)
+    let r = sim.get(i, GROUP, key);
+    (finish(sim, i, r, limit), sim.now - start)
 }
 
 /// Gets spread over three nodes while the owner's origin takes longer than
