@@ -204,6 +204,7 @@ fn main() {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
     let chosen = chosen();
+    // Filler keys for the largest cache, 10 % of the keys.
     let all = keys(KEYS + ACCESSES + KEYS / 10);
     let v = Bytes::from(vec![b'v'; VALUE_LEN]);
     println!("| trace | cache holds | {} |", chosen.join(" | "));
