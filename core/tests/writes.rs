@@ -3,10 +3,7 @@
 //! is versioned: a write bumps a key's version first, as an application
 //! updates its database and then the cache, so "the old value" is exact.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,29 +16,9 @@ use groupcache_core::testing::{
 };
 use groupcache_core::wire::{Request, Response, OP_REMOVE};
 
-const GROUP: &str = "g";
+mod common;
 
-/// Key versions at the origin.
-#[derive(Clone, Default)]
-struct Origin(Rc<RefCell<HashMap<String, u32>>>);
-
-impl Origin {
-    fn value(&self, key: &str) -> Bytes {
-        let v = self.0.borrow().get(key).copied().unwrap_or(0);
-        Bytes::from(format!("{key}@{v}"))
-    }
-
-    /// The application changes the key at the origin.
-    fn bump(&self, key: &str) -> Bytes {
-        *self.0.borrow_mut().entry(key.into()).or_default() += 1;
-        self.value(key)
-    }
-
-    fn loader(&self) -> SimLoader {
-        let o = self.clone();
-        Box::new(move |_, key| Ok(o.value(key).into()))
-    }
-}
+use common::{Origin, GROUP};
 
 fn cluster_with(n: usize, group: impl Fn() -> GroupConfig + 'static) -> (Sim, Origin) {
     let origin = Origin::default();

@@ -308,6 +308,9 @@ impl Node {
             return;
         };
         let group = g.name.clone();
+        if !self.cfg.handoff_period.is_zero() {
+            (self.handoffs).fence(now, self.cfg.request_timeout, &group, op);
+        }
         match op {
             WriteOp::Set { key, value, ttl } => {
                 let expires = [*ttl, g.caches.ttl]

@@ -4,11 +4,36 @@
 // Each test file uses part of this.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use groupcache_core::node::{Config, Error, GroupConfig, Node};
 use groupcache_core::testing::{Sim, SimLoader};
+
+/// Key versions at the origin.
+#[derive(Clone, Default)]
+pub struct Origin(Rc<RefCell<HashMap<String, u32>>>);
+
+impl Origin {
+    pub fn value(&self, key: &str) -> Bytes {
+        let v = self.0.borrow().get(key).copied().unwrap_or(0);
+        Bytes::from(format!("{key}@{v}"))
+    }
+
+    /// The application changes the key at the origin.
+    pub fn bump(&self, key: &str) -> Bytes {
+        *self.0.borrow_mut().entry(key.into()).or_default() += 1;
+        self.value(key)
+    }
+
+    pub fn loader(&self) -> SimLoader {
+        let o = self.clone();
+        Box::new(move |_, key| Ok(o.value(key).into()))
+    }
+}
 
 pub const GROUP: &str = "g";
 

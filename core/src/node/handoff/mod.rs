@@ -7,7 +7,10 @@
 //! ([`OP_PEEK`]: answer from the cache, never load) with a short timeout,
 //! for a bounded period after the change. A peek goes only to a peer that
 //! announced it understands extensions (a Go node would load the key), and
-//! never to a peer that is backed off.
+//! never to a peer that is backed off. A key a write reached here lately
+//! is never handed off (`fence.rs`).
+
+mod fence;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +25,8 @@ use hashbrown::HashMap;
 
 use super::peers::{Ask, Sent};
 use super::timer::TimerTable;
-use super::{ConnId, Node, Timer};
+use super::{ConnId, Node, Timer, WriteOp};
+use fence::Fences;
 
 /// The ring a handoff asks about, and until when.
 struct Window {
@@ -43,6 +47,7 @@ struct Pending {
 pub(super) struct Handoffs {
     window: Option<Window>,
     pending: HashMap<u64, Pending>,
+    fences: Fences,
 }
 
 impl Handoffs {
@@ -91,9 +96,24 @@ impl Handoffs {
             .map(|(&t, p)| (p.deadline, Timer::Handoff(t)))
     }
 
+    /// A write reached `group` here: its key (every key, for a purge)
+    /// is not handed off until the write has had time to reach every
+    /// other node.
+    pub(super) fn fence(
+        &mut self,
+        now: Instant,
+        request_timeout: Duration,
+        group: &Arc<str>,
+        op: &WriteOp,
+    ) {
+        let until = now + fence::fence_for(request_timeout);
+        self.fences.fence(now, group, op.key(), until);
+    }
+
     /// Every request has a timer that drops it by its deadline, so
-    /// requests cannot pile up.
+    /// requests cannot pile up; fences stay within their bound.
     pub(super) fn validate(&self, timers: &TimerTable) -> Result<(), String> {
+        self.fences.validate()?;
         for (&token, p) in &self.pending {
             if !timers.holds(&Timer::Handoff(token), p.deadline) {
                 return Err(format!(
@@ -163,6 +183,9 @@ impl Node {
     /// Starts a handoff for the flight of `key` if one applies; `false`
     /// means load it now.
     pub(super) fn try_handoff(&mut self, now: Instant, group: &Arc<str>, key: &Arc<str>) -> bool {
+        if self.handoffs.fences.is_fenced(now, group, key) {
+            return false;
+        }
         let Some(prev) = self.previous_owner(now, key) else {
             return false;
         };
