@@ -1,9 +1,11 @@
 //! Test helpers shared by the core's tests, the adapters' tests and the
 //! fuzzers (feature `testing`): the golden vectors made by the Go original,
-//! a deterministic cluster simulator, a cache model, and the fuzz targets'
+//! a deterministic cluster simulator, a cache model, histories of what
+//! clients saw with their checker, and the fuzz targets'
 //! bodies (so stable `cargo test` replays the fuzz corpus).
 
 pub mod fuzz;
+pub mod history;
 pub mod model;
 mod sim;
 pub mod vectors;
