@@ -128,6 +128,18 @@ fn a_set_replaces_an_earlier_set_and_a_purge_replaces_everything() {
 }
 
 #[test]
+fn a_purge_that_missed_a_node_promises_only_the_ttl() {
+    let mut h = start();
+    op(&mut h, 0, 1, 2, Kind::origin("k", "k@1"), Outcome::Done);
+    op(&mut h, 0, 3, 6, Kind::Purge, reached(1));
+    op(&mut h, 2, 5000, 5001, get("k"), value("k@0"));
+    let mut m = model();
+    assert!(check(&h, &m).is_clean());
+    m.ttl = Some(ms(1000));
+    assert_eq!(rules(&check(&h, &m)), [Rule::Stale]);
+}
+
+#[test]
 fn a_write_that_overlaps_a_membership_change_promises_only_the_ttl() {
     let mut h = start();
     update_then_remove(&mut h, 10, 1, 0);

@@ -111,3 +111,28 @@ fn a_remove_through_the_previous_owner_is_not_undone_by_a_handoff() {
 fn a_remove_through_the_owner_is_not_undone_by_a_handoff() {
     remove_racing_a_handoff(0, 2);
 }
+
+/// Found by the history property test: a node stopped (its incoming
+/// bytes wait) while it asks an owner for a key; once it runs again, a
+/// purge through it restarts that flight, whose new request could reach
+/// the owner before the purge did and bring the old value back as a hot
+/// copy. The second round of the purge removes it.
+#[test]
+fn a_purge_is_not_undone_by_a_flight_it_restarted() {
+    use groupcache_core::testing::history::schedule::{self, Step};
+    use groupcache_core::testing::history::{check, Rule};
+    let steps = [
+        Step::Stop { node: 0 },
+        Step::Get { node: 0, key: 0 },
+        Step::Get { node: 0, key: 3 },
+        Step::Advance { ms: 257 },
+        Step::Heal,
+        Step::UpdateThenPurge { node: 0, key: 3 },
+        Step::Advance { ms: 6 },
+        Step::Get { node: 0, key: 3 },
+    ];
+    let h = schedule::run(&steps);
+    let r = check(&h, &schedule::model());
+    assert_eq!(r.of(Rule::Stale).count(), 0, "{}", r.explain(&h));
+    assert!(r.is_clean(), "{}", r.explain(&h));
+}

@@ -205,7 +205,7 @@ fn concurrent_sets_through_two_nodes_leave_one_value_everywhere() {
 }
 
 #[test]
-fn purge_sends_one_message_per_peer_whatever_the_number_of_keys() {
+fn purge_costs_the_same_messages_whatever_the_number_of_keys() {
     let mut sent = Vec::new();
     for keys in [1, 200] {
         let (mut sim, origin) = cluster(3);

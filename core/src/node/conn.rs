@@ -80,6 +80,7 @@ impl Node {
             self.out.push_back(Output::Close { conn, reason });
         }
         if let Some(c) = closed {
+            self.arm_backoff(&c.peer);
             for s in c.failed {
                 self.peer_failed(now, &c.peer, s, c.why);
             }

@@ -345,6 +345,18 @@ impl Node {
             .set_peers(self.ring.peers().iter().map(|p| &**p));
         self.set_gates();
         self.peers.forget_left(self.ring.peers());
+        // A member back in the list whose back-off lapsed while it was out
+        // is probed now, not by the first miss that needs it.
+        if !self.shutting_down {
+            let me = self.cfg.self_addr.as_str();
+            let others: Vec<Arc<str>> = (self.ring.peers().iter())
+                .filter(|p| ***p != *me)
+                .cloned()
+                .collect();
+            for peer in &others {
+                self.with_peers(|p, io| p.probe_if_due(now, peer, io));
+            }
+        }
         self.trim_timers();
     }
 

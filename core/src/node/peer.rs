@@ -207,7 +207,9 @@ impl Node {
                 return;
             }
             Ask::Probe => {
-                for s in self.peers.probe_failed(now, peer, &self.cfg) {
+                let held = self.peers.probe_failed(now, peer, &self.cfg);
+                self.arm_backoff(peer);
+                for s in held {
                     self.peer_failed(now, peer, s, why);
                 }
                 return;

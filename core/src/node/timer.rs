@@ -195,5 +195,21 @@ impl Node {
         for s in self.with_peers(|p, io| p.expire(now, peer, io)) {
             self.peer_failed(now, peer, s, Failure::Timeout);
         }
+        // A member whose back-off ran out is probed now. One that left the
+        // ring, or any peer while shutting down, is not: the next request
+        // that needs it probes it.
+        if self.ring.peers().contains(peer) && !self.shutting_down {
+            self.with_peers(|p, io| p.probe_if_due(now, peer, io));
+        } else {
+            self.peers.lapse_if_due(now, peer);
+        }
+    }
+
+    /// Arms `peer`'s timer for the end of its back-off, if it was just
+    /// backed off.
+    pub(super) fn arm_backoff(&mut self, peer: &Arc<str>) {
+        if let Some(until) = self.peers.backed_off_until(peer) {
+            self.arm(until, Timer::Peer(peer.clone()));
+        }
     }
 }

@@ -8,6 +8,13 @@
 //! (Go nodes, older Rust nodes) are never sent one, since they would read it
 //! as a get: they are reported as not reached.
 //!
+//! A purge has no one owner: every node owns some of the group's keys.
+//! So it tells every node twice. The first round purges every node; the
+//! second, sent once every node answered the first, purges them again, so
+//! that a copy a node fetched between the rounds from an owner the first
+//! round had not reached yet is gone too, and loads restarted by the
+//! second round ask owners that have all purged.
+//!
 //! Applying a write also settles a load of the key under way: a set lands
 //! it with the new value; a remove or purge starts it again, so a value
 //! loaded before the write is never cached after it.
@@ -247,7 +254,19 @@ impl Node {
             self.send_extended(now, &peer, s);
         }
         if self.writes.is_answered(id) {
-            self.finish_write(now, id);
+            self.all_answered(now, id);
+        }
+    }
+
+    /// Every node told of write `id` answered: a purge goes round again,
+    /// this node first; any other write is done.
+    fn all_answered(&mut self, now: Instant, id: WriteId) {
+        match self.writes.next_round(id) {
+            Some(group) => {
+                self.apply_write(now, &group, &WriteOp::Purge);
+                self.fan_out(now, id);
+            }
+            None => self.finish_write(now, id),
         }
     }
 
@@ -261,7 +280,7 @@ impl Node {
     ) {
         match self.writes.answered(id, peer, result) {
             Answered::Owner => self.fan_out(now, id),
-            Answered::All => self.finish_write(now, id),
+            Answered::All => self.all_answered(now, id),
             Answered::Waiting => {}
         }
     }

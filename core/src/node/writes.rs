@@ -32,6 +32,9 @@ struct WriteRec {
     owner_error: Option<Arc<str>>,
     /// Answers still awaited from the other nodes.
     pending: usize,
+    /// Rounds of telling every node still to come after this one: a purge
+    /// tells them twice (`write.rs`).
+    rounds_left: u8,
     not_reached: Vec<Arc<str>>,
 }
 
@@ -73,6 +76,7 @@ impl Writes {
         waiter: WriteWaiter,
         owner: Option<Arc<str>>,
     ) {
+        let rounds_left = u8::from(matches!(op, WriteOp::Purge));
         let rec = WriteRec {
             group,
             op,
@@ -81,6 +85,7 @@ impl Writes {
             owner,
             owner_error: None,
             pending: 0,
+            rounds_left,
             not_reached: Vec::new(),
         };
         self.recs.insert(id, rec);
@@ -113,6 +118,17 @@ impl Writes {
         if let Some(w) = self.recs.get_mut(&id) {
             w.pending = n;
         }
+    }
+
+    /// Starts write `id`'s next round of telling every node, if it has
+    /// one left; returns its group then.
+    pub(super) fn next_round(&mut self, id: WriteId) -> Option<Arc<str>> {
+        let w = self.recs.get_mut(&id)?;
+        if w.rounds_left == 0 {
+            return None;
+        }
+        w.rounds_left -= 1;
+        Some(w.group.clone())
     }
 
     /// Whether write `id` is open and waits on no one.

@@ -72,10 +72,11 @@ impl Peers {
         self.conns.contains_key(&conn)
     }
 
-    /// True when no request is in flight or held back.
+    /// Nothing waits on a peer: no write held back, no request in flight
+    /// but probes (which nobody waits on).
     pub(super) fn is_idle(&self) -> bool {
         self.pools.values().all(|p| p.held.is_empty())
-            && self.conns.values().all(|o| o.inflight.is_empty())
+            && (self.conns.values()).all(|o| o.inflight.iter().all(|s| matches!(s.ask, Ask::Probe)))
     }
 
     /// Outbound connections, in the order they were opened.
@@ -129,12 +130,46 @@ impl Peers {
         match pool.health {
             Health::Up => true,
             Health::Down { until } if until > now => false,
-            Health::Down { .. } => {
+            Health::Down { .. } | Health::Lapsed => {
                 pool.health = Health::Probing;
                 self.probe(now, peer, io);
                 false
             }
             Health::Probing => false,
+        }
+    }
+
+    /// Probes `peer` if its back-off has run out, without waiting for a
+    /// request to need it: a peer that came back is then known up before
+    /// the next miss of a key it owns, which would otherwise be loaded
+    /// here while the probe runs.
+    pub(super) fn probe_if_due(&mut self, now: Instant, peer: &Arc<str>, io: &mut Io) {
+        let due = (self.pools.get(peer)).is_some_and(|p| match p.health {
+            Health::Down { until } => until <= now,
+            Health::Lapsed => true,
+            Health::Up | Health::Probing => false,
+        });
+        if due {
+            self.pools.get_mut(peer).expect("due").health = Health::Probing;
+            self.probe(now, peer, io);
+        }
+    }
+
+    /// Marks `peer`'s back-off as run out, without a probe: the next
+    /// request that needs it probes it.
+    pub(super) fn lapse_if_due(&mut self, now: Instant, peer: &Arc<str>) {
+        if let Some(p) = self.pools.get_mut(peer) {
+            if matches!(p.health, Health::Down { until } if until <= now) {
+                p.health = Health::Lapsed;
+            }
+        }
+    }
+
+    /// When `peer`'s back-off ends, if it is backed off.
+    pub(super) fn backed_off_until(&self, peer: &Arc<str>) -> Option<Instant> {
+        match self.pools.get(peer)?.health {
+            Health::Down { until } => Some(until),
+            _ => None,
         }
     }
 
@@ -146,7 +181,7 @@ impl Peers {
         match pool.health {
             Health::Down { until } if until > now => Err(Failure::Down),
             Health::Probing => Err(Failure::Down),
-            Health::Down { .. } => {
+            Health::Down { .. } | Health::Lapsed => {
                 pool.health = Health::Up;
                 Ok(())
             }

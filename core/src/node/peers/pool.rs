@@ -61,13 +61,19 @@ impl Pool {
         self.quick.drain(..).chain(self.backlog.drain(..))
     }
 
-    /// The earlier of the queues' front deadlines: what the pool's timer
-    /// waits for.
+    /// The earliest of the queues' front deadlines and the end of a
+    /// back-off (when the peer is probed): what the pool's timer waits
+    /// for.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let backed_off = match self.health {
+            Health::Down { until } => Some(until),
+            _ => None,
+        };
         [self.quick.front(), self.backlog.front()]
             .into_iter()
             .flatten()
             .map(|s| s.deadline)
+            .chain(backed_off)
             .min()
     }
 }
@@ -83,4 +89,8 @@ pub(super) enum Health {
     Down { until: Instant },
     /// A probe is under way; its answer brings the peer back.
     Probing,
+    /// Its back-off ran out while it was not probed (it left the ring, or
+    /// this node is shutting down): the next request that needs it
+    /// probes it.
+    Lapsed,
 }

@@ -148,7 +148,12 @@ fn sources<'h>(h: &'h History, m: &Model) -> BTreeMap<(&'h str, &'h Bytes), Sour
                 // A set that failed may still have been applied, late:
                 // nothing can be said to replace it.
                 let written = matches!(op.outcome, Outcome::Written { .. });
-                let replaced_at = done.filter(|_| written);
+                // Only a write invoked after the set returned replaces its
+                // value: never the set itself, even one that returned at
+                // once.
+                let replaced_at = done
+                    .filter(|_| written)
+                    .map(|t| t + Duration::from_nanos(1));
                 let expires_by = replaced_at.and(m.ttl).map(|t| op.complete.unwrap() + t);
                 let s = Source {
                     op: i,
@@ -189,6 +194,12 @@ fn promises(h: &History, m: &Model, key: &str) -> Vec<Promise> {
             continue;
         };
         if !touches || h.membership.iter().any(|w| w.overlaps(op.invoke, done)) {
+            continue;
+        }
+        // A purge goes to every node at once: one it missed may own keys,
+        // whose copies no hot TTL bounds. A set or remove that returned
+        // has reached the owner; only copies elsewhere were missed.
+        if *not_reached > 0 && op.kind == Kind::Purge {
             continue;
         }
         let missed = if *not_reached > 0 {

@@ -31,6 +31,7 @@
 
 mod check;
 mod report;
+pub mod schedule;
 
 pub use check::{check, Report, Rule, Stats, Violation};
 

@@ -23,7 +23,8 @@ pub type SimLoader = Box<dyn FnMut(&str, &str) -> Result<Loaded, LoadError>>;
 pub enum Fault {
     /// Connections are refused at once.
     Refuse,
-    /// Connects never complete and bytes are lost: only timeouts tell.
+    /// Connects never complete and bytes wait (see [`Sim::cut`]): only
+    /// timeouts tell.
     Blackhole,
     /// A stopped process (SIGSTOP): connects complete, as the kernel accepts
     /// them, but nothing is ever answered.
@@ -79,6 +80,8 @@ pub struct Sim {
     pub cancelled: Vec<(usize, LoadId)>,
     /// Every loader call: (node, group, key).
     pub load_calls: Vec<(usize, String, String)>,
+    /// When each loader call of [`Sim::load_calls`] was made.
+    pub load_at: Vec<Instant>,
     /// Finished gets: (node, get) → result.
     pub results: HashMap<(usize, GetId), Result<Bytes, Error>>,
     /// Finished writes: (node, write) → outcome.
@@ -143,6 +146,7 @@ impl Sim {
             hang_loads: false,
             cancelled: Vec::new(),
             load_calls: Vec::new(),
+            load_at: Vec::new(),
             results: HashMap::new(),
             writes: HashMap::new(),
             faults: HashMap::new(),
@@ -205,9 +209,29 @@ impl Sim {
         self.drain(i);
     }
 
-    /// Cuts the link between two nodes both ways: bytes are lost.
+    /// Cuts the link between two nodes both ways: new connections never
+    /// complete, and bytes on standing ones wait, as TCP retransmits them,
+    /// until [`Sim::heal`] (lost if the connection closes first).
     pub fn cut(&mut self, a: usize, b: usize) {
         self.network.cut(a, b);
+    }
+
+    /// Stops the bytes from node `from` to node `to`, one way, as
+    /// [`Sim::cut`] does.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) {
+        self.network.cut_one_way(from, to);
+    }
+
+    /// Ends every fault: cuts mended, stopped nodes running again, and
+    /// the bytes held meanwhile on links that still stand delivered.
+    pub fn heal(&mut self) {
+        self.network.mend();
+        self.faults.clear();
+        for to in self.network.held_ends() {
+            for data in self.network.take_held(to) {
+                self.network.deliver(to, self.now + self.latency, data);
+            }
+        }
     }
 
     /// Starts a get on node `i`: `Ok` if answered at once, else its id.
@@ -243,6 +267,7 @@ impl Sim {
         claimed: Claimed,
     ) -> Get {
         self.load_calls.push((i, group.into(), key.into()));
+        self.load_at.push(self.now);
         let r = (self.nodes[i].loader)(group, key);
         let now = self.now;
         let node = &mut self.nodes[i].node;
@@ -351,6 +376,7 @@ impl Sim {
                 Output::Load { id, group, key } => {
                     self.load_calls
                         .push((i, group.to_string(), key.to_string()));
+                    self.load_at.push(self.now);
                     let r = (self.nodes[i].loader)(&group, &key);
                     if !self.hang_loads {
                         self.network
@@ -360,8 +386,14 @@ impl Sim {
                 Output::CancelLoad { id } => self.cancelled.push((i, id)),
                 Output::Connect { conn, addr } => {
                     let target = self.nodes.iter().position(|n| *n.addr == *addr);
+                    // A stopped process's kernel still accepts: the link
+                    // stands, and its bytes wait until the process runs.
+                    let frozen = |j: usize| self.faults.get(&j) == Some(&Fault::Frozen);
                     match target {
-                        Some(j) if !self.blocked(i, j) => {
+                        Some(j)
+                            if !self.network.is_cut(i, j)
+                                && (!self.faults.contains_key(&j) || frozen(j)) =>
+                        {
                             let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
                             let accepted = if self.detached {
                                 let target = &mut self.nodes[j];
@@ -382,10 +414,6 @@ impl Sim {
                             }
                         }
                         Some(j) if self.faults.get(&j) == Some(&Fault::Blackhole) => {}
-                        // Accepted by the kernel, never read: no link.
-                        Some(j) if self.faults.get(&j) == Some(&Fault::Frozen) => {
-                            self.network.schedule(arrive, Event::Connected(i, conn));
-                        }
                         Some(j) if self.network.is_cut(i, j) => {}
                         _ => self.network.schedule(arrive, Event::Closed(i, conn)),
                     }
@@ -430,7 +458,11 @@ impl Sim {
             return;
         };
         if self.blocked(i, to.0) {
+            self.network.hold(to, data);
             return;
+        }
+        for held in self.network.take_held(to) {
+            self.network.deliver(to, self.now + self.latency, held);
         }
         self.network.deliver(to, self.now + self.latency, data);
     }

@@ -3,7 +3,7 @@
 //! in.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -31,8 +31,14 @@ pub(super) struct Network {
     seq: u64,
     /// Both directions of every standing link.
     links: HashMap<End, End>,
-    /// Pairs of nodes whose bytes are lost, both ways.
+    /// Ordered pairs of nodes whose bytes do not get through.
     cut: HashSet<(usize, usize)>,
+    /// Bytes sent on a link while it was cut or its receiver stopped,
+    /// by receiving end, in order: TCP loses no byte of a stream that
+    /// lives, so they arrive once the way is open again, before anything
+    /// sent later on that link. Sorted, so release order follows no
+    /// hash seed.
+    held: BTreeMap<End, Vec<Bytes>>,
     rng: u64,
 }
 
@@ -44,6 +50,7 @@ impl Default for Network {
             seq: 0,
             links: HashMap::new(),
             cut: HashSet::new(),
+            held: BTreeMap::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
         }
     }
@@ -92,6 +99,7 @@ impl Network {
 
     /// Forgets `end` alone: its side saw the close, the other may not yet.
     pub fn forget(&mut self, end: End) {
+        self.held.remove(&end);
         self.links.remove(&end);
     }
 
@@ -99,6 +107,31 @@ impl Network {
     pub fn cut(&mut self, a: usize, b: usize) {
         self.cut.insert((a, b));
         self.cut.insert((b, a));
+    }
+
+    /// Loses the bytes from `from` to `to` only.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) {
+        self.cut.insert((from, to));
+    }
+
+    /// Mends every cut.
+    pub fn mend(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Keeps `data` for `to` until the way is open again.
+    pub fn hold(&mut self, to: End, data: Bytes) {
+        self.held.entry(to).or_default().push(data);
+    }
+
+    /// Takes the bytes held for `to`, in the order sent.
+    pub fn take_held(&mut self, to: End) -> Vec<Bytes> {
+        self.held.remove(&to).unwrap_or_default()
+    }
+
+    /// The ends that have bytes held.
+    pub fn held_ends(&self) -> Vec<End> {
+        self.held.keys().copied().collect()
     }
 
     /// True if bytes from `from` to `to` are lost.
