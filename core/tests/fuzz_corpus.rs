@@ -40,3 +40,8 @@ fn cache_corpus() {
 fn node_corpus() {
     replay("node", fuzz::node);
 }
+
+#[test]
+fn cluster_corpus() {
+    replay("cluster", fuzz::cluster);
+}

@@ -19,6 +19,28 @@ use crate::wire::{Request, Response};
 
 pub use node::node;
 
+/// Steps a schedule takes at most, so one input runs in milliseconds.
+const CLUSTER_STEPS: usize = 64;
+
+/// A schedule of gets, writes, origin changes and faults on a simulated
+/// three-node cluster ([`schedule`](crate::testing::history::schedule)),
+/// recorded as a history and checked against the consistency model: any
+/// violation panics, with the operations that show it.
+pub fn cluster(data: &[u8]) {
+    use crate::testing::history::{check, schedule};
+    let mut u = Unstructured::new(data);
+    let mut steps = Vec::new();
+    while steps.len() < CLUSTER_STEPS && !u.is_empty() {
+        match schedule::Step::arbitrary(&mut u) {
+            Ok(s) => steps.push(s),
+            Err(_) => break,
+        }
+    }
+    let h = schedule::run(&steps);
+    let r = check(&h, &schedule::model());
+    assert!(r.is_clean(), "{}", r.explain(&h));
+}
+
 /// Feeds bytes to the frame decoder in the splits the input chooses and
 /// compares with one-shot decoding. No frame exceeds the maximum and the
 /// buffer never grows beyond what arrived.
