@@ -40,7 +40,7 @@ impl Fault {
     }
 }
 
-/// The kinds in the order a run first goes through them.
+/// How many kinds of fault there are.
 const KINDS: usize = 4;
 
 /// One planned fault: what, after how long a quiet spell, held how long.
@@ -54,7 +54,7 @@ pub struct Planned {
     pub hold: Duration,
 }
 
-/// The `n`-th fault of a run on `nodes` nodes: the first [`KINDS`] go
+/// The `n`-th fault of a run on `nodes` nodes: the first four go
 /// through every kind once, in an order the seed picks; the rest are
 /// drawn at random.
 pub fn plan(rng: &mut StdRng, n: usize, nodes: usize, order: &[usize; KINDS]) -> Planned {
