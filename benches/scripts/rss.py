@@ -4,6 +4,12 @@ and memcached holding the same keys, RSS from /proc before and after.
 Loopback only; ports chosen by the OS.
 
     python3 benches/scripts/rss.py [BIN_DIR]
+    python3 benches/scripts/rss.py [BIN_DIR] --churn [SECONDS]
+
+With --churn, the node instead serves a sustained churn: 2M uniform keys
+over a 64 MiB group, 8 connections x 16 pipelined, so nearly every get is a
+miss that evicts; RSS is sampled every second and the growth over the last
+ten seconds, divided by the budget, is reported (goal: at most 1.1).
 
 BIN_DIR holds `groupcache` and `groupcache-load` (default target/release).
 For each value size, the node's group gets a budget and twice as many
@@ -13,7 +19,10 @@ memcached (-m 4096, every key stored) per item.
 """
 import os, re, socket, subprocess, sys, time, urllib.request
 
-bins = sys.argv[1] if len(sys.argv) > 1 else "target/release"
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+CHURN = "--churn" in sys.argv
+bins = args[0] if args and not args[0].isdigit() else "target/release"
+CHURN_SECS = int(next((a for a in args if a.isdigit()), "40"))
 KEY = 12
 # The per-entry overhead the node charges (core::cache::ENTRY_OVERHEAD).
 OVERHEAD = 44
@@ -82,6 +91,37 @@ def memcached_case(size, keys):
     srv.wait()
     return after - before
 
+
+def churn_case(threads, size, budget, secs):
+    port = free_port()
+    srv = subprocess.Popen([f"{bins}/groupcache", "--threads", str(threads), "serve", "--listen", f"127.0.0.1:{port}",
+                            "--http", "127.0.0.1:0", "--group", f"bench:{budget}:0:synthetic:{size}"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    before = rss(srv.pid)
+    gen = subprocess.Popen([f"{bins}/groupcache-load", "--addr", f"127.0.0.1:{port}", "--keys", "2000000",
+                            "--connections", "8", "--pipeline", "16", "--duration", str(secs)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    samples = []
+    while gen.poll() is None:
+        time.sleep(1)
+        samples.append(rss(srv.pid) - before)
+    if gen.returncode != 0:
+        raise RuntimeError(gen.stderr.read())
+    srv.terminate()
+    srv.wait()
+    last = samples[-10:]
+    return max(samples), max(last)
+
+
+if CHURN:
+    print("| threads | values | budget | seconds | peak RSS growth / budget | last 10 s RSS growth / budget |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for threads, size in [(1, 1024), (2, 100), (2, 1024)]:
+        budget = 64 << 20
+        peak, last = churn_case(threads, size, budget, CHURN_SECS)
+        print(f"| {threads} | {size} B | {budget >> 20} MiB | {CHURN_SECS} | {peak / budget:.2f} | {last / budget:.2f} |")
+    sys.exit(0)
 
 print("| values | budget | keys fetched | items held | RSS growth / budget | node RSS per item | memcached RSS per item (same keys) |")
 print("|---|---:|---:|---:|---:|---:|---:|")

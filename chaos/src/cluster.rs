@@ -177,8 +177,9 @@ impl Cluster {
         out
     }
 
-    /// Each running node's resident memory in bytes, from `/proc`.
-    pub fn rss(&self) -> Vec<(usize, u64)> {
+    /// Each running node's resident memory in bytes and open descriptors,
+    /// from `/proc`.
+    pub fn sample(&self) -> Vec<(usize, u64, u64)> {
         let mut out = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
             let Some(pid) = n.child.as_ref().and_then(Child::id) else {
@@ -190,8 +191,9 @@ impl Cluster {
             let kb = (status.lines())
                 .find_map(|l| l.strip_prefix("VmRSS:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
             if let Some(kb) = kb {
-                out.push((i, kb * 1024));
+                out.push((i, kb * 1024, fds));
             }
         }
         out

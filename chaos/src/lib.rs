@@ -223,7 +223,11 @@ async fn watch(cluster: Arc<tokio::sync::Mutex<Cluster>>, s: Arc<Shared>) {
         let mut c = cluster.lock().await;
         let at = s.start.elapsed();
         let exits = c.exited();
-        let rss = if tick % 4 == 0 { c.rss() } else { Vec::new() };
+        let samples = if tick % 4 == 0 {
+            c.sample()
+        } else {
+            Vec::new()
+        };
         drop(c);
         let mut h = s.history.lock().expect("history");
         for (node, killed, status) in exits {
@@ -234,7 +238,10 @@ async fn watch(cluster: Arc<tokio::sync::Mutex<Cluster>>, s: Arc<Shared>) {
                 status,
             });
         }
-        h.rss.extend(rss.into_iter().map(|(n, b)| (at, n, b)));
+        for (n, bytes, fds) in samples {
+            h.rss.push((at, n, bytes));
+            h.fds.push((at, n, fds));
+        }
     }
 }
 
@@ -326,6 +333,12 @@ pub fn write_report(o: &Outcome, s: &Settings, path: &Path) -> std::io::Result<(
                 "from_s": from.as_secs_f64(),
                 "healed_s": until.as_secs_f64(),
             })
+        })
+        .collect();
+    // The soak's curves: every node's RSS and descriptors, each second.
+    json["samples"] = (o.history.rss.iter().zip(&o.history.fds))
+        .map(|(&(at, node, rss), &(_, _, fds))| {
+            serde_json::json!({ "t_s": at.as_secs_f64(), "node": node, "rss": rss, "fds": fds })
         })
         .collect();
     let text = serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?;

@@ -148,6 +148,10 @@ impl ServeArgs {
     }
 }
 
+/// The allocator: see the dependency's note in Cargo.toml.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

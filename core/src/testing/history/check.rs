@@ -85,10 +85,13 @@ pub struct Stats {
     pub max_loads_fault_free: usize,
     /// The most loads of one key over the whole run.
     pub max_loads_per_key: usize,
-    /// The longest wait, after the last heal, for a key's first good get.
+    /// How long after the last heal gets still failed: the end of the
+    /// last failed get, counted from the heal (zero if none failed).
     pub recovery: Option<Duration>,
     /// The largest resident memory sampled, in bytes.
     pub max_rss: u64,
+    /// The most open descriptors sampled in one node.
+    pub max_fds: u64,
 }
 
 /// What [`check`] found.
@@ -435,6 +438,7 @@ fn check_processes(h: &History, m: &Model, v: &mut Vec<Violation>, stats: &mut S
             ops: Vec::new(),
         });
     }
+    stats.max_fds = h.fds.iter().map(|f| f.2).max().unwrap_or(0);
     for &(at, node, bytes) in &h.rss {
         stats.max_rss = stats.max_rss.max(bytes);
         if let Some(bound) = m.rss_bound.filter(|&b| bytes > b) {
@@ -452,17 +456,17 @@ fn check_processes(h: &History, m: &Model, v: &mut Vec<Violation>, stats: &mut S
 
 fn count(h: &History, s: &mut Stats) {
     s.ops = h.ops.len();
-    let mut first_ok: BTreeMap<&str, Duration> = BTreeMap::new();
+    s.recovery = h.healed_at.map(|_| Duration::ZERO);
     for op in &h.ops {
         match (&op.kind, &op.outcome) {
-            (Kind::Get { key }, Outcome::Value(_)) => {
-                s.gets_ok += 1;
-                if let Some(healed) = h.healed_at.filter(|&t| op.invoke >= t) {
-                    let wait = op.complete.unwrap_or(op.invoke).saturating_sub(healed);
-                    first_ok.entry(key).or_insert(wait);
+            (Kind::Get { .. }, Outcome::Value(_)) => s.gets_ok += 1,
+            (Kind::Get { .. }, Outcome::Failed(_)) => {
+                s.gets_failed += 1;
+                if let Some(healed) = h.healed_at {
+                    let end = op.complete.unwrap_or(op.invoke).saturating_sub(healed);
+                    s.recovery = s.recovery.max(Some(end));
                 }
             }
-            (Kind::Get { .. }, Outcome::Failed(_)) => s.gets_failed += 1,
             (k, Outcome::Written { not_reached: 0 }) if k.is_cache_write() => {
                 s.writes_complete += 1
             }
@@ -471,7 +475,6 @@ fn count(h: &History, s: &mut Stats) {
             _ => {}
         }
     }
-    s.recovery = first_ok.values().copied().max();
 }
 
 fn sorted(mut ops: Vec<OpId>) -> Vec<OpId> {

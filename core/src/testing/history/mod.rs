@@ -217,6 +217,8 @@ pub struct History {
     pub exits: Vec<Exit>,
     /// Resident memory samples: when, which node, bytes.
     pub rss: Vec<(Duration, usize, u64)>,
+    /// Open descriptor samples: when, which node, how many.
+    pub fds: Vec<(Duration, usize, u64)>,
 }
 
 /// Which operation of a [`History`].

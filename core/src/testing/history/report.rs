@@ -60,8 +60,9 @@ impl Report {
                 "most loads of a key, one fault-free window",
                 s.max_loads_fault_free.to_string(),
             ),
-            ("recovery after the last heal", secs(s.recovery)),
+            ("gets failing after the last heal, until", secs(s.recovery)),
             ("largest RSS sampled", format!("{} KiB", s.max_rss / 1024)),
+            ("most open descriptors sampled", s.max_fds.to_string()),
             ("violations", self.violations.len().to_string()),
         ];
         let mut out = String::new();
@@ -97,6 +98,7 @@ impl Report {
                 "max_loads_fault_free": s.max_loads_fault_free,
                 "recovery_s": s.recovery.map(|d| d.as_secs_f64()),
                 "max_rss_bytes": s.max_rss,
+                "max_fds": s.max_fds,
             },
             "violations": violations,
         })
