@@ -2,7 +2,7 @@
 //! started, killed, stopped and continued, watched for exits and sampled
 //! for resident memory.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -11,6 +11,16 @@ use tokio::process::{Child, Command};
 
 use crate::Error;
 
+/// Where a node runs: its address, and its network namespace if it has
+/// one.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// The address it listens on.
+    pub ip: IpAddr,
+    /// Its network namespace; `None`: the harness's own (loopback).
+    pub ns: Option<String>,
+}
+
 /// One node: its addresses and its process, if running.
 #[derive(Debug)]
 pub struct NodeProc {
@@ -18,6 +28,7 @@ pub struct NodeProc {
     pub peer: SocketAddr,
     /// HTTP front.
     pub http: SocketAddr,
+    ns: Option<String>,
     child: Option<Child>,
     /// The nemesis stopped or killed it: an exit now is expected.
     pub expected_exit: bool,
@@ -50,20 +61,24 @@ fn free_ports(n: usize) -> Result<Vec<SocketAddr>, Error> {
 }
 
 impl Cluster {
-    /// `n` nodes of one group `spec` (`NAME:MAX_BYTES:TTL_SECS:ORIGIN`),
-    /// each with `extra` flags, logging into `dir`. Nothing runs yet.
+    /// A node at each of `places`, serving one group `spec`
+    /// (`NAME:MAX_BYTES:TTL_SECS:ORIGIN`) with `extra` flags, logging into
+    /// `dir`. Nothing runs yet. Ports are ones the OS gave the harness,
+    /// free in a node's own namespace too.
     pub fn new(
         bin: &Path,
-        n: usize,
+        places: &[Place],
         spec: &str,
         extra: &[String],
         dir: &Path,
     ) -> Result<Self, Error> {
+        let n = places.len();
         let ports = free_ports(2 * n)?;
         let nodes: Vec<NodeProc> = (0..n)
             .map(|i| NodeProc {
-                peer: ports[2 * i],
-                http: ports[2 * i + 1],
+                peer: SocketAddr::new(places[i].ip, ports[2 * i].port()),
+                http: SocketAddr::new(places[i].ip, ports[2 * i + 1].port()),
+                ns: places[i].ns.clone(),
                 child: None,
                 expected_exit: false,
                 log: dir.join(format!("node-{i}.log")),
@@ -94,7 +109,16 @@ impl Cluster {
         let err = log
             .try_clone()
             .map_err(|e| Error::Setup(format!("{}: {e}", n.log.display())))?;
-        let child = Command::new(&self.bin)
+        let mut cmd = match &n.ns {
+            Some(ns) => {
+                // `ip netns exec` becomes the node: the same process id.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .arg("serve")
             .args(["--listen", &n.peer.to_string()])
             .args(["--http", &n.http.to_string()])

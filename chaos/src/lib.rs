@@ -12,12 +12,16 @@
 //! every node, and the history is checked against the consistency model
 //! (`docs/consistency.md`) by the same checker the core's simulator uses.
 //!
-//! Faults here are process faults and origin faults, on loopback: network
-//! partitions and DNS membership changes are checked in the core's
-//! simulator (`core/tests/history_sim.rs`), not yet here.
+//! Where the harness may make network namespaces (root, `ip`, `nft`),
+//! each node runs in one of its own ([`net`]) and the nemesis also
+//! isolates a node, splits the cluster in two and drops one way, with nft
+//! rules; elsewhere the nodes run on loopback with process and origin
+//! faults only, and the run says so. DNS membership changes are checked in
+//! the core's simulator (`core/tests/history_sim.rs`), not yet here.
 
 pub mod cluster;
 pub mod nemesis;
+pub mod net;
 pub mod origin;
 pub mod workload;
 
@@ -29,7 +33,7 @@ use groupcache_core::testing::history::{check, Exit, History, Model, Report, Win
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use cluster::Cluster;
+use cluster::{Cluster, Place};
 use nemesis::Fault;
 use origin::{value_of, Mode, Origin};
 use workload::{Shared, CLIENT_TIMEOUT, GROUP};
@@ -77,6 +81,8 @@ pub struct Settings {
     pub budget: usize,
     /// Whether the nemesis runs at all.
     pub faults: bool,
+    /// Whether to put the nodes in network namespaces when possible.
+    pub namespaces: bool,
     /// Where node logs go.
     pub dir: PathBuf,
 }
@@ -95,6 +101,7 @@ impl Settings {
             keys: (4, 200),
             budget: 16 << 20,
             faults: true,
+            namespaces: true,
             dir: std::env::temp_dir().join(format!("groupcache-chaos-{}", std::process::id())),
         }
     }
@@ -125,6 +132,8 @@ pub struct Outcome {
     pub faults: Vec<(Fault, Duration, Duration)>,
     /// The check against [`Settings::model`].
     pub report: Report,
+    /// Where the nodes ran: namespaces, or loopback and why.
+    pub network: String,
 }
 
 /// The `groupcache` binary beside this executable (or one folder up, for
@@ -147,12 +156,39 @@ pub fn find_groupcache() -> Option<PathBuf> {
 pub async fn run(s: &Settings) -> Result<Outcome, Error> {
     std::fs::create_dir_all(&s.dir)
         .map_err(|e| Error::Setup(format!("{}: {e}", s.dir.display())))?;
+    let (net, network) = match s.namespaces.then(|| net::Net::new(s.nodes)) {
+        Some(Ok(net)) => (
+            Some(net),
+            "network namespaces: process, origin and network faults".to_string(),
+        ),
+        Some(Err(e)) => (
+            None,
+            format!("loopback (no namespaces: {e}): process and origin faults only"),
+        ),
+        None => (None, "loopback: process and origin faults only".to_string()),
+    };
+    let places: Vec<Place> = (0..s.nodes)
+        .map(|i| match &net {
+            Some(n) => Place {
+                ip: n.addr(i),
+                ns: Some(n.ns(i)),
+            },
+            None => Place {
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                ns: None,
+            },
+        })
+        .collect();
+    let host = net
+        .as_ref()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), net::Net::host);
     let start = Instant::now();
     let origin = Origin::new(start);
-    let origin_addr = (origin.serve().await).map_err(|e| Error::Setup(format!("origin: {e}")))?;
+    let origin_addr =
+        (origin.serve(host).await).map_err(|e| Error::Setup(format!("origin: {e}")))?;
     let spec = format!("{GROUP}:{}:0:http://{origin_addr}/v/{{key}}", s.budget);
     let extra = ["--load-timeout-ms".to_string(), "5000".to_string()];
-    let mut cluster = Cluster::new(&s.bin, s.nodes, &spec, &extra, &s.dir)?;
+    let mut cluster = Cluster::new(&s.bin, &places, &spec, &extra, &s.dir)?;
     let http = reqwest::Client::new();
     for i in 0..s.nodes {
         cluster.start(i)?;
@@ -186,7 +222,7 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     let watch = tokio::spawn(watch(cluster.clone(), shared.clone()));
     let faults = if s.faults {
-        nemesis(s, &cluster, &origin, &http, start, until).await?
+        nemesis(s, &cluster, &origin, net.as_ref(), &http, start, until).await?
     } else {
         Vec::new()
     };
@@ -197,6 +233,7 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
     quiet_then_read_all(&shared, &http, healed_at, s.model().recovery).await;
     watch.abort();
     cluster.lock().await.stop_all().await;
+    drop(net);
     let mut history = std::mem::take(&mut *shared.history.lock().expect("history"));
     history.loads = origin.loads();
     history.healed_at = healed_at;
@@ -211,6 +248,7 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
         history,
         faults,
         report,
+        network,
     })
 }
 
@@ -251,12 +289,13 @@ async fn nemesis(
     s: &Settings,
     cluster: &tokio::sync::Mutex<Cluster>,
     origin: &Origin,
+    net: Option<&net::Net>,
     http: &reqwest::Client,
     start: Instant,
     until: Duration,
 ) -> Result<Vec<(Fault, Duration, Duration)>, Error> {
     let mut rng = StdRng::seed_from_u64(s.seed);
-    let order = nemesis::order(&mut rng);
+    let order = nemesis::order(&mut rng, net.is_some());
     let mut done = Vec::new();
     for n in 0.. {
         let p = nemesis::plan(&mut rng, n, s.nodes, &order);
@@ -270,6 +309,10 @@ async fn nemesis(
             Fault::Pause(i) => cluster.lock().await.signal(i, "STOP").await?,
             Fault::OriginSlow => origin.set_mode(Mode::Slow),
             Fault::OriginDown => origin.set_mode(Mode::Down),
+            Fault::Isolate(_) | Fault::Split(_) | Fault::OneWay { .. } => {
+                let net = net.expect("network faults are planned only with namespaces");
+                cut(net, p.fault, s.nodes)?;
+            }
         }
         tokio::time::sleep(p.hold).await;
         match p.fault {
@@ -279,11 +322,40 @@ async fn nemesis(
                 c.wait_ready(i, http, Duration::from_secs(20)).await?;
             }
             Fault::Pause(i) => cluster.lock().await.signal(i, "CONT").await?,
-            _ => origin.set_mode(Mode::Up),
+            Fault::OriginSlow | Fault::OriginDown => origin.set_mode(Mode::Up),
+            Fault::Isolate(_) | Fault::Split(_) | Fault::OneWay { .. } => {
+                net.expect("planned with namespaces").heal()?;
+            }
         }
         done.push((p.fault, from, start.elapsed()));
     }
     Ok(done)
+}
+
+/// Sets the nft rules of a network fault.
+fn cut(net: &net::Net, fault: Fault, nodes: usize) -> Result<(), Error> {
+    let all: Vec<usize> = (0..nodes).collect();
+    match fault {
+        Fault::Isolate(i) => {
+            let others: Vec<usize> = all.iter().copied().filter(|&j| j != i).collect();
+            net.drop_from(i, &others)?;
+            for &j in &others {
+                net.drop_from(j, &[i])?;
+            }
+        }
+        Fault::Split(mask) => {
+            let (a, b): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&i| mask & (1 << i) != 0);
+            for &i in &a {
+                net.drop_from(i, &b)?;
+            }
+            for &i in &b {
+                net.drop_from(i, &a)?;
+            }
+        }
+        Fault::OneWay { from, to } => net.drop_from(to, &[from])?,
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Waits out the recovery bound after the last heal, then reads every key
@@ -323,7 +395,7 @@ pub fn write_report(o: &Outcome, s: &Settings, path: &Path) -> std::io::Result<(
         "readers": s.readers,
         "duration_s": s.duration.as_secs_f64(),
         "seed": s.seed,
-        "network": "loopback: process and origin faults only",
+        "network": o.network,
     });
     json["faults"] = (o.faults.iter())
         .map(|(f, from, until)| {

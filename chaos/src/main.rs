@@ -31,6 +31,10 @@ struct Args {
     /// Run without faults.
     #[arg(long)]
     no_faults: bool,
+    /// Keep every node on loopback, even where network namespaces can be
+    /// made (no network faults then).
+    #[arg(long)]
+    loopback: bool,
     /// The `groupcache` binary (default: the one built beside this one).
     #[arg(long)]
     groupcache: Option<PathBuf>,
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
     (s.duration, s.nodes, s.seed) = (a.duration, a.nodes, a.seed);
     (s.clients, s.readers) = (a.clients, a.readers);
     s.faults = !a.no_faults;
+    s.namespaces = !a.loopback;
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let outcome = match rt.block_on(run(&s)) {
         Ok(o) => o,
@@ -72,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("network: loopback (process and origin faults)");
+    println!("network: {}", outcome.network);
     for (f, from, until) in &outcome.faults {
         let node = f.node().map_or(String::new(), |n| format!(" node {n}"));
         println!(

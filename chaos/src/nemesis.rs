@@ -18,6 +18,18 @@ pub enum Fault {
     OriginSlow,
     /// The origin answers 503.
     OriginDown,
+    /// A node cut off from every other node, both ways.
+    Isolate(usize),
+    /// The nodes split in two (those whose bit is set, the rest), both
+    /// ways.
+    Split(u32),
+    /// What one node sends another is dropped, one way.
+    OneWay {
+        /// Sender.
+        from: usize,
+        /// Receiver.
+        to: usize,
+    },
 }
 
 impl Fault {
@@ -28,20 +40,26 @@ impl Fault {
             Fault::Pause(_) => "pause",
             Fault::OriginSlow => "origin-slow",
             Fault::OriginDown => "origin-down",
+            Fault::Isolate(_) => "isolate",
+            Fault::Split(_) => "split",
+            Fault::OneWay { .. } => "one-way",
         }
     }
 
     /// The node it hits, if any.
     pub fn node(self) -> Option<usize> {
         match self {
-            Fault::Kill(n) | Fault::Pause(n) => Some(n),
-            Fault::OriginSlow | Fault::OriginDown => None,
+            Fault::Kill(n) | Fault::Pause(n) | Fault::Isolate(n) => Some(n),
+            Fault::OneWay { to, .. } => Some(to),
+            Fault::OriginSlow | Fault::OriginDown | Fault::Split(_) => None,
         }
     }
 }
 
-/// How many kinds of fault there are.
-const KINDS: usize = 4;
+/// Kinds of process and origin fault.
+pub const PROCESS_KINDS: usize = 4;
+/// Kinds of fault in all, network faults included.
+pub const ALL_KINDS: usize = 7;
 
 /// One planned fault: what, after how long a quiet spell, held how long.
 #[derive(Debug, Clone, Copy)]
@@ -54,25 +72,38 @@ pub struct Planned {
     pub hold: Duration,
 }
 
-/// The `n`-th fault of a run on `nodes` nodes: the first four go
-/// through every kind once, in an order the seed picks; the rest are
-/// drawn at random.
-pub fn plan(rng: &mut StdRng, n: usize, nodes: usize, order: &[usize; KINDS]) -> Planned {
-    let kind = if n < KINDS {
-        order[n]
-    } else {
-        rng.gen_range(0..KINDS)
+/// The `n`-th fault of a run on `nodes` nodes: the first ones go through
+/// every kind of `order` once; the rest are drawn from the same kinds.
+pub fn plan(rng: &mut StdRng, n: usize, nodes: usize, order: &[usize]) -> Planned {
+    let kind = match order.get(n) {
+        Some(&k) => k,
+        None => order[rng.gen_range(0..order.len())],
     };
     let node = rng.gen_range(0..nodes);
+    let other = (node + rng.gen_range(1..nodes.max(2))) % nodes;
     let fault = match kind {
         0 => Fault::Kill(node),
         1 => Fault::Pause(node),
         2 => Fault::OriginSlow,
-        _ => Fault::OriginDown,
+        3 => Fault::OriginDown,
+        4 => Fault::Isolate(node),
+        // About half the nodes on each side, never all on one.
+        5 => Fault::Split(loop {
+            let mask = rng.gen_range(1..(1u32 << nodes) - 1);
+            if mask.count_ones() as usize * 2 >= nodes - 1 {
+                break mask;
+            }
+        }),
+        _ => Fault::OneWay {
+            from: node,
+            to: other,
+        },
     };
     let hold = match fault {
         // Past the request timeout (3 s), so peers see it time out.
-        Fault::Pause(_) => Duration::from_millis(rng.gen_range(3500..6000)),
+        Fault::Pause(_) | Fault::Isolate(_) | Fault::Split(_) | Fault::OneWay { .. } => {
+            Duration::from_millis(rng.gen_range(3500..6000))
+        }
         _ => Duration::from_millis(rng.gen_range(1000..4000)),
     };
     Planned {
@@ -82,10 +113,11 @@ pub fn plan(rng: &mut StdRng, n: usize, nodes: usize, order: &[usize; KINDS]) ->
     }
 }
 
-/// A seeded order of the kinds.
-pub fn order(rng: &mut StdRng) -> [usize; KINDS] {
-    let mut o = [0, 1, 2, 3];
-    for i in (1..KINDS).rev() {
+/// The kinds a run uses (network ones only with namespaces), in an order
+/// the seed picks.
+pub fn order(rng: &mut StdRng, network: bool) -> Vec<usize> {
+    let mut o: Vec<usize> = (0..if network { ALL_KINDS } else { PROCESS_KINDS }).collect();
+    for i in (1..o.len()).rev() {
         o.swap(i, rng.gen_range(0..=i));
     }
     o

@@ -53,10 +53,10 @@ impl Origin {
         })
     }
 
-    /// Serves on an OS-chosen port of 127.0.0.1 until the runtime ends;
+    /// Serves on an OS-chosen port of `ip` until the runtime ends;
     /// returns the address.
-    pub async fn serve(self: &Arc<Self>) -> std::io::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    pub async fn serve(self: &Arc<Self>, ip: std::net::IpAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/v/{key}", get(load))
