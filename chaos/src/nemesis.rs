@@ -87,12 +87,13 @@ pub fn plan(rng: &mut StdRng, n: usize, nodes: usize, order: &[usize]) -> Planne
         2 => Fault::OriginSlow,
         3 => Fault::OriginDown,
         4 => Fault::Isolate(node),
-        // About half the nodes on each side, never all on one.
-        5 => Fault::Split(loop {
-            let mask = rng.gen_range(1..(1u32 << nodes) - 1);
-            if mask.count_ones() as usize * 2 >= nodes - 1 {
-                break mask;
+        // A minority of half the nodes (2 of 5) against the rest.
+        5 => Fault::Split({
+            let mut all: Vec<usize> = (0..nodes).collect();
+            for i in (1..all.len()).rev() {
+                all.swap(i, rng.gen_range(0..=i));
             }
+            all[..nodes / 2].iter().fold(0, |m, &i| m | 1 << i)
         }),
         _ => Fault::OneWay {
             from: node,
