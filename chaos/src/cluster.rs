@@ -65,18 +65,28 @@ impl Cluster {
     /// (`NAME:MAX_BYTES:TTL_SECS:ORIGIN`) with `extra` flags, logging into
     /// `dir`. Nothing runs yet. Ports are ones the OS gave the harness,
     /// free in a node's own namespace too.
+    ///
+    /// With `dns` (a name, and the server that answers it), the nodes
+    /// find each other in its A records, every one on the same peer port,
+    /// and look again every half second; else each is given the list.
     pub fn new(
         bin: &Path,
         places: &[Place],
         spec: &str,
         extra: &[String],
         dir: &Path,
+        dns: Option<(&str, SocketAddr)>,
     ) -> Result<Self, Error> {
         let n = places.len();
         let ports = free_ports(2 * n)?;
+        // One peer port for all when found by DNS: an A record has none.
+        let peer_port = |i: usize| match dns {
+            Some(_) => ports[0].port(),
+            None => ports[2 * i].port(),
+        };
         let nodes: Vec<NodeProc> = (0..n)
             .map(|i| NodeProc {
-                peer: SocketAddr::new(places[i].ip, ports[2 * i].port()),
+                peer: SocketAddr::new(places[i].ip, peer_port(i)),
                 http: SocketAddr::new(places[i].ip, ports[2 * i + 1].port()),
                 ns: places[i].ns.clone(),
                 child: None,
@@ -84,12 +94,19 @@ impl Cluster {
                 log: dir.join(format!("node-{i}.log")),
             })
             .collect();
-        let peers = (nodes.iter())
-            .map(|n| n.peer.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
         let mut args = vec!["--group".to_string(), spec.to_string()];
         args.extend(extra.iter().cloned());
+        let peers = match dns {
+            Some((name, server)) => {
+                args.extend(["--dns-server".into(), server.to_string()]);
+                args.extend(["--dns-interval".into(), "500ms".into()]);
+                format!("dns+{name}:{}", ports[0].port())
+            }
+            None => (nodes.iter())
+                .map(|n| n.peer.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
         Ok(Self {
             nodes,
             bin: bin.to_path_buf(),

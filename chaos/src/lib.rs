@@ -16,8 +16,9 @@
 //! each node runs in one of its own ([`net`]) and the nemesis also
 //! isolates a node, splits the cluster in two and drops one way, with nft
 //! rules; elsewhere the nodes run on loopback with process and origin
-//! faults only, and the run says so. DNS membership changes are checked in
-//! the core's simulator (`core/tests/history_sim.rs`), not yet here.
+//! faults only, and the run says so. Either way the nodes find each other
+//! through a DNS server the harness runs (`dns+` peers), and the nemesis
+//! takes a node out of its answer and puts it back.
 
 pub mod cluster;
 pub mod nemesis;
@@ -34,6 +35,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use cluster::{Cluster, Place};
+use groupcache_driver::conformance::dns::TestDns;
 use nemesis::Fault;
 use origin::{value_of, Mode, Origin};
 use workload::{Shared, CLIENT_TIMEOUT, GROUP};
@@ -159,13 +161,13 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
     let (net, network) = match s.namespaces.then(|| net::Net::new(s.nodes)) {
         Some(Ok(net)) => (
             Some(net),
-            "network namespaces: process, origin and network faults".to_string(),
+            "network namespaces: process, origin, network and DNS faults".to_string(),
         ),
         Some(Err(e)) => (
             None,
-            format!("loopback (no namespaces: {e}): process and origin faults only"),
+            format!("loopback (no namespaces: {e}): process, origin and DNS faults"),
         ),
-        None => (None, "loopback: process and origin faults only".to_string()),
+        None => (None, "loopback: process, origin and DNS faults".to_string()),
     };
     let places: Vec<Place> = (0..s.nodes)
         .map(|i| match &net {
@@ -173,8 +175,10 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
                 ip: n.addr(i),
                 ns: Some(n.ns(i)),
             },
+            // One peer port for all (DNS): an address of the loopback
+            // range each.
             None => Place {
-                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                ip: std::net::Ipv4Addr::new(127, 0, 0, 10 + i as u8).into(),
                 ns: None,
             },
         })
@@ -188,7 +192,11 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
         (origin.serve(host).await).map_err(|e| Error::Setup(format!("origin: {e}")))?;
     let spec = format!("{GROUP}:{}:0:http://{origin_addr}/v/{{key}}", s.budget);
     let extra = ["--load-timeout-ms".to_string(), "5000".to_string()];
-    let mut cluster = Cluster::new(&s.bin, &places, &spec, &extra, &s.dir)?;
+    let dns = TestDns::start_on(host);
+    let all: Vec<std::net::IpAddr> = places.iter().map(|p| p.ip).collect();
+    dns.set_ips(DNS_NAME, &all);
+    let dns_at = Some((DNS_NAME, dns.addr()));
+    let mut cluster = Cluster::new(&s.bin, &places, &spec, &extra, &s.dir, dns_at)?;
     let http = reqwest::Client::new();
     for i in 0..s.nodes {
         cluster.start(i)?;
@@ -198,6 +206,10 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
             .wait_ready(i, &http, Duration::from_secs(20))
             .await?;
     }
+    // Four DNS rounds: every node has found every other. Until then the
+    // cluster is forming, a membership change of its own.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let formed = start.elapsed();
     let keys = workload::keys(s.keys.0, s.keys.1);
     let mut history = History::default();
     for k in &keys {
@@ -222,7 +234,15 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     let watch = tokio::spawn(watch(cluster.clone(), shared.clone()));
     let faults = if s.faults {
-        nemesis(s, &cluster, &origin, net.as_ref(), &http, start, until).await?
+        let env = Env {
+            cluster: &cluster,
+            origin: &origin,
+            net: net.as_ref(),
+            dns: &dns,
+            all: &all,
+            http: &http,
+        };
+        nemesis(s, &env, start, until).await?
     } else {
         Vec::new()
     };
@@ -237,12 +257,17 @@ pub async fn run(s: &Settings) -> Result<Outcome, Error> {
     let mut history = std::mem::take(&mut *shared.history.lock().expect("history"));
     history.loads = origin.loads();
     history.healed_at = healed_at;
-    history.faults = (faults.iter())
-        .map(|&(_, from, until)| Window {
-            from,
-            until: until + SETTLE,
-        })
-        .collect();
+    let window = |&(_, from, until): &(Fault, Duration, Duration)| Window {
+        from,
+        until: until + SETTLE,
+    };
+    let unlisted = |f: &&(Fault, Duration, Duration)| matches!(f.0, Fault::Unlisted(_));
+    history.faults = faults.iter().filter(|f| !unlisted(f)).map(window).collect();
+    history.membership = faults.iter().filter(unlisted).map(window).collect();
+    history.membership.push(Window {
+        from: Duration::ZERO,
+        until: formed + SETTLE,
+    });
     let report = check(&history, &s.model());
     Ok(Outcome {
         history,
@@ -287,13 +312,18 @@ async fn watch(cluster: Arc<tokio::sync::Mutex<Cluster>>, s: Arc<Shared>) {
 /// it began and when it was healed.
 async fn nemesis(
     s: &Settings,
-    cluster: &tokio::sync::Mutex<Cluster>,
-    origin: &Origin,
-    net: Option<&net::Net>,
-    http: &reqwest::Client,
+    env: &Env<'_>,
     start: Instant,
     until: Duration,
 ) -> Result<Vec<(Fault, Duration, Duration)>, Error> {
+    let Env {
+        cluster,
+        origin,
+        net,
+        dns,
+        all,
+        http,
+    } = *env;
     let mut rng = StdRng::seed_from_u64(s.seed);
     let order = nemesis::order(&mut rng, net.is_some());
     let mut done = Vec::new();
@@ -313,6 +343,13 @@ async fn nemesis(
                 let net = net.expect("network faults are planned only with namespaces");
                 cut(net, p.fault, s.nodes)?;
             }
+            Fault::Unlisted(i) => {
+                let rest: Vec<std::net::IpAddr> = (all.iter().enumerate())
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, ip)| *ip)
+                    .collect();
+                dns.set_ips(DNS_NAME, &rest);
+            }
         }
         tokio::time::sleep(p.hold).await;
         match p.fault {
@@ -326,10 +363,25 @@ async fn nemesis(
             Fault::Isolate(_) | Fault::Split(_) | Fault::OneWay { .. } => {
                 net.expect("planned with namespaces").heal()?;
             }
+            Fault::Unlisted(_) => dns.set_ips(DNS_NAME, all),
         }
         done.push((p.fault, from, start.elapsed()));
     }
     Ok(done)
+}
+
+/// The name the nodes find each other by.
+const DNS_NAME: &str = "nodes.chaos.test";
+
+/// What the nemesis acts on.
+#[derive(Clone, Copy)]
+struct Env<'a> {
+    cluster: &'a tokio::sync::Mutex<Cluster>,
+    origin: &'a Origin,
+    net: Option<&'a net::Net>,
+    dns: &'a TestDns,
+    all: &'a [std::net::IpAddr],
+    http: &'a reqwest::Client,
 }
 
 /// Sets the nft rules of a network fault.

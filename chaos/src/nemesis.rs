@@ -30,6 +30,8 @@ pub enum Fault {
         /// Receiver.
         to: usize,
     },
+    /// A node removed from the DNS answer, then added back.
+    Unlisted(usize),
 }
 
 impl Fault {
@@ -43,23 +45,24 @@ impl Fault {
             Fault::Isolate(_) => "isolate",
             Fault::Split(_) => "split",
             Fault::OneWay { .. } => "one-way",
+            Fault::Unlisted(_) => "dns-unlisted",
         }
     }
 
     /// The node it hits, if any.
     pub fn node(self) -> Option<usize> {
         match self {
-            Fault::Kill(n) | Fault::Pause(n) | Fault::Isolate(n) => Some(n),
+            Fault::Kill(n) | Fault::Pause(n) | Fault::Isolate(n) | Fault::Unlisted(n) => Some(n),
             Fault::OneWay { to, .. } => Some(to),
             Fault::OriginSlow | Fault::OriginDown | Fault::Split(_) => None,
         }
     }
 }
 
-/// Kinds of process and origin fault.
-pub const PROCESS_KINDS: usize = 4;
+/// Kinds of process and origin fault, and the DNS one.
+pub const PROCESS_KINDS: [usize; 5] = [0, 1, 2, 3, 7];
 /// Kinds of fault in all, network faults included.
-pub const ALL_KINDS: usize = 7;
+pub const ALL_KINDS: [usize; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 
 /// One planned fault: what, after how long a quiet spell, held how long.
 #[derive(Debug, Clone, Copy)]
@@ -95,16 +98,19 @@ pub fn plan(rng: &mut StdRng, n: usize, nodes: usize, order: &[usize]) -> Planne
             }
             all[..nodes / 2].iter().fold(0, |m, &i| m | 1 << i)
         }),
-        _ => Fault::OneWay {
+        6 => Fault::OneWay {
             from: node,
             to: other,
         },
+        _ => Fault::Unlisted(node),
     };
     let hold = match fault {
         // Past the request timeout (3 s), so peers see it time out.
-        Fault::Pause(_) | Fault::Isolate(_) | Fault::Split(_) | Fault::OneWay { .. } => {
-            Duration::from_millis(rng.gen_range(3500..6000))
-        }
+        Fault::Pause(_)
+        | Fault::Isolate(_)
+        | Fault::Split(_)
+        | Fault::OneWay { .. }
+        | Fault::Unlisted(_) => Duration::from_millis(rng.gen_range(3500..6000)),
         _ => Duration::from_millis(rng.gen_range(1000..4000)),
     };
     Planned {
@@ -117,7 +123,11 @@ pub fn plan(rng: &mut StdRng, n: usize, nodes: usize, order: &[usize]) -> Planne
 /// The kinds a run uses (network ones only with namespaces), in an order
 /// the seed picks.
 pub fn order(rng: &mut StdRng, network: bool) -> Vec<usize> {
-    let mut o: Vec<usize> = (0..if network { ALL_KINDS } else { PROCESS_KINDS }).collect();
+    let mut o: Vec<usize> = if network {
+        ALL_KINDS.to_vec()
+    } else {
+        PROCESS_KINDS.to_vec()
+    };
     for i in (1..o.len()).rev() {
         o.swap(i, rng.gen_range(0..=i));
     }

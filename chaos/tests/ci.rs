@@ -26,13 +26,19 @@ fn groupcache() -> PathBuf {
 #[test]
 fn five_nodes_under_every_fault_kind_keep_the_model() {
     let mut s = Settings::new(groupcache());
-    s.duration = Duration::from_secs(60);
+    s.duration = Duration::from_secs(75);
     s.seed = 7;
     s.dir = std::env::temp_dir().join(format!("groupcache-chaos-ci-{}", std::process::id()));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let o = rt.block_on(run(&s)).expect("the scenario runs");
     let kinds: BTreeSet<&str> = o.faults.iter().map(|f| f.0.name()).collect();
-    let mut want = BTreeSet::from(["kill", "origin-down", "origin-slow", "pause"]);
+    let mut want = BTreeSet::from([
+        "dns-unlisted",
+        "kill",
+        "origin-down",
+        "origin-slow",
+        "pause",
+    ]);
     // As root with `ip` and `nft` (CI), the nodes run in network
     // namespaces and the network faults run too.
     eprintln!("network: {}", o.network);

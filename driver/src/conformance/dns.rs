@@ -45,9 +45,15 @@ pub struct TestDns {
 }
 
 impl TestDns {
-    /// Starts the server on its own thread.
+    /// Starts the server on its own thread, on 127.0.0.1.
     pub fn start() -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+        Self::start_on(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// Starts the server on its own thread, on a port of `ip` the OS
+    /// chooses (an address of a test network the caller made).
+    pub fn start_on(ip: IpAddr) -> Self {
+        let sock = UdpSocket::bind((ip, 0)).expect("bind a UDP port");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("read timeout");
         let addr = sock.local_addr().expect("bound");
