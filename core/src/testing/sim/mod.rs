@@ -2,8 +2,9 @@
 //! a fake clock, counted loaders and faults.
 
 mod network;
+mod node;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use crate::node::{
     LoadError, LoadId, Loaded, Node, Output, WriteId, WriteOp, WriteReport, Written,
 };
 use network::{Event, Network};
+pub use node::SimNode;
 
 /// A loader of the simulator: `(group, key) -> value`.
 pub type SimLoader = Box<dyn FnMut(&str, &str) -> Result<Loaded, LoadError>>;
@@ -29,38 +31,6 @@ pub enum Fault {
     /// A stopped process (SIGSTOP): connects complete, as the kernel accepts
     /// them, but nothing is ever answered.
     Frozen,
-}
-
-/// A node of the simulator.
-pub struct SimNode {
-    /// The state machine under test.
-    pub node: Node,
-    /// Its address in peer lists.
-    pub addr: String,
-    loader: SimLoader,
-    /// Its inbound connections whose state the simulator keeps, as the
-    /// driver's connection tasks do ([`Sim::detached`]); sorted, so the
-    /// order they are visited in does not depend on a hash seed.
-    inbounds: BTreeMap<ConnId, Inbound>,
-}
-
-impl SimNode {
-    fn new(node: Node, addr: String, loader: SimLoader) -> Self {
-        Self {
-            node,
-            addr,
-            loader,
-            inbounds: BTreeMap::new(),
-        }
-    }
-
-    /// The earliest deadline of the node and of its inbound connections.
-    fn next_timeout(&self) -> Option<Instant> {
-        (self.inbounds.values())
-            .filter_map(Inbound::poll_timeout)
-            .chain(self.node.poll_timeout())
-            .min()
-    }
 }
 
 /// A deterministic cluster: nodes, in-memory links with latency, a fake
