@@ -85,6 +85,10 @@ pub struct Settings {
     pub faults: bool,
     /// Whether to put the nodes in network namespaces when possible.
     pub namespaces: bool,
+    /// A node's resident memory, at most: by default the budget twice,
+    /// what a debug build and its runtime hold, and what a churned segment
+    /// cache may strand.
+    pub rss_bound: u64,
     /// Where node logs go.
     pub dir: PathBuf,
 }
@@ -104,6 +108,7 @@ impl Settings {
             budget: 16 << 20,
             faults: true,
             namespaces: true,
+            rss_bound: 2 * (16 << 20) + (96 << 20),
             dir: std::env::temp_dir().join(format!("groupcache-chaos-{}", std::process::id())),
         }
     }
@@ -118,9 +123,7 @@ impl Settings {
         // Times are taken when the harness sees an event, not when it
         // happened in a node.
         m.slack = Duration::from_millis(50);
-        // The budget, what a debug build and its runtime hold, and what a
-        // churned segment cache may strand.
-        m.rss_bound = Some(2 * self.budget as u64 + (96 << 20));
+        m.rss_bound = Some(self.rss_bound);
         m
     }
 }
