@@ -85,13 +85,19 @@ async fn written(r: reqwest::Result<reqwest::Response>) -> Outcome {
     }
 }
 
+/// A client's HTTP connection pool, which gives up after
+/// [`CLIENT_TIMEOUT`].
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(CLIENT_TIMEOUT)
+        .build()
+        .expect("an HTTP client without TLS builds")
+}
+
 /// One client: until `until`, one operation after another.
 pub async fn client(s: Arc<Shared>, process: usize, seed: u64, until: Duration) {
     let mut rng = StdRng::seed_from_u64(seed ^ (process as u64).wrapping_mul(0x9E37_79B9));
-    let http = reqwest::Client::builder()
-        .timeout(CLIENT_TIMEOUT)
-        .build()
-        .expect("an HTTP client without TLS builds");
+    let http = http_client();
     let mut sets = 0u64;
     while s.now() < until {
         let node = rng.gen_range(0..s.nodes.len());
@@ -120,10 +126,7 @@ pub async fn client(s: Arc<Shared>, process: usize, seed: u64, until: Duration) 
 /// application do. They are what meets a write's races.
 pub async fn reader(s: Arc<Shared>, process: usize, seed: u64, until: Duration) {
     let mut rng = StdRng::seed_from_u64(seed ^ (process as u64).wrapping_mul(0x5851_F42D));
-    let http = reqwest::Client::builder()
-        .timeout(CLIENT_TIMEOUT)
-        .build()
-        .expect("an HTTP client without TLS builds");
+    let http = http_client();
     while s.now() < until {
         let node = rng.gen_range(0..s.nodes.len());
         let key = s.keys[rng.gen_range(0..s.hot)].clone();
