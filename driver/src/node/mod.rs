@@ -319,8 +319,10 @@ impl<R: Runtime> Group<R> {
         self.node.write(&self.name, op).await
     }
 
-    /// Forgets every key of the group on every node: one message per node,
-    /// whatever the number of keys. See [`Node::write`].
+    /// Forgets every key of the group on every node: two rounds of one
+    /// message per node, whatever the number of keys (the second drops
+    /// what a node fetched meanwhile from an owner the first had not
+    /// reached yet). See [`Node::write`].
     pub async fn purge(&self) -> Result<WriteReport, Error> {
         self.node.write(&self.name, WriteOp::Purge).await
     }
