@@ -29,7 +29,8 @@ pub enum Fault {
     /// timeouts tell.
     Blackhole,
     /// A stopped process (SIGSTOP): connects complete, as the kernel accepts
-    /// them, but nothing is ever answered.
+    /// them, but the bytes sent to it wait until [`Sim::heal`], so nothing
+    /// is answered before then.
     Frozen,
 }
 
